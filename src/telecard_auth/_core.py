@@ -1,0 +1,494 @@
+"""The rules of the service, in one place, as pure functions.
+
+Everything that decides whether a code is issued, accepted, refused, counted or locked lives in
+this module: eligibility (R1), provider binding (R2), validity (R3), single use for one service
+(R4, R5), attempt limits, the failure budget and the mobile-number and recipient bindings.
+
+Nothing here reads a clock, touches storage or draws randomness. A shell (``CodeIssuer``) reads the
+clock, loads the subject's snapshot, calls a ``decide_*`` function and commits what it returns.
+Refusals that change nothing are raised here directly; refusals that must be recorded (a wrong
+attempt is counted) come back as a ``Decision`` holding both the commit and the error.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import datetime
+from typing import Generic, TypeVar
+
+import attrs
+
+from telecard_auth._errors import (
+    BindingMismatch,
+    BindingRequired,
+    CodeAlreadyUsed,
+    CodeExpired,
+    CodeLocked,
+    CodeRevoked,
+    ConfigurationError,
+    FailureBudgetExhausted,
+    InvalidBinding,
+    InvalidIdentifier,
+    InvalidInput,
+    LiveCodeLimitReached,
+    NotEligible,
+    ServiceMismatch,
+    ServiceNotAllowed,
+    TelecardAuthError,
+    UnknownCode,
+    WrongCode,
+)
+from telecard_auth._keyring import Keyring
+from telecard_auth._model import (
+    CodeState,
+    CodeStatus,
+    IssuedCode,
+    Provider,
+    Redemption,
+    Service,
+    Subject,
+    SubjectKind,
+)
+from telecard_auth._normalize import MAX_INPUT_LENGTH, normalize_msisdn
+from telecard_auth._policy import Policy
+from telecard_auth._storage import CodeRecord, Commit, FailureLog, SubjectSnapshot
+
+T = TypeVar("T")
+
+_MSISDN_BINDING = ("mobile number", "رقم الجوال")
+_RECIPIENT_BINDING = ("recipient", "هوية المستلم")
+
+
+@attrs.frozen
+class Decision(Generic[T]):
+    """What a ``decide_*`` function returns: a change to commit (or none), a result or an error."""
+
+    commit: Commit | None
+    result: T | None = None
+    error: TelecardAuthError | None = None
+
+    def outcome(self) -> T:
+        """The result, or raise the error; call only once the commit (if any) has landed."""
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None  # noqa: S101 - a Decision holds one or the other
+        return self.result
+
+
+@attrs.frozen(kw_only=True)
+class IssueRequest:
+    """An issue request after validation: everything ``decide_issue`` needs but the snapshot."""
+
+    subject_ref: str
+    kind: SubjectKind
+    provider: Provider
+    service: Service | None
+    msisdn_ref: str | None
+    recipient_ref: str | None
+
+
+@attrs.frozen(kw_only=True)
+class RedeemRequest:
+    """A redemption after validation and normalisation of every input."""
+
+    subject_ref: str
+    provider: Provider
+    service: Service
+    code: str = attrs.field(repr=False)
+    msisdn_ref: str | None
+    recipient_ref: str | None
+
+
+# --- preparing requests: validation that needs no storage -----------------------------------
+
+
+def new_code_id() -> str:
+    """A random, meaningless id for a new code (96 bits, URL-safe)."""
+    return secrets.token_urlsafe(12)
+
+
+def subject_ref(keyring: Keyring, subject: Subject) -> str:
+    """The keyed pseudonym under which everything about ``subject`` is stored."""
+    return keyring.pseudonym("subject", f"{subject.kind.value}:{subject.identifier}")
+
+
+def check_subject(policy: Policy, subject: object) -> Subject:
+    """Refuse a subject the policy does not serve (R1); return it typed."""
+    if not isinstance(subject, Subject):
+        raise InvalidInput()
+    kind = subject.kind
+    if kind not in policy.eligible_kinds:
+        raise NotEligible(kind=kind.label_en, kind_ar=kind.label_ar)
+    if kind is SubjectKind.GOVERNMENT:
+        try:
+            valid = bool(policy.government_id_validator(subject.identifier))
+        except Exception as error:
+            raise ConfigurationError(reason="the government id validator failed") from error
+        if not valid:
+            raise InvalidIdentifier(
+                kind=kind.label_en,
+                kind_ar=kind.label_ar,
+                reason="this policy does not recognise it",
+                reason_ar="لا تعترف به السياسة",
+            )
+    return subject
+
+
+def check_service(policy: Policy, kind: SubjectKind, value: object) -> Service:
+    """The catalogue's service for ``value``, if this kind of subject may use it (R5)."""
+    service = policy.service(value)
+    if service.id not in policy.services_for(kind):
+        raise ServiceNotAllowed(service=service.id, kind=kind.label_en, kind_ar=kind.label_ar)
+    return service
+
+
+def _msisdn_ref(keyring: Keyring, msisdn: object) -> str | None:
+    if msisdn is None:
+        return None
+    return keyring.pseudonym("msisdn", normalize_msisdn(msisdn))
+
+
+def _recipient_ref(keyring: Keyring, recipient: object) -> str | None:
+    if recipient is None:
+        return None
+    if not isinstance(recipient, Subject):
+        raise InvalidBinding(
+            reason="a recipient must be a Subject", reason_ar="يجب أن يكون المستلم عميلًا"
+        )
+    return subject_ref(keyring, recipient)
+
+
+def prepare_issue(
+    policy: Policy,
+    keyring: Keyring,
+    *,
+    subject: object,
+    provider: object,
+    service: object,
+    msisdn: object,
+    recipient: object,
+) -> IssueRequest:
+    """Validate an issue request. ``service``, ``msisdn`` and ``recipient`` may be ``None``."""
+    checked = check_subject(policy, subject)
+    kind = checked.kind
+    resolved_provider = policy.provider(provider)
+    if not policy.services_for(kind):
+        # A code that no service would accept is no code at all.
+        raise NotEligible(kind=kind.label_en, kind_ar=kind.label_ar)
+    resolved_service = None if service is None else check_service(policy, kind, service)
+    ref = subject_ref(keyring, checked)
+    recipient_ref = _recipient_ref(keyring, recipient)
+    if recipient_ref is not None:
+        if resolved_service is None or resolved_service.id not in policy.transfer_services:
+            raise InvalidBinding(
+                reason="only a code for a number transfer can name a recipient",
+                reason_ar="لا يُربط بمستلم إلا رمز نقل الرقم",
+            )
+        if recipient_ref == ref:
+            raise InvalidBinding(
+                reason="the recipient must be another person",
+                reason_ar="يجب أن يكون المستلم شخصًا آخر",
+            )
+    return IssueRequest(
+        subject_ref=ref,
+        kind=kind,
+        provider=resolved_provider,
+        service=resolved_service,
+        msisdn_ref=_msisdn_ref(keyring, msisdn),
+        recipient_ref=recipient_ref,
+    )
+
+
+def prepare_redeem(
+    policy: Policy,
+    keyring: Keyring,
+    *,
+    subject: object,
+    provider: object,
+    code: object,
+    service: object,
+    msisdn: object,
+    recipient: object,
+) -> RedeemRequest:
+    """Validate and normalise a redemption. A malformed code is refused here, uncounted."""
+    checked = check_subject(policy, subject)
+    resolved_provider = policy.provider(provider)
+    resolved_service = check_service(policy, checked.kind, service)
+    normalized = policy.code_format.normalize(code)
+    return RedeemRequest(
+        subject_ref=subject_ref(keyring, checked),
+        provider=resolved_provider,
+        service=resolved_service,
+        code=normalized,
+        msisdn_ref=_msisdn_ref(keyring, msisdn),
+        recipient_ref=_recipient_ref(keyring, recipient),
+    )
+
+
+def prepare_lookup(policy: Policy, keyring: Keyring, subject: object, code_id: object) -> str:
+    """Validate a status or revoke request; return the subject's pseudonym."""
+    checked = check_subject(policy, subject)
+    if not isinstance(code_id, str) or not 0 < len(code_id) <= MAX_INPUT_LENGTH:
+        raise UnknownCode()
+    return subject_ref(keyring, checked)
+
+
+# --- the rules --------------------------------------------------------------------------------
+
+
+def is_live(record: CodeRecord, now: datetime) -> bool:
+    """A code is live while it is active and its validity has not ended (R3)."""
+    return record.state is CodeState.ACTIVE and now < record.expires_at
+
+
+def status_of(policy: Policy, record: CodeRecord, now: datetime) -> CodeStatus:
+    """The state of ``record`` at ``now``, expiry derived from time."""
+    state = record.state
+    if state is CodeState.ACTIVE and now >= record.expires_at:
+        state = CodeState.EXPIRED
+    left = policy.max_failed_attempts - record.failed_attempts if state is CodeState.ACTIVE else 0
+    return CodeStatus(
+        code_id=record.code_id,
+        provider_id=record.provider_id,
+        state=state,
+        service_id=record.service_id,
+        issued_at=record.issued_at,
+        expires_at=record.expires_at,
+        failed_attempts=record.failed_attempts,
+        attempts_left=max(left, 0),
+        finished_at=record.finished_at,
+        redeemed_service_id=record.redeemed_service_id,
+    )
+
+
+def decide_issue(
+    policy: Policy,
+    keyring: Keyring,
+    request: IssueRequest,
+    snapshot: SubjectSnapshot,
+    now: datetime,
+    *,
+    code: str,
+    code_id: str,
+) -> Decision[IssuedCode]:
+    """Issue ``code`` for the request, unless the subject already holds too many live codes.
+
+    The code is valid for the service's TTL when bound to a service; unbound, for the longest TTL
+    among the services the subject may use, and redemption then applies the chosen service's TTL.
+    """
+    live = [record for record in snapshot.codes if is_live(record, now)]
+    if len(live) >= policy.max_live_codes:
+        raise LiveCodeLimitReached(
+            limit=policy.max_live_codes, next_free=min(record.expires_at for record in live)
+        )
+    service = request.service
+    lifetime = policy.ttl_for(service.id) if service else policy.longest_ttl(request.kind)
+    key_id = keyring.current.key_id
+    digest = keyring.code_digest(key_id, request.subject_ref, request.provider.id, code)
+    assert digest is not None  # noqa: S101 - the current key is always in the ring
+    record = CodeRecord(
+        code_id=code_id,
+        subject_ref=request.subject_ref,
+        provider_id=request.provider.id,
+        key_id=key_id,
+        digest=digest,
+        issued_at=now,
+        expires_at=now + lifetime,
+        service_id=service.id if service else None,
+        msisdn_ref=request.msisdn_ref,
+        recipient_ref=request.recipient_ref,
+    )
+    issued = IssuedCode(
+        code=code,
+        code_id=code_id,
+        provider=request.provider,
+        service=service,
+        issued_at=record.issued_at,
+        expires_at=record.expires_at,
+    )
+    change = Commit(
+        subject_ref=request.subject_ref, expected_version=snapshot.version, codes=(record,)
+    )
+    return Decision(change, issued)
+
+
+def _recent_failures(policy: Policy, log: FailureLog, now: datetime) -> tuple[datetime, ...]:
+    start = now - policy.failure_window
+    return tuple(moment for moment in log.failures if moment > start)
+
+
+def _charge_failure(
+    policy: Policy,
+    snapshot: SubjectSnapshot,
+    *,
+    provider_id: str,
+    charged: list[CodeRecord],
+    recent: tuple[datetime, ...],
+    now: datetime,
+    error: TelecardAuthError,
+) -> Decision[Redemption]:
+    """Count one wrong attempt: on each charged code (locking at the limit) and on the budget."""
+    updated = []
+    for record in charged:
+        attempts = record.failed_attempts + 1
+        if attempts >= policy.max_failed_attempts:
+            updated.append(
+                attrs.evolve(
+                    record, failed_attempts=attempts, state=CodeState.LOCKED, finished_at=now
+                )
+            )
+        else:
+            updated.append(attrs.evolve(record, failed_attempts=attempts))
+    log = FailureLog(provider_id=provider_id, failures=(*recent, now)[-policy.failure_budget :])
+    change = Commit(
+        subject_ref=snapshot.subject_ref,
+        expected_version=snapshot.version,
+        codes=tuple(updated),
+        failure_logs=(log,),
+    )
+    return Decision(change, error=error)
+
+
+def _find_match(
+    keyring: Keyring, request: RedeemRequest, candidates: list[CodeRecord], now: datetime
+) -> CodeRecord | None:
+    """The record whose digest matches the typed code, compared in constant time.
+
+    Every candidate is compared. Should two records ever share a code, the live one wins.
+    """
+    digests: dict[str, bytes | None] = {}
+    best: CodeRecord | None = None
+    for record in candidates:
+        if record.key_id not in digests:
+            digests[record.key_id] = keyring.code_digest(
+                record.key_id, request.subject_ref, request.provider.id, request.code
+            )
+        digest = digests[record.key_id]
+        # A record whose key was retired can no longer match: its code is void.
+        if digest is not None and hmac.compare_digest(digest, record.digest):
+            rank = (is_live(record, now), record.issued_at)
+            if best is None or rank > (is_live(best, now), best.issued_at):
+                best = record
+    return best
+
+
+def decide_redeem(
+    policy: Policy,
+    keyring: Keyring,
+    request: RedeemRequest,
+    snapshot: SubjectSnapshot,
+    now: datetime,
+) -> Decision[Redemption]:
+    """Accept the code once, for one service, at the provider it was issued for, in time.
+
+    Order matters: an exhausted failure budget refuses before the code is even compared, so a
+    locked-out guesser learns nothing; a wrong code is counted against every live code of this
+    subject at this provider and against the budget; a right code that cannot be used is refused
+    without counting, since it is not a guess.
+    """
+    provider_id = request.provider.id
+    recent = _recent_failures(policy, snapshot.failure_log(provider_id), now)
+    if len(recent) >= policy.failure_budget:
+        retry_after = recent[len(recent) - policy.failure_budget] + policy.failure_window
+        raise FailureBudgetExhausted(retry_after=retry_after)
+
+    candidates = [record for record in snapshot.codes if record.provider_id == provider_id]
+    record = _find_match(keyring, request, candidates, now)
+    if record is None:
+        live = [candidate for candidate in candidates if is_live(candidate, now)]
+        return _charge_failure(
+            policy,
+            snapshot,
+            provider_id=provider_id,
+            charged=live,
+            recent=recent,
+            now=now,
+            error=WrongCode(),
+        )
+
+    if record.state is CodeState.REDEEMED:
+        raise CodeAlreadyUsed()
+    if record.state is CodeState.REVOKED:
+        raise CodeRevoked()
+    if record.state is CodeState.LOCKED:
+        raise CodeLocked()
+    if now >= record.expires_at:
+        raise CodeExpired(expired_at=record.expires_at)
+    service = request.service
+    if record.service_id is not None and record.service_id != service.id:
+        raise ServiceMismatch()
+    deadline = min(record.expires_at, record.issued_at + policy.ttl_for(service.id))
+    if now >= deadline:
+        raise CodeExpired(expired_at=deadline)
+
+    for bound, presented, (label, label_ar) in (
+        (record.msisdn_ref, request.msisdn_ref, _MSISDN_BINDING),
+        (record.recipient_ref, request.recipient_ref, _RECIPIENT_BINDING),
+    ):
+        if bound is None:
+            continue
+        if presented is None:
+            raise BindingRequired(binding=label, binding_ar=label_ar)
+        if not hmac.compare_digest(bound, presented):
+            mismatch = BindingMismatch(binding=label, binding_ar=label_ar)
+            return _charge_failure(
+                policy,
+                snapshot,
+                provider_id=provider_id,
+                charged=[record],
+                recent=recent,
+                now=now,
+                error=mismatch,
+            )
+
+    redeemed = attrs.evolve(
+        record, state=CodeState.REDEEMED, finished_at=now, redeemed_service_id=service.id
+    )
+    change = Commit(
+        subject_ref=snapshot.subject_ref, expected_version=snapshot.version, codes=(redeemed,)
+    )
+    return Decision(
+        change,
+        Redemption(
+            code_id=record.code_id,
+            subject_ref=record.subject_ref,
+            provider=request.provider,
+            service=service,
+            issued_at=record.issued_at,
+            redeemed_at=now,
+        ),
+    )
+
+
+def _find_by_id(snapshot: SubjectSnapshot, code_id: str) -> CodeRecord:
+    for record in snapshot.codes:
+        if record.code_id == code_id:
+            return record
+    raise UnknownCode()
+
+
+def decide_status(
+    policy: Policy, snapshot: SubjectSnapshot, code_id: str, now: datetime
+) -> Decision[CodeStatus]:
+    """The state of one of the subject's codes; changes nothing."""
+    return Decision(None, status_of(policy, _find_by_id(snapshot, code_id), now))
+
+
+def decide_revoke(
+    policy: Policy, snapshot: SubjectSnapshot, code_id: str, now: datetime
+) -> Decision[CodeStatus]:
+    """Cancel a live code. Revoking a code that is already unusable changes nothing.
+
+    A used code cannot be revoked: the service it served has happened.
+    """
+    record = _find_by_id(snapshot, code_id)
+    if record.state is CodeState.REDEEMED:
+        raise CodeAlreadyUsed()
+    if not is_live(record, now):
+        return Decision(None, status_of(policy, record, now))
+    revoked = attrs.evolve(record, state=CodeState.REVOKED, finished_at=now)
+    change = Commit(
+        subject_ref=snapshot.subject_ref, expected_version=snapshot.version, codes=(revoked,)
+    )
+    return Decision(change, status_of(policy, revoked, now))

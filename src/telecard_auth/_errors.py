@@ -1,0 +1,351 @@
+"""The exception tree: one root, a family per kind of answer, a class per reason.
+
+Every error carries a stable machine ``code`` and a message in English and in Arabic. Messages
+never repeat a code or an identity number back: they name what is wrong, not the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+__all__ = [
+    "BindingMismatch",
+    "BindingRequired",
+    "CodeAlreadyUsed",
+    "CodeExpired",
+    "CodeLocked",
+    "CodeRevoked",
+    "ConfigurationError",
+    "FailureBudgetExhausted",
+    "InvalidBinding",
+    "InvalidIdentifier",
+    "InvalidInput",
+    "InvalidMsisdn",
+    "InvalidPolicy",
+    "InvalidTime",
+    "KeyringError",
+    "LiveCodeLimitReached",
+    "MalformedCode",
+    "NotEligible",
+    "NotPermitted",
+    "RedemptionRefused",
+    "ServiceMismatch",
+    "ServiceNotAllowed",
+    "StorageContention",
+    "StorageError",
+    "TelecardAuthError",
+    "UnknownCode",
+    "UnknownProvider",
+    "UnknownService",
+    "WrongCode",
+]
+
+
+class TelecardAuthError(Exception):
+    """Root of every error the library raises on purpose.
+
+    ``code`` is stable across releases and safe to branch on or log; ``message_en`` and
+    ``message_ar`` are for people; ``details`` holds the values the messages were built from.
+
+    >>> try:
+    ...     raise UnknownProvider(provider="acme")
+    ... except TelecardAuthError as error:
+    ...     error.code
+    'unknown_provider'
+    """
+
+    code: ClassVar[str] = "telecard_auth_error"
+    template_en: ClassVar[str] = "The request could not be completed."
+    template_ar: ClassVar[str] = "تعذّر إتمام الطلب."
+
+    details: Mapping[str, Any]
+    message_en: str
+    message_ar: str
+
+    def __init__(self, **details: Any) -> None:
+        self.details = MappingProxyType(dict(details))
+        shown = _Shown({key: _show(value) for key, value in details.items()})
+        self.message_en = self.template_en.format_map(shown)
+        self.message_ar = self.template_ar.format_map(shown)
+        super().__init__(self.message_en)
+
+    def message(self, lang: str = "en") -> str:
+        """The message for people in ``lang`` (``"en"`` or ``"ar"``)."""
+        return self.message_ar if lang == "ar" else self.message_en
+
+    def __str__(self) -> str:
+        return f"{self.message_en} | {self.message_ar}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, details={dict(self.details)!r})"
+
+
+_LONGEST_SHOWN = 40
+
+
+class _Shown(dict[str, object]):
+    # A detail a raising site forgot must not turn an error into a KeyError.
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def _show(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, str) and len(value) > _LONGEST_SHOWN:
+        # Junk input echoed back must not turn one line of error into a page.
+        return value[:_LONGEST_SHOWN] + "…"
+    return value
+
+
+# --- input: the caller sent something that is not well formed -------------------------------
+
+
+class InvalidInput(TelecardAuthError, ValueError):
+    """A value given to the library is malformed; nothing was stored or changed."""
+
+    code = "invalid_input"
+    template_en = "A value in the request is not valid."
+    template_ar = "إحدى القيم في الطلب غير صحيحة."
+
+
+class InvalidIdentifier(InvalidInput):
+    """A national ID, Iqama, unified number or government identifier is not valid."""
+
+    code = "invalid_identifier"
+    template_en = "The {kind} identifier is not valid: {reason}."
+    template_ar = "رقم الهوية ({kind_ar}) غير صحيح: {reason_ar}."
+
+
+class InvalidMsisdn(InvalidInput):
+    """A mobile number is not a Saudi mobile number in one of the accepted forms."""
+
+    code = "invalid_msisdn"
+    template_en = "The mobile number is not a valid Saudi mobile number."
+    template_ar = "رقم الجوال ليس رقم جوال سعوديًا صحيحًا."
+
+
+class MalformedCode(InvalidInput):
+    """The code typed cannot be a code of this policy's format (length or characters)."""
+
+    code = "malformed_code"
+    template_en = "The code must be {length} characters from: {alphabet}."
+    template_ar = "يجب أن يتكوّن الرمز من {length} خانات من: {alphabet}."
+
+
+class UnknownProvider(InvalidInput):
+    """The provider is not in the policy's provider registry."""
+
+    code = "unknown_provider"
+    template_en = "Unknown service provider: {provider}."
+    template_ar = "مزود الخدمة غير معروف: {provider}."
+
+
+class UnknownService(InvalidInput):
+    """The service is not in the policy's service catalogue."""
+
+    code = "unknown_service"
+    template_en = "Unknown service: {service}."
+    template_ar = "الخدمة غير معروفة: {service}."
+
+
+class InvalidBinding(InvalidInput):
+    """A binding asked for at issuance is not allowed (for example a recipient without transfer)."""
+
+    code = "invalid_binding"
+    template_en = "The code cannot be bound this way: {reason}."
+    template_ar = "لا يمكن ربط الرمز بهذه الطريقة: {reason_ar}."
+
+
+class BindingRequired(InvalidInput):
+    """The code is bound to a mobile number or recipient that the redemption did not present."""
+
+    code = "binding_required"
+    template_en = "This code is bound to a {binding}; present it to redeem the code."
+    template_ar = "هذا الرمز مرتبط بـ{binding_ar}؛ يجب تقديمه لاستخدام الرمز."
+
+
+class InvalidTime(InvalidInput):
+    """A time is naive (no timezone) or a clock was asked to go backwards."""
+
+    code = "invalid_time"
+    template_en = "Invalid time: {reason}."
+    template_ar = "وقت غير صحيح: {reason_ar}."
+
+
+# --- not permitted: the request is well formed but the policy says no -----------------------
+
+
+class NotPermitted(TelecardAuthError):
+    """The policy does not allow this subject to do this; nothing was stored or changed."""
+
+    code = "not_permitted"
+    template_en = "The request is not permitted."
+    template_ar = "الطلب غير مسموح به."
+
+
+class NotEligible(NotPermitted):
+    """This kind of subject may not get codes under the policy."""
+
+    code = "not_eligible"
+    template_en = "A {kind} is not eligible for SIM authentication codes."
+    template_ar = "فئة ({kind_ar}) غير مؤهلة للحصول على رمز توثيق بطاقات الاتصال."
+
+
+class ServiceNotAllowed(NotPermitted):
+    """The policy does not allow this service for this kind of subject."""
+
+    code = "service_not_allowed"
+    template_en = "The service {service} is not available to a {kind}."
+    template_ar = "الخدمة ({service}) غير متاحة لفئة ({kind_ar})."
+
+
+class LiveCodeLimitReached(NotPermitted):
+    """The subject already holds as many live codes as the policy allows."""
+
+    code = "live_code_limit"
+    template_en = (
+        "You already have {limit} valid codes; use or cancel one, or wait until {next_free}."
+    )
+    template_ar = "لديك {limit} رموز صالحة بالفعل؛ استخدم أحدها أو ألغِه، أو انتظر حتى {next_free}."
+
+
+# --- redemption refused: the agent's attempt to use a code failed ---------------------------
+
+
+class RedemptionRefused(TelecardAuthError):
+    """The code cannot be used for this request. Catch this family to answer any refusal."""
+
+    code = "redemption_refused"
+    template_en = "The code cannot be used."
+    template_ar = "لا يمكن استخدام الرمز."
+
+
+class WrongCode(RedemptionRefused):
+    """No code of this subject for this provider matches what was typed.
+
+    The message does not say whether the code exists for another provider: a guess aims at one
+    subject and one provider only.
+    """
+
+    code = "wrong_code"
+    template_en = "The code is wrong, or it was not issued for this service provider."
+    template_ar = "الرمز غير صحيح، أو لم يصدر لمزود الخدمة هذا."
+
+
+class CodeExpired(RedemptionRefused):
+    """The code was right but its validity ended."""
+
+    code = "code_expired"
+    template_en = "The code expired at {expired_at}; ask for a new code."
+    template_ar = "انتهت صلاحية الرمز في {expired_at}؛ اطلب رمزًا جديدًا."
+
+
+class CodeAlreadyUsed(RedemptionRefused):
+    """The code was right but it has already been used once."""
+
+    code = "code_already_used"
+    template_en = "The code has already been used; each code is good for one service only."
+    template_ar = "تم استخدام الرمز من قبل؛ كل رمز صالح لخدمة واحدة فقط."
+
+
+class CodeRevoked(RedemptionRefused):
+    """The code was right but the customer cancelled it."""
+
+    code = "code_revoked"
+    template_en = "The code was cancelled by its owner."
+    template_ar = "ألغى صاحب الرمز هذا الرمز."
+
+
+class CodeLocked(RedemptionRefused):
+    """Too many wrong attempts were made against this code; it can no longer be used."""
+
+    code = "code_locked"
+    template_en = "The code is locked after too many wrong attempts; ask for a new code."
+    template_ar = "تم قفل الرمز بعد محاولات خاطئة كثيرة؛ اطلب رمزًا جديدًا."
+
+
+class FailureBudgetExhausted(RedemptionRefused):
+    """Too many wrong attempts for this subject at this provider; redemption waits until later."""
+
+    code = "failure_budget_exhausted"
+    template_en = (
+        "Too many wrong attempts for this customer at this provider; try again after {retry_after}."
+    )
+    template_ar = "محاولات خاطئة كثيرة لهذا العميل لدى هذا المزود؛ حاول مرة أخرى بعد {retry_after}."
+
+
+class ServiceMismatch(RedemptionRefused):
+    """The code was issued for another service than the one asked for."""
+
+    code = "service_mismatch"
+    template_en = "This code was issued for another service."
+    template_ar = "صدر هذا الرمز لخدمة أخرى."
+
+
+class BindingMismatch(RedemptionRefused):
+    """The mobile number or recipient presented is not the one the code is bound to."""
+
+    code = "binding_mismatch"
+    template_en = "The {binding} does not match the one this code was issued for."
+    template_ar = "{binding_ar} لا يطابق ما صدر الرمز له."
+
+
+# --- lookups ---------------------------------------------------------------------------------
+
+
+class UnknownCode(TelecardAuthError, LookupError):
+    """No code with this id belongs to this subject."""
+
+    code = "unknown_code"
+    template_en = "No such code for this customer."
+    template_ar = "لا يوجد رمز بهذا المعرّف لهذا العميل."
+
+
+# --- configuration: the library was set up wrongly ------------------------------------------
+
+
+class ConfigurationError(TelecardAuthError, ValueError):
+    """The library was configured with unsafe or inconsistent settings."""
+
+    code = "configuration_error"
+    template_en = "The configuration is not valid: {reason}."
+    template_ar = "الإعدادات غير صحيحة: {reason}."
+
+
+class InvalidPolicy(ConfigurationError):
+    """A policy setting is out of range, inconsistent, or too weak to be safe."""
+
+    code = "invalid_policy"
+    template_en = "The policy is not valid: {reason}."
+    template_ar = "السياسة غير صحيحة: {reason}."
+
+
+class KeyringError(ConfigurationError):
+    """A key is missing, too short, or duplicated."""
+
+    code = "keyring_error"
+    template_en = "The keyring is not valid: {reason}."
+    template_ar = "حلقة المفاتيح غير صحيحة: {reason}."
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+
+class StorageError(TelecardAuthError):
+    """The storage backend failed; the change was not applied. The driver error is chained."""
+
+    code = "storage_error"
+    template_en = "The storage failed: {reason}."
+    template_ar = "تعذّر الوصول إلى التخزين: {reason}."
+
+
+class StorageContention(StorageError):
+    """Too many concurrent changes to one subject's codes; the request was not applied."""
+
+    code = "storage_contention"
+    template_en = "Too many simultaneous requests for this customer; try again."
+    template_ar = "طلبات متزامنة كثيرة لهذا العميل؛ حاول مرة أخرى."

@@ -1,0 +1,116 @@
+"""Keys that live outside storage: what turns codes and identity numbers into keyed hashes.
+
+A code is stored only as HMAC-SHA256 under a key with an id; the newest key makes new digests and
+every key in the ring still verifies, so keys rotate without invalidating live codes. Identity
+numbers and mobile numbers become pseudonyms under a separate pseudonym secret, which is stable:
+changing it would orphan every stored record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+
+import attrs
+
+from telecard_auth._errors import KeyringError
+
+__all__ = ["MIN_SECRET_BYTES", "HmacKey", "Keyring"]
+
+#: Shortest secret accepted: 256 bits, the output size of the hash.
+MIN_SECRET_BYTES = 32
+
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,32}", re.ASCII)
+_SEP = b"\x1f"
+
+
+def _secret(_instance: object, attribute: attrs.Attribute[bytes], value: object) -> None:
+    if not isinstance(value, bytes) or len(value) < MIN_SECRET_BYTES:
+        raise KeyringError(reason=f"{attribute.name} must be at least {MIN_SECRET_BYTES} bytes")
+
+
+def _key_id(_instance: object, _attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str) or not _KEY_ID.fullmatch(value):
+        raise KeyringError(reason="a key id is 1-32 characters of A-Z, a-z, 0-9, '.', '_', '-'")
+
+
+@attrs.frozen(kw_only=True)
+class HmacKey:
+    """One HMAC-SHA256 key and the id stored beside each digest it made."""
+
+    key_id: str = attrs.field(validator=_key_id)
+    secret: bytes = attrs.field(repr=False, validator=_secret)
+
+
+def _keys(value: object) -> tuple[HmacKey, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(k, HmacKey) for k in value):
+        raise KeyringError(reason="keys must be a sequence of HmacKey")
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class Keyring:
+    """HMAC keys, oldest first: the newest digests new codes, all of them verify.
+
+    >>> ring = Keyring.generate()
+    >>> ring.current.key_id
+    'k1'
+    >>> rotated = ring.with_key(HmacKey(key_id="k2", secret=bytes(32)))
+    >>> [key.key_id for key in rotated.keys]
+    ['k1', 'k2']
+    """
+
+    keys: tuple[HmacKey, ...] = attrs.field(converter=_keys)
+    pseudonym_secret: bytes = attrs.field(repr=False, validator=_secret)
+    _by_id: Mapping[str, bytes] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.keys:
+            raise KeyringError(reason="a keyring needs at least one key")
+        by_id = {key.key_id: key.secret for key in self.keys}
+        if len(by_id) != len(self.keys):
+            raise KeyringError(reason="key ids must be unique")
+        object.__setattr__(self, "_by_id", by_id)
+
+    @classmethod
+    def generate(cls, key_id: str = "k1") -> Keyring:
+        """A keyring with one fresh random key and a fresh pseudonym secret."""
+        return cls(
+            keys=(HmacKey(key_id=key_id, secret=secrets.token_bytes(MIN_SECRET_BYTES)),),
+            pseudonym_secret=secrets.token_bytes(MIN_SECRET_BYTES),
+        )
+
+    @property
+    def current(self) -> HmacKey:
+        """The key new codes are digested with: the newest."""
+        return self.keys[-1]
+
+    def with_key(self, key: HmacKey) -> Keyring:
+        """A copy with ``key`` added as the newest."""
+        return attrs.evolve(self, keys=(*self.keys, key))
+
+    def without_key(self, key_id: str) -> Keyring:
+        """A copy with ``key_id`` retired: codes digested with it can no longer be redeemed."""
+        return attrs.evolve(self, keys=tuple(k for k in self.keys if k.key_id != key_id))
+
+    def code_digest(
+        self, key_id: str, subject_ref: str, provider_id: str, code: str
+    ) -> bytes | None:
+        """The digest of ``code`` under ``key_id``, or ``None`` when that key is not in the ring.
+
+        The subject and provider are part of the message, so a digest is worthless anywhere
+        but on its own record.
+        """
+        secret = self._by_id.get(key_id)
+        if secret is None:
+            return None
+        message = _SEP.join((b"code", subject_ref.encode(), provider_id.encode(), code.encode()))
+        return hmac.digest(secret, message, hashlib.sha256)
+
+    def pseudonym(self, domain: str, value: str) -> str:
+        """A stable keyed pseudonym (128 bits, hex) of ``value`` within ``domain``."""
+        message = _SEP.join((domain.encode(), value.encode()))
+        return hmac.digest(self.pseudonym_secret, message, hashlib.sha256)[:16].hex()
