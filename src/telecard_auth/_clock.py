@@ -35,7 +35,12 @@ def ensure_utc(moment: object, *, what: str = "time") -> datetime:
             reason=f"{what} has no timezone (naive datetimes are refused)",
             reason_ar="الوقت بلا منطقة زمنية (يُرفض الوقت المجرّد)",
         )
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidTime(
+            reason=f"{what} is out of range", reason_ar="الوقت خارج النطاق المسموح"
+        ) from None
 
 
 class SystemClock:
@@ -83,9 +88,10 @@ class ManualClock:
             delta = timedelta(
                 hours=hours, minutes=minutes, seconds=seconds, microseconds=microseconds
             )
-        elif not isinstance(delta, timedelta):
+        elif not isinstance(delta, timedelta) or any((hours, minutes, seconds, microseconds)):
             raise InvalidTime(
-                reason="advance takes a timedelta", reason_ar="يجب أن يكون مقدار التقديم مدة زمنية"
+                reason="advance takes one timedelta or keyword amounts",
+                reason_ar="يجب أن يكون مقدار التقديم مدة زمنية واحدة",
             )
         if delta < timedelta(0):
             raise InvalidTime(
@@ -93,7 +99,13 @@ class ManualClock:
                 reason_ar="لا يمكن إرجاع الساعة اليدوية إلى الوراء",
             )
         with self._lock:
-            self._now += delta
+            try:
+                self._now += delta
+            except OverflowError:
+                raise InvalidTime(
+                    reason="the clock would pass the last representable time",
+                    reason_ar="الوقت خارج النطاق المسموح",
+                ) from None
             return self._now
 
     def set(self, moment: datetime) -> datetime:

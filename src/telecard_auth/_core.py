@@ -120,6 +120,13 @@ def check_subject(policy: Policy, subject: object) -> Subject:
     kind = subject.kind
     if kind not in policy.eligible_kinds:
         raise NotEligible(kind=kind.label_en, kind_ar=kind.label_ar)
+    check_identifier(policy, subject)
+    return subject
+
+
+def check_identifier(policy: Policy, subject: Subject) -> None:
+    """Refuse a government body whose identifier the policy's validator does not recognise."""
+    kind = subject.kind
     if kind is SubjectKind.GOVERNMENT:
         try:
             valid = bool(policy.government_id_validator(subject.identifier))
@@ -132,14 +139,18 @@ def check_subject(policy: Policy, subject: object) -> Subject:
                 reason="this policy does not recognise it",
                 reason_ar="لا تعترف به السياسة",
             )
-    return subject
 
 
 def check_service(policy: Policy, kind: SubjectKind, value: object) -> Service:
     """The catalogue's service for ``value``, if this kind of subject may use it (R5)."""
     service = policy.service(value)
     if service.id not in policy.services_for(kind):
-        raise ServiceNotAllowed(service=service.id, kind=kind.label_en, kind_ar=kind.label_ar)
+        raise ServiceNotAllowed(
+            service=service.name_en,
+            service_ar=service.name_ar,
+            kind=kind.label_en,
+            kind_ar=kind.label_ar,
+        )
     return service
 
 
@@ -149,13 +160,15 @@ def _msisdn_ref(keyring: Keyring, msisdn: object) -> str | None:
     return keyring.pseudonym("msisdn", normalize_msisdn(msisdn))
 
 
-def _recipient_ref(keyring: Keyring, recipient: object) -> str | None:
+def _recipient_ref(policy: Policy, keyring: Keyring, recipient: object) -> str | None:
     if recipient is None:
         return None
     if not isinstance(recipient, Subject):
         raise InvalidBinding(
             reason="a recipient must be a Subject", reason_ar="يجب أن يكون المستلم عميلًا"
         )
+    # The recipient receives a number, not a code: eligibility is not theirs to meet.
+    check_identifier(policy, recipient)
     return subject_ref(keyring, recipient)
 
 
@@ -178,7 +191,7 @@ def prepare_issue(
         raise NotEligible(kind=kind.label_en, kind_ar=kind.label_ar)
     resolved_service = None if service is None else check_service(policy, kind, service)
     ref = subject_ref(keyring, checked)
-    recipient_ref = _recipient_ref(keyring, recipient)
+    recipient_ref = _recipient_ref(policy, keyring, recipient)
     if recipient_ref is not None:
         if resolved_service is None or resolved_service.id not in policy.transfer_services:
             raise InvalidBinding(
@@ -222,7 +235,7 @@ def prepare_redeem(
         service=resolved_service,
         code=normalized,
         msisdn_ref=_msisdn_ref(keyring, msisdn),
-        recipient_ref=_recipient_ref(keyring, recipient),
+        recipient_ref=_recipient_ref(policy, keyring, recipient),
     )
 
 

@@ -72,6 +72,10 @@ class TelecardAuthError(Exception):
         self.message_ar = self.template_ar.format_map(shown)
         super().__init__(self.message_en)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (pools, queues): rebuild them from their details.
+        return (_rebuild, (type(self), dict(self.details)))
+
     def message(self, lang: str = "en") -> str:
         """The message for people in ``lang`` (``"en"`` or ``"ar"``)."""
         return self.message_ar if lang == "ar" else self.message_en
@@ -95,10 +99,18 @@ class _Shown(dict[str, object]):
 def _show(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
-    if isinstance(value, str) and len(value) > _LONGEST_SHOWN:
-        # Junk input echoed back must not turn one line of error into a page.
-        return value[:_LONGEST_SHOWN] + "…"
     return value
+
+
+def clip(value: object) -> str:
+    """A caller's value made safe to echo in a message: text, and one line's worth at most."""
+    text = value if isinstance(value, str) else type(value).__name__
+    # Junk input echoed back must not turn one line of error into a page.
+    return text if len(text) <= _LONGEST_SHOWN else text[:_LONGEST_SHOWN] + "…"
+
+
+def _rebuild(cls: type[TelecardAuthError], details: dict[str, Any]) -> TelecardAuthError:
+    return cls(**details)
 
 
 # --- input: the caller sent something that is not well formed -------------------------------
@@ -200,7 +212,7 @@ class ServiceNotAllowed(NotPermitted):
 
     code = "service_not_allowed"
     template_en = "The service {service} is not available to a {kind}."
-    template_ar = "الخدمة ({service}) غير متاحة لفئة ({kind_ar})."
+    template_ar = "الخدمة ({service_ar}) غير متاحة لفئة ({kind_ar})."
 
 
 class LiveCodeLimitReached(NotPermitted):
@@ -313,7 +325,7 @@ class ConfigurationError(TelecardAuthError, ValueError):
 
     code = "configuration_error"
     template_en = "The configuration is not valid: {reason}."
-    template_ar = "الإعدادات غير صحيحة: {reason}."
+    template_ar = "الإعدادات غير صحيحة (التفاصيل بالإنجليزية): {reason}."
 
 
 class InvalidPolicy(ConfigurationError):
@@ -321,7 +333,7 @@ class InvalidPolicy(ConfigurationError):
 
     code = "invalid_policy"
     template_en = "The policy is not valid: {reason}."
-    template_ar = "السياسة غير صحيحة: {reason}."
+    template_ar = "السياسة غير صحيحة (التفاصيل بالإنجليزية): {reason}."
 
 
 class KeyringError(ConfigurationError):
@@ -329,7 +341,7 @@ class KeyringError(ConfigurationError):
 
     code = "keyring_error"
     template_en = "The keyring is not valid: {reason}."
-    template_ar = "حلقة المفاتيح غير صحيحة: {reason}."
+    template_ar = "حلقة المفاتيح غير صحيحة (التفاصيل بالإنجليزية): {reason}."
 
 
 # --- storage ---------------------------------------------------------------------------------
@@ -340,7 +352,7 @@ class StorageError(TelecardAuthError):
 
     code = "storage_error"
     template_en = "The storage failed: {reason}."
-    template_ar = "تعذّر الوصول إلى التخزين: {reason}."
+    template_ar = "تعذّر الوصول إلى التخزين (التفاصيل بالإنجليزية): {reason}."
 
 
 class StorageContention(StorageError):

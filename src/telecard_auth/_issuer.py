@@ -154,12 +154,20 @@ class CodeIssuer:
         self, subject_ref: str, decide: Callable[[SubjectSnapshot, datetime], _core.Decision[T]]
     ) -> T:
         for _ in range(MAX_CONFLICTS):
-            now = ensure_utc(self.clock.now(), what="the clock's time")
+            now = ensure_utc(self._read_clock(), what="the clock's time")
             snapshot = self._storage_call(self.storage.load, subject_ref)
+            if not isinstance(snapshot, SubjectSnapshot) or snapshot.subject_ref != subject_ref:
+                raise StorageError(reason="load() returned something other than this snapshot")
             decision = decide(snapshot, now)
             if decision.commit is None or self._storage_call(self.storage.commit, decision.commit):
                 return decision.outcome()
         raise StorageContention()
+
+    def _read_clock(self) -> object:
+        try:
+            return self.clock.now()
+        except Exception as error:
+            raise ConfigurationError(reason="the clock failed") from error
 
     @staticmethod
     def _storage_call(operation: Callable[[A], R], argument: A) -> R:

@@ -95,7 +95,8 @@ def _normalize_identifier(kind: SubjectKind, raw: object) -> str:
         # No public scheme exists: only the shape is checked here; the policy's validator decides.
         if not _GOVERNMENT_SHAPE.fullmatch(value):
             raise _refuse(kind, "use 1 to 32 letters or digits", "استخدم من 1 إلى 32 حرفًا أو رقمًا")
-        return value
+        # People type letters in either case; one body must get one pseudonym.
+        return value.upper()
     if not _TEN_DIGITS.fullmatch(value):
         raise _refuse(kind, "it must be 10 digits", "يجب أن يتكوّن من 10 أرقام")
     first = {SubjectKind.CITIZEN: "1", SubjectKind.RESIDENT: "2", SubjectKind.COMPANY: "7"}[kind]
@@ -112,7 +113,9 @@ def _parse_kind(value: object) -> SubjectKind:
 
 
 def _mask(identifier: str) -> str:
-    return "*" * max(len(identifier) - 2, 0) + identifier[-2:]
+    # Two trailing characters tell records apart in a log; a short identifier shows none.
+    shown = identifier[-2:] if len(identifier) >= 6 else ""  # noqa: PLR2004
+    return repr("*" * (len(identifier) - len(shown)) + shown)
 
 
 @attrs.frozen(kw_only=True)

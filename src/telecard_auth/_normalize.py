@@ -51,6 +51,8 @@ def luhn_valid(digits: str) -> bool:
     >>> luhn_valid("1000000008"), luhn_valid("1234567890")
     (True, False)
     """
+    if not digits:
+        return False
     total = 0
     for position, char in enumerate(reversed(digits)):
         value = ord(char) - 48

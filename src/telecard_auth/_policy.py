@@ -15,7 +15,13 @@ from typing import Any, ClassVar
 
 import attrs
 
-from telecard_auth._errors import InvalidPolicy, MalformedCode, UnknownProvider, UnknownService
+from telecard_auth._errors import (
+    InvalidPolicy,
+    MalformedCode,
+    UnknownProvider,
+    UnknownService,
+    clip,
+)
 from telecard_auth._model import (
     DEFAULT_SERVICES,
     SAUDI_PROVIDERS,
@@ -163,7 +169,10 @@ def _services(value: object) -> tuple[Service, ...]:
 def _kinds(value: object) -> frozenset[SubjectKind]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise InvalidPolicy(reason="eligible_kinds must be a set of SubjectKind")
-    kinds = frozenset(value)
+    try:
+        kinds = frozenset(value)
+    except TypeError:
+        raise InvalidPolicy(reason="eligible_kinds must be a set of SubjectKind") from None
     if not kinds or not all(isinstance(kind, SubjectKind) for kind in kinds):
         raise InvalidPolicy(reason="eligible_kinds must be a non-empty set of SubjectKind")
     return kinds
@@ -172,7 +181,10 @@ def _kinds(value: object) -> frozenset[SubjectKind]:
 def _str_set(value: object) -> frozenset[str]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise InvalidPolicy(reason="expected a set of service ids")
-    items = frozenset(value)
+    try:
+        items = frozenset(value)
+    except TypeError:
+        raise InvalidPolicy(reason="expected a set of service ids") from None
     if not all(isinstance(item, str) for item in items):
         raise InvalidPolicy(reason="expected a set of service ids")
     return items
@@ -282,7 +294,7 @@ class Policy:
         key = value.id if isinstance(value, Provider) else value
         found = self._provider_by_id.get(key) if isinstance(key, str) else None
         if found is None or (isinstance(value, Provider) and value != found):
-            raise UnknownProvider(provider=key if isinstance(key, str) else type(value).__name__)
+            raise UnknownProvider(provider=clip(key))
         return found
 
     def service(self, value: object) -> Service:
@@ -290,12 +302,12 @@ class Policy:
         key = value.id if isinstance(value, Service) else value
         found = self._service_by_id.get(key) if isinstance(key, str) else None
         if found is None or (isinstance(value, Service) and value != found):
-            raise UnknownService(service=key if isinstance(key, str) else type(value).__name__)
+            raise UnknownService(service=clip(key))
         return found
 
-    def services_for(self, kind: SubjectKind) -> frozenset[str]:
+    def services_for(self, kind: SubjectKind | str) -> frozenset[str]:
         """Ids of the services a subject of ``kind`` may use codes for."""
-        return self._allowed[kind]
+        return self._allowed[SubjectKind.parse(kind)]
 
     def ttl_for(self, service_id: str | None) -> timedelta:
         """How long a code is good for the given service (the default ``ttl`` if not overridden)."""
@@ -303,6 +315,6 @@ class Policy:
             return self.ttl
         return self.ttl_by_service.get(service_id, self.ttl)
 
-    def longest_ttl(self, kind: SubjectKind) -> timedelta:
+    def longest_ttl(self, kind: SubjectKind | str) -> timedelta:
         """The longest validity among the services ``kind`` may use: the life of an unbound code."""
-        return self._longest_ttl[kind]
+        return self._longest_ttl[SubjectKind.parse(kind)]

@@ -1,0 +1,149 @@
+"""An end-to-end walk through the service that a person can read, in English and Arabic.
+
+Each step states what should happen and checks that it did; the walk fails loudly otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from telecard_auth._clock import ManualClock
+from telecard_auth._errors import CodeAlreadyUsed, CodeExpired, RedemptionRefused, WrongCode
+from telecard_auth._issuer import CodeIssuer
+from telecard_auth._keyring import Keyring
+from telecard_auth._memory import MemoryStorage
+from telecard_auth._model import ACTIVATION_FOR_ACTUAL_USER, NEW_LINE, Subject
+from telecard_auth._storage import Storage
+
+__all__ = ["run_demo"]
+
+_TO_ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+class _Walk:
+    def __init__(self, out: Callable[[str], object]) -> None:
+        self.out = out
+        self.failures = 0
+        self.number = 0
+
+    def step(self, en: str, ar: str) -> None:
+        self.number += 1
+        self.out("")
+        self.out(f"{self.number}. {en}")
+        self.out(f"   {ar}")
+
+    def show(self, en: str, ar: str) -> None:
+        self.out(f"   -> {en}")
+        self.out(f"      {ar}")
+
+    def check(self, ok: bool, en: str, ar: str) -> None:
+        mark = "OK  " if ok else "FAIL"
+        self.out(f"   [{mark}] {en}")
+        self.out(f"          {ar}")
+        if not ok:
+            self.failures += 1
+
+    def refused(self, attempt: Callable[[], object], expected: type[RedemptionRefused]) -> None:
+        try:
+            attempt()
+        except RedemptionRefused as error:
+            self.show(f"refused ({error.code}): {error.message_en}", f"مرفوض: {error.message_ar}")
+            self.check(
+                isinstance(error, expected),
+                f"refused as {expected.code}, as expected",
+                "رُفض كما هو متوقع",
+            )
+        else:
+            self.check(False, f"expected a refusal ({expected.code})", "كان يجب رفض الطلب")
+
+
+def _at(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def run_demo(storage: Storage | None = None, out: Callable[[str], object] = print) -> int:
+    """Walk through issuing and redeeming codes; return 0 when every step behaved as the rules say.
+
+    Time comes from a ``ManualClock``, so the four-hour expiry is shown without waiting.
+    """
+    clock = ManualClock(datetime(2026, 11, 25, 6, 0, tzinfo=UTC))
+    issuer = CodeIssuer(
+        MemoryStorage() if storage is None else storage, keyring=Keyring.generate(), clock=clock
+    )
+    walk = _Walk(out)
+    customer = Subject.citizen("1000000008")
+    out("telecard-auth: SIM authentication codes, end to end")
+    out("رمز توثيق بطاقات الاتصال: من الإصدار إلى الاستخدام")
+    out(f"Storage / التخزين: {issuer.storage!r}; clock / الساعة: {_at(clock.now())}")
+
+    walk.step(
+        "A citizen signed in through national SSO asks for a code for STC.",
+        "مواطن سجّل الدخول عبر النفاذ الوطني الموحد يطلب رمزًا لمزود الخدمة STC.",
+    )
+    issued = issuer.issue(customer, "stc")
+    walk.show(
+        f"code {issued.display}, valid until {_at(issued.expires_at)}",
+        f"الرمز {issued.display}، صالح حتى {_at(issued.expires_at)}",
+    )
+    walk.check(
+        issued.expires_at - issued.issued_at == issuer.policy.ttl,
+        "valid for exactly 4 hours",
+        "صالح لمدة 4 ساعات بالضبط",
+    )
+
+    walk.step(
+        "The STC agent uses it, in place of the fingerprint, to activate a SIM for its user.",
+        "يستخدمه موظف STC بدلًا من البصمة لتفعيل بطاقة الاتصال للمستخدم الفعلي.",
+    )
+    redemption = issuer.redeem(customer, "stc", issued.code, ACTIVATION_FOR_ACTUAL_USER)
+    walk.show(
+        f"accepted for: {redemption.service.name_en}",
+        f"قُبل الرمز لخدمة: {redemption.service.name_ar}",
+    )
+    walk.check(redemption.code_id == issued.code_id, "the code was accepted", "قُبل الرمز")
+
+    walk.step(
+        "The agent tries to use the same code a second time.",
+        "يحاول الموظف استخدام الرمز نفسه مرة ثانية.",
+    )
+    walk.refused(lambda: issuer.redeem(customer, "stc", issued.code, NEW_LINE), CodeAlreadyUsed)
+
+    walk.step(
+        "A new code for STC is presented to a Zain agent instead.",
+        "يُقدَّم رمز جديد صادر لـ STC إلى موظف زين.",
+    )
+    for_stc = issuer.issue(customer, "stc")
+    walk.refused(lambda: issuer.redeem(customer, "zain", for_stc.code, NEW_LINE), WrongCode)
+
+    walk.step(
+        "The customer asks for a code for Mobily; the agent types it in Arabic-Indic digits.",
+        "يطلب العميل رمزًا لموبايلي، ويكتبه الموظف بالأرقام العربية الهندية.",
+    )
+    for_mobily = issuer.issue(customer, "mobily")
+    typed = for_mobily.display.translate(_TO_ARABIC_INDIC)
+    walk.show(f"typed as {typed!r}", f"كُتب هكذا: {typed}")
+    accepted = issuer.redeem(customer, "mobily", typed, NEW_LINE)
+    walk.check(
+        accepted.code_id == for_mobily.code_id,
+        "accepted for a new line",
+        "قُبل الرمز لإصدار بطاقة جديدة",
+    )
+
+    walk.step(
+        "A code for Zain is kept for four hours before it is used.",
+        "يُحتفظ برمز صادر لزين أربع ساعات قبل استخدامه.",
+    )
+    late = issuer.issue(customer, "zain")
+    clock.advance(issuer.policy.ttl)
+    walk.show(f"the clock now reads {_at(clock.now())}", f"الساعة الآن {_at(clock.now())}")
+    walk.refused(lambda: issuer.redeem(customer, "zain", late.code, NEW_LINE), CodeExpired)
+
+    out("")
+    if walk.failures:
+        out(f"{walk.failures} step(s) did not behave as expected.")
+        out(f"عدد الخطوات التي لم تسر كما هو متوقع: {walk.failures}")
+        return 1
+    out("Every step behaved as the rules say.")
+    out("سارت جميع الخطوات وفق القواعد.")
+    return 0

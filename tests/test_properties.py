@@ -1,0 +1,320 @@
+"""Properties of issue and redeem over generated subjects, providers, services, times and input.
+
+Each example builds its own issuer over fresh memory storage and a manual clock (function-scoped
+fixtures would be shared between examples).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from telecard_auth import (
+    DEFAULT_SERVICES,
+    SAUDI_PROVIDERS,
+    CodeAlreadyUsed,
+    CodeExpired,
+    CodeIssuer,
+    CodeLocked,
+    CodeState,
+    FailureBudgetExhausted,
+    HmacKey,
+    InvalidInput,
+    Keyring,
+    ManualClock,
+    MemoryStorage,
+    NotPermitted,
+    Policy,
+    Provider,
+    Service,
+    Subject,
+    SubjectSnapshot,
+    TelecardAuthError,
+    WrongCode,
+)
+
+START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+TTL = timedelta(hours=4)
+KEYRING = Keyring(
+    keys=(HmacKey(key_id="k1", secret=b"telecard-auth test key one......"),),
+    pseudonym_secret=b"telecard-auth test pseudonyms...",
+)
+
+# --- strategies --------------------------------------------------------------------------------
+
+
+def luhn_check_digit(payload: str) -> str:
+    """The digit that makes ``payload + digit`` pass Luhn (computed here, not by the library)."""
+    total = 0
+    for position, char in enumerate(reversed(payload)):
+        value = int(char)
+        if position % 2 == 0:  # doubled: these end up at odd positions once the check is appended
+            value = value * 2 - 9 if value * 2 > 9 else value * 2
+        total += value
+    return str((10 - total % 10) % 10)
+
+
+def luhn_ids(first: str) -> st.SearchStrategy[str]:
+    """Valid 10-digit IDs beginning with ``first``."""
+    payloads = st.text(alphabet="0123456789", min_size=8, max_size=8).map(lambda rest: first + rest)
+    return payloads.map(lambda payload: payload + luhn_check_digit(payload))
+
+
+def seven_ids() -> st.SearchStrategy[str]:
+    """10-digit numbers beginning with 7 (companies; government under the default validator)."""
+    return st.text(alphabet="0123456789", min_size=9, max_size=9).map(lambda rest: "7" + rest)
+
+
+subjects: st.SearchStrategy[Subject] = st.one_of(
+    luhn_ids("1").map(Subject.citizen),
+    luhn_ids("2").map(Subject.resident),
+    seven_ids().map(Subject.company),
+    seven_ids().map(Subject.government),
+)
+providers: st.SearchStrategy[Provider] = st.sampled_from(SAUDI_PROVIDERS)
+services: st.SearchStrategy[Service] = st.sampled_from(DEFAULT_SERVICES)
+provider_pairs = st.permutations(SAUDI_PROVIDERS).map(lambda order: (order[0], order[1]))
+
+DIGIT_SCRIPTS = ("0123456789", "٠١٢٣٤٥٦٧٨٩", "۰۱۲۳۴۵۶۷۸۹")
+SEPARATORS = ("", " ", "-", "\u200e", "\u200f", "\u061c")
+
+
+@st.composite
+def typed_forms(draw: st.DrawFn, code: str) -> str:
+    """``code`` as a person might type it: any digit script per digit, separators anywhere."""
+    parts = [draw(st.sampled_from(SEPARATORS))]
+    for char in code:
+        parts.append(draw(st.sampled_from(DIGIT_SCRIPTS))[int(char)])
+        parts.append(draw(st.sampled_from(SEPARATORS)))
+    return "".join(parts)
+
+
+anything: st.SearchStrategy[Any] = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.binary(max_size=20),
+    st.text(max_size=80),
+    st.text(alphabet="0123456789٠١٢٣٤٥٦٧٨٩ -+", max_size=20),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
+    st.sampled_from(["stc", "mobily", "new_line", "number_transfer", "0551234567", "1000000008"]),
+    st.sampled_from(SAUDI_PROVIDERS),
+    st.sampled_from(DEFAULT_SERVICES),
+)
+
+
+def fresh(policy: Policy | None = None) -> tuple[CodeIssuer, MemoryStorage, ManualClock]:
+    """A new issuer over new storage and a new manual clock at START."""
+    storage = MemoryStorage()
+    clock = ManualClock(START)
+    return CodeIssuer(storage, keyring=KEYRING, policy=policy, clock=clock), storage, clock
+
+
+def dump(storage: MemoryStorage) -> tuple[SubjectSnapshot, ...]:
+    """Everything the storage holds."""
+    return tuple(storage.snapshots())
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=60)
+@given(
+    subject=subjects,
+    provider=providers,
+    service=services,
+    bound=st.booleans(),
+    by_object=st.booleans(),
+    data=st.data(),
+)
+def test_issue_then_redeem_succeeds_exactly_once(
+    *,
+    subject: Subject,
+    provider: Provider,
+    service: Service,
+    bound: bool,
+    by_object: bool,
+    data: st.DataObject,
+) -> None:
+    """Any eligible subject redeems a fresh code once, however typed; the second time is refused."""
+    issuer, _storage, clock = fresh()
+    issued = issuer.issue(
+        subject, provider if by_object else provider.id, service=service if bound else None
+    )
+    typed = data.draw(typed_forms(issued.code), label="typed")
+    elapsed = data.draw(
+        st.timedeltas(min_value=timedelta(0), max_value=TTL - timedelta(microseconds=1))
+    )
+    clock.advance(elapsed)
+    redemption = issuer.redeem(subject, provider.id, typed, service.id)
+    assert (issued.code_id, provider, service) == (
+        redemption.code_id,
+        redemption.provider,
+        redemption.service,
+    )
+    with pytest.raises(CodeAlreadyUsed):
+        issuer.redeem(subject, provider.id, issued.code, service.id)
+    assert CodeState.REDEEMED == issuer.status(subject, issued.code_id).state
+
+
+@settings(max_examples=60)
+@given(
+    subject=subjects,
+    provider=providers,
+    service=services,
+    late=st.timedeltas(min_value=TTL, max_value=timedelta(days=400)),
+)
+def test_code_never_redeems_after_its_ttl(
+    subject: Subject, provider: Provider, service: Service, late: timedelta
+) -> None:
+    """Any advance of at least the TTL makes the right code CodeExpired."""
+    issuer, _storage, clock = fresh()
+    issued = issuer.issue(subject, provider)
+    clock.advance(late)
+    with pytest.raises(CodeExpired):
+        issuer.redeem(subject, provider, issued.code, service)
+    assert CodeState.EXPIRED == issuer.status(subject, issued.code_id).state
+
+
+@settings(max_examples=60)
+@given(subject=subjects, pair=provider_pairs, service=services)
+def test_code_never_redeems_at_another_provider(
+    subject: Subject, pair: tuple[Provider, Provider], service: Service
+) -> None:
+    """A code for one provider is a wrong code at every other provider."""
+    issued_for, presented_at = pair
+    issuer, _storage, _clock = fresh()
+    issued = issuer.issue(subject, issued_for)
+    with pytest.raises(WrongCode):
+        issuer.redeem(subject, presented_at, issued.code, service)
+    assert issued.code_id == issuer.redeem(subject, issued_for, issued.code, service).code_id
+
+
+@settings(max_examples=60)
+@given(
+    subject=subjects,
+    provider=providers,
+    guess=st.text(alphabet="0123456789", min_size=8, max_size=8),
+)
+def test_random_wrong_code_never_redeems(subject: Subject, provider: Provider, guess: str) -> None:
+    """Any 8-digit guess other than the code is WrongCode and counted once."""
+    issuer, _storage, _clock = fresh()
+    issued = issuer.issue(subject, provider)
+    assume(guess != issued.code)
+    with pytest.raises(WrongCode):
+        issuer.redeem(subject, provider, guess, "new_line")
+    assert 1 == issuer.status(subject, issued.code_id).failed_attempts
+
+
+@settings(max_examples=80)
+@given(
+    max_failed=st.integers(min_value=1, max_value=6),
+    budget=st.integers(min_value=1, max_value=8),
+    wrong=st.integers(min_value=0, max_value=10),
+    subject=subjects,
+)
+def test_wrong_guesses_follow_the_attempt_and_budget_model(
+    max_failed: int, budget: int, wrong: int, subject: Subject
+) -> None:
+    """After k wrong guesses the right code is refused by budget, lock, or else accepted."""
+    policy = Policy(max_failed_attempts=max_failed, failure_budget=budget)
+    issuer, _storage, _clock = fresh(policy)
+    issued = issuer.issue(subject, "stc")
+    guess = issued.code[:-1] + str((int(issued.code[-1]) + 1) % 10)
+    outcomes = []
+    for _ in range(wrong):
+        with pytest.raises((WrongCode, FailureBudgetExhausted)) as caught:
+            issuer.redeem(subject, "stc", guess, "new_line")
+        outcomes.append(type(caught.value))
+    assert [WrongCode] * min(wrong, budget) + [FailureBudgetExhausted] * max(
+        wrong - budget, 0
+    ) == outcomes
+    counted = min(wrong, budget)
+    status = issuer.status(subject, issued.code_id)
+    assert min(counted, max_failed) == status.failed_attempts
+    assert max(max_failed - counted, 0) == status.attempts_left
+    if wrong >= budget:
+        with pytest.raises(FailureBudgetExhausted):
+            issuer.redeem(subject, "stc", issued.code, "new_line")
+    elif wrong >= max_failed:
+        assert CodeState.LOCKED == status.state
+        with pytest.raises(CodeLocked):
+            issuer.redeem(subject, "stc", issued.code, "new_line")
+    else:
+        assert issued.code_id == issuer.redeem(subject, "stc", issued.code, "new_line").code_id
+
+
+@settings(max_examples=150)
+@given(
+    subject=st.one_of(subjects, anything),
+    provider=st.one_of(providers, anything),
+    service=st.one_of(st.none(), services, anything),
+    msisdn=st.one_of(st.none(), anything),
+    recipient=st.one_of(st.none(), subjects, anything),
+)
+def test_issue_with_anything_raises_only_library_errors(
+    subject: Any, provider: Any, service: Any, msisdn: Any, recipient: Any
+) -> None:
+    """Whatever is passed, issue succeeds or raises a TelecardAuthError that stored nothing."""
+    issuer, storage, _clock = fresh()
+    refusal: TelecardAuthError | None = None
+    try:
+        issuer.issue(subject, provider, service=service, msisdn=msisdn, recipient=recipient)
+    except TelecardAuthError as error:
+        refusal = error
+    if refusal is None:
+        assert 1 == len(dump(storage))
+    else:
+        assert isinstance(refusal, InvalidInput | NotPermitted)
+        assert () == dump(storage)
+
+
+OWNER = Subject.citizen("1000000008")
+
+
+@settings(max_examples=150)
+@given(
+    subject=st.one_of(st.just(OWNER), subjects, anything),
+    provider=st.one_of(providers, anything),
+    code=st.one_of(st.just("the code"), anything),
+    service=st.one_of(services, anything),
+    msisdn=st.one_of(st.none(), anything),
+    recipient=st.one_of(st.none(), subjects, anything),
+)
+def test_redeem_with_anything_raises_only_library_errors(
+    *, subject: Any, provider: Any, code: Any, service: Any, msisdn: Any, recipient: Any
+) -> None:
+    """Whatever is passed, redeem succeeds or raises a TelecardAuthError; bad input stores none."""
+    issuer, storage, _clock = fresh()
+    issued = issuer.issue(OWNER, "stc")
+    if code == "the code":
+        code = issued.code
+    before = dump(storage)
+    refusal: TelecardAuthError | None = None
+    try:
+        issuer.redeem(subject, provider, code, service, msisdn=msisdn, recipient=recipient)
+    except TelecardAuthError as error:
+        refusal = error
+    if refusal is None:
+        assert CodeState.REDEEMED == issuer.status(OWNER, issued.code_id).state
+    elif isinstance(refusal, InvalidInput | NotPermitted):
+        assert before == dump(storage)
+
+
+@settings(max_examples=100)
+@given(subject=st.one_of(subjects, anything), code_id=anything)
+def test_lookups_with_anything_raise_only_library_errors(subject: Any, code_id: Any) -> None:
+    """status and revoke of anything raise a TelecardAuthError and store nothing."""
+    issuer, storage, _clock = fresh()
+    issuer.issue(Subject.citizen("1000000008"), "stc")
+    before = dump(storage)
+    for operation in (issuer.status, issuer.revoke):
+        with pytest.raises(TelecardAuthError):
+            operation(subject, code_id)
+    assert before == dump(storage)
