@@ -1,5 +1,7 @@
 """Shared fixtures: a manual clock, a fixed keyring, the default policy, memory storage, an issuer.
 
+The fixed values they are built from (``START``, the test secrets) live in ``tests.helpers``.
+
 Hypothesis runs under the "ci" profile (derandomised, no deadline) when ``CI=true``, otherwise
 under "dev" (random, no deadline). Time never comes from the machine: tests move the clock.
 """
@@ -7,10 +9,10 @@ under "dev" (random, no deadline). Time never comes from the machine: tests move
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 
 import pytest
 from hypothesis import settings
+from tests.helpers import K1_SECRET, PSEUDONYM_SECRET, START
 
 from telecard_auth import (
     CodeIssuer,
@@ -25,14 +27,6 @@ from telecard_auth import (
 settings.register_profile("ci", derandomize=True, deadline=None)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
-
-#: Where every test's clock starts: an arbitrary, fixed, timezone-aware UTC moment.
-START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-#: Fixed test secrets (32 bytes each, the minimum the keyring accepts).
-K1_SECRET = b"telecard-auth test key one......"
-K2_SECRET = b"telecard-auth test key two......"
-PSEUDONYM_SECRET = b"telecard-auth test pseudonyms..."
 
 CITIZEN_ID = "1000000008"
 RESIDENT_ID = "2129040479"

@@ -40,6 +40,7 @@ __all__ = [
     "code_formats",
     "codes_for",
     "company_numbers",
+    "eligible_subjects",
     "fixed_offset_timezones",
     "foreign_digits",
     "government_identifiers",
@@ -184,14 +185,28 @@ def government_identifiers() -> st.SearchStrategy[str]:
     return st.text(alphabet=string.ascii_letters + ASCII_DIGITS, min_size=1, max_size=32)
 
 
-def subjects() -> st.SearchStrategy[Subject]:
-    """Valid ``Subject`` objects of every kind, built from the identifier strategies above."""
+def _subjects_of_every_kind(government: st.SearchStrategy[str]) -> st.SearchStrategy[Subject]:
+    """Subjects of every kind, government bodies with identifiers drawn from ``government``."""
     return st.one_of(
         national_ids().map(Subject.citizen),
         iqamas().map(Subject.resident),
         company_numbers().map(Subject.company),
-        government_identifiers().map(Subject.government),
+        government.map(Subject.government),
     )
+
+
+def subjects() -> st.SearchStrategy[Subject]:
+    """Valid ``Subject`` objects of every kind, built from the identifier strategies above."""
+    return _subjects_of_every_kind(government_identifiers())
+
+
+def eligible_subjects() -> st.SearchStrategy[Subject]:
+    """Subjects of every kind that the default policy issues codes to.
+
+    As ``subjects()``, but government bodies get the identifiers the default policy's validator
+    assumes: ``7`` + 9 ASCII digits, the shape of a unified national number.
+    """
+    return _subjects_of_every_kind(company_numbers())
 
 
 def subject_kinds() -> st.SearchStrategy[SubjectKind]:
@@ -223,15 +238,20 @@ def ascii_msisdn_forms(draw: st.DrawFn) -> tuple[str, str]:
 
 @st.composite
 def human_renderings(
-    draw: st.DrawFn, value: str, *, ascii_digits: bool = True, separators: bool = True
+    draw: st.DrawFn,
+    value: str,
+    *,
+    ascii_digits: bool = True,
+    separators: bool = True,
+    max_separators: int = 8,
 ) -> str:
     """``value`` as a person might type it, never longer than the 64-character input limit.
 
     Every ASCII digit is rendered in ASCII, Arabic-Indic (U+0660-0669) or Extended Arabic-Indic
     (U+06F0-06F9) digits, either one script for the whole string or a mix; with
     ``ascii_digits=False`` no ASCII digit is left. Other characters (``+``, letters) are kept.
-    With ``separators=True``, accepted separators (spaces, hyphens, direction marks) are sprinkled
-    anywhere, including at both ends.
+    With ``separators=True``, up to ``max_separators`` accepted separators (spaces, hyphens,
+    direction marks) are sprinkled anywhere, including at both ends.
     """
     scripts = [ARABIC_INDIC_DIGITS, EXTENDED_ARABIC_INDIC_DIGITS]
     if ascii_digits:
@@ -246,7 +266,7 @@ def human_renderings(
         for char, script in zip(value, chosen, strict=True)
     ]
     if separators:
-        room = max(0, min(MAX_INPUT_LENGTH - len(value), 8))
+        room = max(0, min(MAX_INPUT_LENGTH - len(value), max_separators))
         inserts = draw(
             st.lists(
                 st.tuples(

@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 import pytest
+from tests.helpers import K1_SECRET, K2_SECRET, PSEUDONYM_SECRET, other_code
 
 from telecard_auth import (
     BindingMismatch,
@@ -66,11 +67,6 @@ def mobile_core(typed: str) -> str:
     return digits[-9:]
 
 
-def other_code(code: str) -> str:
-    """A well-formed code that differs from ``code`` in its last digit."""
-    return code[:-1] + str((int(code[-1]) + 1) % 10)
-
-
 @attrs.define
 class Run:
     """What a realistic run leaves behind, to be searched for."""
@@ -97,7 +93,7 @@ class Run:
 @pytest.fixture
 def run(storage: MemoryStorage, keyring: Keyring, clock: ManualClock) -> Run:
     """Drive a day of realistic traffic through one issuer and memory storage."""
-    rotated = keyring.with_key(HmacKey(key_id="k2", secret=b"telecard-auth test key two......"))
+    rotated = keyring.with_key(HmacKey(key_id="k2", secret=K2_SECRET))
     early = CodeIssuer(storage, keyring=keyring, clock=clock)
     issuer = CodeIssuer(storage, keyring=rotated, clock=clock)
     result = Run(storage=storage, issuer=issuer)
@@ -255,11 +251,7 @@ def test_no_code_identity_or_mobile_number_at_rest(run: Run) -> None:
 def test_no_key_material_at_rest(run: Run) -> None:
     """Neither HMAC secret nor the pseudonym secret is stored."""
     texts = dump_texts(run.storage)
-    for secret in (
-        b"telecard-auth test key one......",
-        b"telecard-auth test key two......",
-        b"telecard-auth test pseudonyms...",
-    ):
+    for secret in (K1_SECRET, K2_SECRET, PSEUDONYM_SECRET):
         for rendering in (repr(secret), secret.decode(), secret.hex()):
             assert not any(rendering in text for text in texts)
 
@@ -310,7 +302,12 @@ def test_the_search_finds_a_planted_leak(run: Run, clock: ManualClock) -> None:
         service_id=CITIZENS[0].translate(SCRIPTS[1]),
     )
     change = Commit(
-        subject_ref=snapshot.subject_ref, expected_version=snapshot.version, codes=(leaky,)
+        subject_ref=snapshot.subject_ref,
+        expected_version=snapshot.version,
+        codes=(*snapshot.codes, leaky),
+        failure_logs=snapshot.failure_logs,
+        written_at=clock.now(),
+        keep_until=clock.now(),
     )
     assert run.storage.commit(change)
     texts = dump_texts(run.storage)

@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.helpers import START
 from tests.strategies import aware_datetimes, naive_datetimes
 
 from telecard_auth import Clock, InvalidInput, InvalidTime, ManualClock, SystemClock
 from telecard_auth._clock import ensure_utc
 
-START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 RIYADH = timezone(timedelta(hours=3))
 
 

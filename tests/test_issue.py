@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from tests.helpers import FOUR_HOURS, JUNK, ONE_MICROSECOND, junk_cases, make_issuer, other_code
 
 from telecard_auth import (
     ADDITIONAL_SIM,
@@ -33,7 +34,6 @@ from telecard_auth import (
     ManualClock,
     MemoryStorage,
     NotEligible,
-    Policy,
     Provider,
     ServiceNotAllowed,
     StorageContention,
@@ -47,15 +47,7 @@ from telecard_auth import (
     WrongCode,
 )
 
-FOUR_HOURS = timedelta(hours=4)
 EIGHT_DIGITS = re.compile(r"[0-9]{8}", re.ASCII)
-
-
-def make_issuer(
-    storage: MemoryStorage, keyring: Keyring, clock: ManualClock, **settings: Any
-) -> CodeIssuer:
-    """An issuer over the given parts with a policy built from ``settings``."""
-    return CodeIssuer(storage, keyring=keyring, policy=Policy(**settings), clock=clock)
 
 
 # --- R1: eligibility -------------------------------------------------------------------------
@@ -437,7 +429,7 @@ def test_expired_code_frees_a_slot_exactly_at_expiry(
     clock.advance(minutes=1)
     _fill_rest = [issuer.issue(citizen, "stc") for _ in range(2)]
     assert 2 == len(_fill_rest)
-    clock.set(first.expires_at - timedelta(microseconds=1))
+    clock.set(first.expires_at - ONE_MICROSECOND)
     with pytest.raises(LiveCodeLimitReached):
         issuer.issue(citizen, "stc")
     clock.set(first.expires_at)
@@ -450,7 +442,7 @@ def test_locked_code_frees_a_slot(
     """A code locked by wrong guesses no longer counts as live."""
     issuer = make_issuer(storage, keyring, clock, max_live_codes=1, max_failed_attempts=2)
     issued = issuer.issue(citizen, "stc")
-    wrong = "0" * 8 if issued.code != "0" * 8 else "1" * 8
+    wrong = other_code(issued.code)
     for _ in range(2):
         with pytest.raises(WrongCode):
             issuer.redeem(citizen, "stc", wrong, "new_line")
@@ -585,6 +577,22 @@ class ExplodingStorage:
             raise RuntimeError("connection reset")
         return self.inner.commit(change)
 
+    def purge(self, now: datetime, limit: int) -> int:
+        """Fail if told to, else delegate."""
+        if self.operation == "purge":
+            raise RuntimeError("connection reset")
+        return self.inner.purge(now, limit)
+
+
+def test_storage_driver_error_in_purge_surfaces_as_storage_error(
+    keyring: Keyring, clock: ManualClock
+) -> None:
+    """A plain exception from a backend's purge becomes StorageError with the cause chained."""
+    issuer = CodeIssuer(ExplodingStorage("purge"), keyring=keyring, clock=clock)
+    with pytest.raises(StorageError) as caught:
+        issuer.purge()
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
 
 @pytest.mark.parametrize("operation", ["load", "commit"])
 def test_storage_driver_error_surfaces_as_storage_error(
@@ -647,9 +655,8 @@ def test_issuer_refuses_wrong_parts(
 
 # --- bad input never escapes as anything else, never changes storage ------------------------------
 
-JUNK: list[object] = [
-    None,
-    0,
+ISSUE_JUNK: list[object] = [
+    *JUNK,
     7000000001,
     -1.5,
     False,
@@ -657,12 +664,9 @@ JUNK: list[object] = [
     {"id": "1000000008"},
     ["stc"],
     frozenset({"stc"}),
-    object(),
     "y" * 100_000,
     "٥" * 100_000,
-    "",
     "\x00",
-    "\ud800",
 ]
 
 EXPECTED_FOR_JUNK = {
@@ -674,12 +678,7 @@ EXPECTED_FOR_JUNK = {
 }
 
 # None means "no service", "no mobile number" and "no recipient": no junk for those three.
-JUNK_CASES = [
-    pytest.param(argument, junk, id=f"{argument}-{index}-{type(junk).__name__}")
-    for argument in EXPECTED_FOR_JUNK
-    for index, junk in enumerate(JUNK)
-    if not (junk is None and argument in {"service", "msisdn", "recipient"})
-]
+JUNK_CASES = junk_cases(EXPECTED_FOR_JUNK, ISSUE_JUNK, optional={"service", "msisdn", "recipient"})
 
 
 @pytest.mark.parametrize(("argument", "junk"), JUNK_CASES)

@@ -11,6 +11,7 @@ import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.helpers import FOUR_HOURS
 from tests.strategies import (
     ACCEPTED_SEPARATORS,
     code_formats,
@@ -44,7 +45,6 @@ from telecard_auth import (
 
 #: Crockford's base-32 alphabet: digits and upper-case letters without I, L, O, U.
 BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-FOUR_HOURS = timedelta(hours=4)
 
 
 # --- CodeFormat: shape and strength --------------------------------------------------------------

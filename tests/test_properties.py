@@ -6,12 +6,22 @@ fixtures would be shared between examples).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from tests.helpers import (
+    FOUR_HOURS,
+    K1_SECRET,
+    ONE_MICROSECOND,
+    PSEUDONYM_SECRET,
+    START,
+    dump,
+    other_code,
+)
+from tests.strategies import eligible_subjects, human_renderings
 
 from telecard_auth import (
     DEFAULT_SERVICES,
@@ -32,66 +42,18 @@ from telecard_auth import (
     Provider,
     Service,
     Subject,
-    SubjectSnapshot,
     TelecardAuthError,
     WrongCode,
 )
 
-START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-TTL = timedelta(hours=4)
-KEYRING = Keyring(
-    keys=(HmacKey(key_id="k1", secret=b"telecard-auth test key one......"),),
-    pseudonym_secret=b"telecard-auth test pseudonyms...",
-)
+KEYRING = Keyring(keys=(HmacKey(key_id="k1", secret=K1_SECRET),), pseudonym_secret=PSEUDONYM_SECRET)
 
 # --- strategies --------------------------------------------------------------------------------
 
-
-def luhn_check_digit(payload: str) -> str:
-    """The digit that makes ``payload + digit`` pass Luhn (computed here, not by the library)."""
-    total = 0
-    for position, char in enumerate(reversed(payload)):
-        value = int(char)
-        if position % 2 == 0:  # doubled: these end up at odd positions once the check is appended
-            value = value * 2 - 9 if value * 2 > 9 else value * 2
-        total += value
-    return str((10 - total % 10) % 10)
-
-
-def luhn_ids(first: str) -> st.SearchStrategy[str]:
-    """Valid 10-digit IDs beginning with ``first``."""
-    payloads = st.text(alphabet="0123456789", min_size=8, max_size=8).map(lambda rest: first + rest)
-    return payloads.map(lambda payload: payload + luhn_check_digit(payload))
-
-
-def seven_ids() -> st.SearchStrategy[str]:
-    """10-digit numbers beginning with 7 (companies; government under the default validator)."""
-    return st.text(alphabet="0123456789", min_size=9, max_size=9).map(lambda rest: "7" + rest)
-
-
-subjects: st.SearchStrategy[Subject] = st.one_of(
-    luhn_ids("1").map(Subject.citizen),
-    luhn_ids("2").map(Subject.resident),
-    seven_ids().map(Subject.company),
-    seven_ids().map(Subject.government),
-)
+subjects = eligible_subjects()
 providers: st.SearchStrategy[Provider] = st.sampled_from(SAUDI_PROVIDERS)
 services: st.SearchStrategy[Service] = st.sampled_from(DEFAULT_SERVICES)
 provider_pairs = st.permutations(SAUDI_PROVIDERS).map(lambda order: (order[0], order[1]))
-
-DIGIT_SCRIPTS = ("0123456789", "٠١٢٣٤٥٦٧٨٩", "۰۱۲۳۴۵۶۷۸۹")
-SEPARATORS = ("", " ", "-", "\u200e", "\u200f", "\u061c")
-
-
-@st.composite
-def typed_forms(draw: st.DrawFn, code: str) -> str:
-    """``code`` as a person might type it: any digit script per digit, separators anywhere."""
-    parts = [draw(st.sampled_from(SEPARATORS))]
-    for char in code:
-        parts.append(draw(st.sampled_from(DIGIT_SCRIPTS))[int(char)])
-        parts.append(draw(st.sampled_from(SEPARATORS)))
-    return "".join(parts)
-
 
 anything: st.SearchStrategy[Any] = st.one_of(
     st.none(),
@@ -114,11 +76,6 @@ def fresh(policy: Policy | None = None) -> tuple[CodeIssuer, MemoryStorage, Manu
     storage = MemoryStorage()
     clock = ManualClock(START)
     return CodeIssuer(storage, keyring=KEYRING, policy=policy, clock=clock), storage, clock
-
-
-def dump(storage: MemoryStorage) -> tuple[SubjectSnapshot, ...]:
-    """Everything the storage holds."""
-    return tuple(storage.snapshots())
 
 
 # --- properties ----------------------------------------------------------------------------------
@@ -147,9 +104,12 @@ def test_issue_then_redeem_succeeds_exactly_once(
     issued = issuer.issue(
         subject, provider if by_object else provider.id, service=service if bound else None
     )
-    typed = data.draw(typed_forms(issued.code), label="typed")
+    # As many separators as the code has gaps (ends included): one may stand in every gap.
+    typed = data.draw(
+        human_renderings(issued.code, max_separators=len(issued.code) + 1), label="typed"
+    )
     elapsed = data.draw(
-        st.timedeltas(min_value=timedelta(0), max_value=TTL - timedelta(microseconds=1))
+        st.timedeltas(min_value=timedelta(0), max_value=FOUR_HOURS - ONE_MICROSECOND)
     )
     clock.advance(elapsed)
     redemption = issuer.redeem(subject, provider.id, typed, service.id)
@@ -168,7 +128,7 @@ def test_issue_then_redeem_succeeds_exactly_once(
     subject=subjects,
     provider=providers,
     service=services,
-    late=st.timedeltas(min_value=TTL, max_value=timedelta(days=400)),
+    late=st.timedeltas(min_value=FOUR_HOURS, max_value=timedelta(days=400)),
 )
 def test_code_never_redeems_after_its_ttl(
     subject: Subject, provider: Provider, service: Service, late: timedelta
@@ -226,7 +186,7 @@ def test_wrong_guesses_follow_the_attempt_and_budget_model(
     policy = Policy(max_failed_attempts=max_failed, failure_budget=budget)
     issuer, _storage, _clock = fresh(policy)
     issued = issuer.issue(subject, "stc")
-    guess = issued.code[:-1] + str((int(issued.code[-1]) + 1) % 10)
+    guess = other_code(issued.code)
     outcomes = []
     for _ in range(wrong):
         with pytest.raises((WrongCode, FailureBudgetExhausted)) as caught:

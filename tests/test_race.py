@@ -15,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import pytest
+from tests.helpers import other_code, stored_record
 
 from telecard_auth import (
     CodeAlreadyUsed,
     CodeIssuer,
-    CodeRecord,
     CodeRevoked,
     CodeState,
     CodeStatus,
@@ -98,20 +98,6 @@ def kinds(outcomes: list[object]) -> Counter[type]:
     return Counter(type(outcome) for outcome in outcomes)
 
 
-def the_record(storage: MemoryStorage, code_id: str) -> CodeRecord:
-    """The stored record of ``code_id``."""
-    for snapshot in storage.snapshots():
-        for record in snapshot.codes:
-            if record.code_id == code_id:
-                return record
-    raise AssertionError(f"no stored code {code_id}")
-
-
-def wrong_for(issued: IssuedCode) -> str:
-    """A well-formed code that is not ``issued``'s."""
-    return issued.code[:-1] + str((int(issued.code[-1]) + 1) % 10)
-
-
 def make(
     keyring: Keyring, clock: ManualClock, policy: Policy | None = None
 ) -> tuple[CodeIssuer, CountingStorage]:
@@ -131,7 +117,7 @@ def test_one_code_redeemed_by_many_threads_is_redeemed_once(
         redeem = partial(issuer.redeem, citizen, "stc", issued.code, "new_line")
         outcomes = together(pool, [redeem] * THREADS)
         assert {Redemption: 1, CodeAlreadyUsed: THREADS - 1} == kinds(outcomes)
-        record = the_record(storage, issued.code_id)
+        record = stored_record(storage, issued.code_id)
         assert (CodeState.REDEEMED, 0) == (record.state, record.failed_attempts)
         collisions += storage.lost
     assert 0 < collisions
@@ -146,12 +132,12 @@ def test_concurrent_wrong_guesses_lock_at_exactly_the_limit(
     for _ in range(40):
         issuer, storage = make(keyring, clock, policy)
         issued = issuer.issue(citizen, "stc")
-        guess = wrong_for(issued)
+        guess = other_code(issued.code)
         outcomes = together(
             pool, [partial(issuer.redeem, citizen, "stc", guess, "new_line")] * THREADS
         )
         assert {WrongCode: THREADS} == kinds(outcomes)
-        record = the_record(storage, issued.code_id)
+        record = stored_record(storage, issued.code_id)
         assert (CodeState.LOCKED, 5) == (record.state, record.failed_attempts)
         (snapshot,) = storage.snapshots()
         assert THREADS == len(snapshot.failure_log("stc").failures)
@@ -166,14 +152,14 @@ def test_concurrent_wrong_guesses_never_overrun_the_budget(
     for _ in range(40):
         issuer, storage = make(keyring, clock)
         issued = issuer.issue(citizen, "stc")
-        guess = wrong_for(issued)
+        guess = other_code(issued.code)
         outcomes = together(
             pool, [partial(issuer.redeem, citizen, "stc", guess, "new_line")] * THREADS
         )
         assert {WrongCode: 10, FailureBudgetExhausted: THREADS - 10} == kinds(outcomes)
         (snapshot,) = storage.snapshots()
         assert 10 == len(snapshot.failure_log("stc").failures)
-        assert 5 == the_record(storage, issued.code_id).failed_attempts
+        assert 5 == stored_record(storage, issued.code_id).failed_attempts
 
 
 def test_right_code_racing_wrong_guesses_is_consistent(
@@ -184,7 +170,7 @@ def test_right_code_racing_wrong_guesses_is_consistent(
     for _ in range(40):
         issuer, storage = make(keyring, clock, policy)
         issued = issuer.issue(citizen, "stc")
-        guess = wrong_for(issued)
+        guess = other_code(issued.code)
         actions: list[Callable[[], object]] = [
             partial(issuer.redeem, citizen, "stc", guess, "new_line")
         ] * (THREADS - 1)
@@ -193,7 +179,7 @@ def test_right_code_racing_wrong_guesses_is_consistent(
         )
         outcomes = together(pool, actions)
         right = outcomes[THREADS // 2]
-        record = the_record(storage, issued.code_id)
+        record = stored_record(storage, issued.code_id)
         assert THREADS - 1 == kinds(outcomes)[WrongCode]
         if isinstance(right, Redemption):
             assert CodeState.REDEEMED == record.state
@@ -232,7 +218,7 @@ def test_revoke_racing_redeem_has_one_winner(
         actions: list[Callable[[], object]] = [revoke, redeem] * (THREADS // 2)
         outcomes = together(pool, actions)
         counts = kinds(outcomes)
-        state = the_record(storage, issued.code_id).state
+        state = stored_record(storage, issued.code_id).state
         if state is CodeState.REDEEMED:
             assert {Redemption: 1, CodeAlreadyUsed: THREADS - 1} == counts
         else:

@@ -4,6 +4,8 @@ A code is issued to an authenticated, eligible customer for one mobile operator,
 hours, and is good for one service, once. This module is the whole public surface.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from telecard_auth._clock import Clock, ManualClock, SystemClock
 from telecard_auth._errors import (
     BindingMismatch,
@@ -19,10 +21,12 @@ from telecard_auth._errors import (
     InvalidInput,
     InvalidMsisdn,
     InvalidPolicy,
+    InvalidStorageUrl,
     InvalidTime,
     KeyringError,
     LiveCodeLimitReached,
     MalformedCode,
+    MissingExtra,
     NotEligible,
     NotPermitted,
     RedemptionRefused,
@@ -60,7 +64,30 @@ from telecard_auth._model import (
 from telecard_auth._normalize import fold_digits, luhn_valid, normalize_msisdn
 from telecard_auth._policy import CodeFormat, Policy, default_government_id_validator
 from telecard_auth._storage import CodeRecord, Commit, FailureLog, Storage, SubjectSnapshot
+from telecard_auth._urls import storage_from_url
 from telecard_auth._version import __version__
+
+if TYPE_CHECKING:
+    from telecard_auth._postgres import PostgresStorage
+    from telecard_auth._redis import RedisStorage
+    from telecard_auth._sqlite import SQLiteStorage
+
+# Backends load their client libraries (sqlite3, redis, psycopg) only when first named.
+_BACKENDS = {
+    "SQLiteStorage": "telecard_auth._sqlite",
+    "RedisStorage": "telecard_auth._redis",
+    "PostgresStorage": "telecard_auth._postgres",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _BACKENDS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'telecard_auth' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "ACTIVATION_FOR_ACTUAL_USER",
@@ -93,6 +120,7 @@ __all__ = [
     "InvalidInput",
     "InvalidMsisdn",
     "InvalidPolicy",
+    "InvalidStorageUrl",
     "InvalidTime",
     "IssuedCode",
     "Keyring",
@@ -101,12 +129,16 @@ __all__ = [
     "MalformedCode",
     "ManualClock",
     "MemoryStorage",
+    "MissingExtra",
     "NotEligible",
     "NotPermitted",
     "Policy",
+    "PostgresStorage",
     "Provider",
     "Redemption",
     "RedemptionRefused",
+    "RedisStorage",
+    "SQLiteStorage",
     "Service",
     "ServiceMismatch",
     "ServiceNotAllowed",
@@ -127,4 +159,5 @@ __all__ = [
     "fold_digits",
     "luhn_valid",
     "normalize_msisdn",
+    "storage_from_url",
 ]

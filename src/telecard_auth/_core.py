@@ -275,6 +275,51 @@ def status_of(policy: Policy, record: CodeRecord, now: datetime) -> CodeStatus:
     )
 
 
+def next_state(
+    policy: Policy,
+    snapshot: SubjectSnapshot,
+    now: datetime,
+    *,
+    codes: tuple[CodeRecord, ...] = (),
+    failure_log: FailureLog | None = None,
+) -> Commit:
+    """The subject's whole state after replacing ``codes`` and ``failure_log``, as a commit.
+
+    Records past their retention and failures outside the window are dropped here, so storage
+    never grows with a subject's history, and ``keep_until`` says when the rest stops mattering.
+    """
+    changed = {record.code_id: record for record in codes}
+    horizon = now - policy.retention
+    kept: list[CodeRecord] = []
+    for stored in snapshot.codes:
+        record = changed.pop(stored.code_id, stored)
+        if record.expires_at > horizon:
+            kept.append(record)
+    kept.extend(changed.values())
+    logs = {log.provider_id: log for log in snapshot.failure_logs}
+    if failure_log is not None:
+        logs[failure_log.provider_id] = failure_log
+    window_start = now - policy.failure_window
+    kept_logs = tuple(
+        log for log in logs.values() if log.failures and log.failures[-1] > window_start
+    )
+    keep_until = max(
+        (
+            *(record.expires_at + policy.retention for record in kept),
+            *(log.failures[-1] + policy.failure_window for log in kept_logs),
+        ),
+        default=now,
+    )
+    return Commit(
+        subject_ref=snapshot.subject_ref,
+        expected_version=snapshot.version,
+        codes=tuple(kept),
+        failure_logs=kept_logs,
+        written_at=now,
+        keep_until=keep_until,
+    )
+
+
 def decide_issue(
     policy: Policy,
     keyring: Keyring,
@@ -320,10 +365,7 @@ def decide_issue(
         issued_at=record.issued_at,
         expires_at=record.expires_at,
     )
-    change = Commit(
-        subject_ref=request.subject_ref, expected_version=snapshot.version, codes=(record,)
-    )
-    return Decision(change, issued)
+    return Decision(next_state(policy, snapshot, now, codes=(record,)), issued)
 
 
 def _recent_failures(policy: Policy, log: FailureLog, now: datetime) -> tuple[datetime, ...]:
@@ -354,13 +396,9 @@ def _charge_failure(
         else:
             updated.append(attrs.evolve(record, failed_attempts=attempts))
     log = FailureLog(provider_id=provider_id, failures=(*recent, now)[-policy.failure_budget :])
-    change = Commit(
-        subject_ref=snapshot.subject_ref,
-        expected_version=snapshot.version,
-        codes=tuple(updated),
-        failure_logs=(log,),
+    return Decision(
+        next_state(policy, snapshot, now, codes=tuple(updated), failure_log=log), error=error
     )
-    return Decision(change, error=error)
 
 
 def _find_match(
@@ -458,11 +496,8 @@ def decide_redeem(
     redeemed = attrs.evolve(
         record, state=CodeState.REDEEMED, finished_at=now, redeemed_service_id=service.id
     )
-    change = Commit(
-        subject_ref=snapshot.subject_ref, expected_version=snapshot.version, codes=(redeemed,)
-    )
     return Decision(
-        change,
+        next_state(policy, snapshot, now, codes=(redeemed,)),
         Redemption(
             code_id=record.code_id,
             subject_ref=record.subject_ref,
@@ -501,7 +536,6 @@ def decide_revoke(
     if not is_live(record, now):
         return Decision(None, status_of(policy, record, now))
     revoked = attrs.evolve(record, state=CodeState.REVOKED, finished_at=now)
-    change = Commit(
-        subject_ref=snapshot.subject_ref, expected_version=snapshot.version, codes=(revoked,)
+    return Decision(
+        next_state(policy, snapshot, now, codes=(revoked,)), status_of(policy, revoked, now)
     )
-    return Decision(change, status_of(policy, revoked, now))

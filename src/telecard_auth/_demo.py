@@ -12,7 +12,6 @@ from telecard_auth._clock import ManualClock
 from telecard_auth._errors import CodeAlreadyUsed, CodeExpired, RedemptionRefused, WrongCode
 from telecard_auth._issuer import CodeIssuer
 from telecard_auth._keyring import Keyring
-from telecard_auth._memory import MemoryStorage
 from telecard_auth._model import ACTIVATION_FOR_ACTUAL_USER, NEW_LINE, Subject
 from telecard_auth._storage import Storage
 
@@ -62,15 +61,14 @@ def _at(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def run_demo(storage: Storage | None = None, out: Callable[[str], object] = print) -> int:
+def run_demo(storage: Storage, out: Callable[[str], object] = print) -> int:
     """Walk through issuing and redeeming codes; return 0 when every step behaved as the rules say.
 
-    Time comes from a ``ManualClock``, so the four-hour expiry is shown without waiting.
+    Time comes from a ``ManualClock``, so the four-hour expiry is shown without waiting. A fresh
+    keyring makes the walk independent of anything ``storage`` already holds.
     """
     clock = ManualClock(datetime(2026, 11, 25, 6, 0, tzinfo=UTC))
-    issuer = CodeIssuer(
-        MemoryStorage() if storage is None else storage, keyring=Keyring.generate(), clock=clock
-    )
+    issuer = CodeIssuer(storage, keyring=Keyring.generate(), clock=clock)
     walk = _Walk(out)
     customer = Subject.citizen("1000000008")
     out("telecard-auth: SIM authentication codes, end to end")

@@ -25,10 +25,12 @@ __all__ = [
     "InvalidInput",
     "InvalidMsisdn",
     "InvalidPolicy",
+    "InvalidStorageUrl",
     "InvalidTime",
     "KeyringError",
     "LiveCodeLimitReached",
     "MalformedCode",
+    "MissingExtra",
     "NotEligible",
     "NotPermitted",
     "RedemptionRefused",
@@ -326,6 +328,24 @@ class ConfigurationError(TelecardAuthError, ValueError):
     code = "configuration_error"
     template_en = "The configuration is not valid: {reason}."
     template_ar = "الإعدادات غير صحيحة (التفاصيل بالإنجليزية): {reason}."
+
+
+class MissingExtra(ConfigurationError):
+    """A storage backend was asked for but its client library is not installed."""
+
+    code = "missing_extra"
+    template_en = (
+        "The {backend} storage needs its client library: pip install 'telecard-auth[{extra}]'."
+    )
+    template_ar = "يحتاج تخزين {backend} إلى مكتبته: pip install 'telecard-auth[{extra}]'."
+
+
+class InvalidStorageUrl(ConfigurationError):
+    """A storage URL is malformed or names a scheme no backend serves."""
+
+    code = "invalid_storage_url"
+    template_en = "The storage URL is not valid: {reason}."
+    template_ar = "رابط التخزين غير صحيح (التفاصيل بالإنجليزية): {reason}."
 
 
 class InvalidPolicy(ConfigurationError):

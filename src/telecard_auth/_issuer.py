@@ -14,6 +14,7 @@ from telecard_auth import _core
 from telecard_auth._clock import Clock, SystemClock, ensure_utc
 from telecard_auth._errors import (
     ConfigurationError,
+    InvalidInput,
     StorageContention,
     StorageError,
     TelecardAuthError,
@@ -26,7 +27,6 @@ from telecard_auth._storage import Storage, SubjectSnapshot
 __all__ = ["CodeIssuer"]
 
 T = TypeVar("T")
-A = TypeVar("A")
 R = TypeVar("R")
 
 #: How many times one request re-reads and re-decides after losing a compare-and-set race.
@@ -150,6 +150,18 @@ class CodeIssuer:
             ref, lambda snapshot, now: _core.decide_status(self.policy, snapshot, code_id, now)
         )
 
+    def purge(self, limit: int = 1000) -> int:
+        """Delete up to ``limit`` subjects whose data no longer matters; returns how many.
+
+        A subject's data matters until its last code's expiry plus the policy's ``retention``,
+        and until its last wrong attempt has left the failure window. Call in a loop until it
+        returns 0; each call is one bounded batch that never blocks redeemers for long.
+        """
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidInput()
+        now = ensure_utc(self._read_clock(), what="the clock's time")
+        return self._storage_call(self.storage.purge, now, limit)
+
     def _run(
         self, subject_ref: str, decide: Callable[[SubjectSnapshot, datetime], _core.Decision[T]]
     ) -> T:
@@ -170,10 +182,10 @@ class CodeIssuer:
             raise ConfigurationError(reason="the clock failed") from error
 
     @staticmethod
-    def _storage_call(operation: Callable[[A], R], argument: A) -> R:
+    def _storage_call(operation: Callable[..., R], *arguments: object) -> R:
         # Backends raise StorageError themselves; this catches what a hand-written one lets out.
         try:
-            return operation(argument)
+            return operation(*arguments)
         except TelecardAuthError:
             raise
         except Exception as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 
 from telecard_auth._storage import CodeRecord, Commit, FailureLog, SubjectSnapshot
 
@@ -11,26 +12,23 @@ __all__ = ["MemoryStorage"]
 
 
 class _Entry:
-    __slots__ = ("codes", "logs", "version")
+    __slots__ = ("codes", "keep_until", "logs", "version")
 
-    def __init__(self) -> None:
-        self.version = 0
-        self.codes: dict[str, CodeRecord] = {}
-        self.logs: dict[str, FailureLog] = {}
+    def __init__(
+        self,
+        version: int,
+        codes: tuple[CodeRecord, ...],
+        logs: tuple[FailureLog, ...],
+        keep_until: datetime,
+    ) -> None:
+        self.version = version
+        self.codes = codes
+        self.logs = logs
+        self.keep_until = keep_until
 
 
 class MemoryStorage:
-    """Thread-safe in-memory storage. Everything is lost when the process ends.
-
-    >>> from telecard_auth import Commit
-    >>> storage = MemoryStorage()
-    >>> storage.commit(Commit(subject_ref="s", expected_version=0))
-    True
-    >>> storage.commit(Commit(subject_ref="s", expected_version=0))
-    False
-    >>> storage.load("s").version
-    1
-    """
+    """Thread-safe in-memory storage. Everything is lost when the process ends."""
 
     def __init__(self) -> None:
         self._subjects: dict[str, _Entry] = {}
@@ -40,29 +38,35 @@ class MemoryStorage:
         """Everything stored for ``subject_ref``; see ``Storage.load``."""
         with self._lock:
             entry = self._subjects.get(subject_ref)
-            if entry is None:
-                return SubjectSnapshot(subject_ref=subject_ref)
-            return SubjectSnapshot(
-                subject_ref=subject_ref,
-                version=entry.version,
-                codes=tuple(entry.codes.values()),
-                failure_logs=tuple(entry.logs.values()),
-            )
+        if entry is None:
+            return SubjectSnapshot(subject_ref=subject_ref)
+        # Entries are replaced whole, never mutated, so reading one outside the lock is safe.
+        return SubjectSnapshot(
+            subject_ref=subject_ref,
+            version=entry.version,
+            codes=entry.codes,
+            failure_logs=entry.logs,
+        )
 
     def commit(self, change: Commit) -> bool:
         """Compare-and-set on the subject's version; see ``Storage.commit``."""
+        entry = _Entry(
+            change.expected_version + 1, change.codes, change.failure_logs, change.keep_until
+        )
         with self._lock:
-            entry = self._subjects.get(change.subject_ref)
-            if (entry.version if entry is not None else 0) != change.expected_version:
+            current = self._subjects.get(change.subject_ref)
+            if (current.version if current is not None else 0) != change.expected_version:
                 return False
-            if entry is None:
-                entry = self._subjects[change.subject_ref] = _Entry()
-            for record in change.codes:
-                entry.codes[record.code_id] = record
-            for log in change.failure_logs:
-                entry.logs[log.provider_id] = log
-            entry.version += 1
+            self._subjects[change.subject_ref] = entry
             return True
+
+    def purge(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` subjects kept until ``now`` or earlier; see ``Storage.purge``."""
+        with self._lock:
+            done = [ref for ref, entry in self._subjects.items() if entry.keep_until <= now]
+            for ref in done[:limit]:
+                del self._subjects[ref]
+            return min(len(done), limit)
 
     def snapshots(self) -> Iterator[SubjectSnapshot]:
         """Every subject's snapshot: the whole content of the storage, for audits and tests."""

@@ -222,6 +222,8 @@ class Policy:
     - ``failure_budget`` / ``failure_window``: wrong attempts allowed per subject and provider in
       any sliding window (10 per 24 hours). Issuing a new code does not reset it.
     - ``max_live_codes``: how many unexpired, unused codes one subject may hold at once (3).
+    - ``retention``: how long a code's record is kept after it expires, so that a late attempt
+      still hears "already used" or "expired" rather than "wrong code" (24 hours).
     - ``transfer_services``: services for which a code may be bound to a recipient.
     - ``government_id_validator``: decides whether a government body's identifier is valid.
 
@@ -248,6 +250,7 @@ class Policy:
         default=timedelta(hours=24), validator=_positive_duration
     )
     max_live_codes: int = attrs.field(default=3, validator=_positive_int)
+    retention: timedelta = attrs.field(default=timedelta(hours=24), validator=_positive_duration)
     transfer_services: frozenset[str] = attrs.field(
         default=frozenset({"number_transfer"}), converter=_str_set
     )

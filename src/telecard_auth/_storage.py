@@ -1,10 +1,12 @@
-"""The storage contract: what is stored, and the two operations every backend provides.
+"""The storage contract: what is stored, and the three operations every backend provides.
 
 Storage knows no rule. All state that a rule reads or writes belongs to one subject (identified by
 the keyed pseudonym ``subject_ref``) and is read as one ``SubjectSnapshot``. The core decides, and
-the change goes back as one ``Commit`` that the backend applies only if nobody else committed for
-that subject in between (compare-and-set on a per-subject version). That is the whole concurrency
-story: a code is redeemed at most once because two redeemers cannot both commit on one version.
+the subject's whole new state goes back as one ``Commit`` that the backend applies only if nobody
+else committed for that subject in between (compare-and-set on a per-subject version). That is the
+whole concurrency story: a code is redeemed at most once because two redeemers cannot both commit
+on one version. Each commit is one statement (SQL) or one script (Redis), so it is atomic and
+durable by the backend's own guarantees.
 
 Nothing stored is secret or personal: codes are HMAC digests, subjects, mobile numbers and
 recipients are keyed pseudonyms.
@@ -79,16 +81,21 @@ class SubjectSnapshot:
 
 @attrs.frozen(kw_only=True)
 class Commit:
-    """A change to one subject, valid only on top of ``expected_version``.
+    """The complete new state of one subject, valid only on top of ``expected_version``.
 
-    Each record in ``codes`` is inserted or replaces the stored record with the same ``code_id``;
-    each log in ``failure_logs`` replaces the stored log of its provider. Nothing else changes.
+    ``codes`` and ``failure_logs`` replace everything stored for the subject: a record left out is
+    deleted (the core drops records past their retention this way). ``written_at`` is the time of
+    the decision and ``keep_until`` the moment after which nothing of the subject matters any more;
+    ``purge`` removes subjects past it, and backends with native expiry expire the subject's data
+    ``keep_until - written_at`` after writing it.
     """
 
     subject_ref: str
     expected_version: int
-    codes: tuple[CodeRecord, ...] = ()
-    failure_logs: tuple[FailureLog, ...] = ()
+    codes: tuple[CodeRecord, ...]
+    failure_logs: tuple[FailureLog, ...]
+    written_at: datetime
+    keep_until: datetime
 
 
 @runtime_checkable
@@ -108,11 +115,22 @@ class Storage(Protocol):
         ...
 
     def commit(self, change: Commit) -> bool:
-        """Apply ``change`` if and only if the subject is still at ``change.expected_version``.
+        """Store ``change`` if and only if the subject is still at ``change.expected_version``.
 
-        Atomicity: compare-and-set. Either the stored version equals ``expected_version`` and the
-        whole change is applied and the version becomes ``expected_version + 1``, durably, before
-        this returns ``True``; or nothing is applied and it returns ``False``. Under any number of
-        concurrent callers (threads, processes, machines) at most one commit succeeds per version.
+        Atomicity: compare-and-set. Either the stored version equals ``expected_version`` (0 for a
+        subject with nothing stored) and the subject's state becomes exactly the change, at version
+        ``expected_version + 1``, durably, before this returns ``True``; or nothing changes and it
+        returns ``False``. Under any number of concurrent callers (threads, processes, machines)
+        at most one commit succeeds per version.
+        """
+        ...
+
+    def purge(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` subjects whose ``keep_until`` is at or before ``now``.
+
+        Returns how many were deleted; call again until it returns 0. A subject whose state is
+        committed again while a purge runs is never deleted with its new state: a commit either
+        lands first (and moves ``keep_until`` on) or fails its compare-and-set and starts over
+        from an empty subject. Backends whose data expires by itself may return 0.
         """
         ...

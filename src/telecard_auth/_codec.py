@@ -1,0 +1,113 @@
+"""One text form of a subject's state, shared by every backend that stores bytes.
+
+A subject's codes and failure logs are stored as one compact JSON document: positional arrays,
+times in ISO 8601 (UTC), digests in base64. It holds digests and pseudonyms only, never a code or an
+identity number. ``FORMAT`` is written into each document so that a later release can read old ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+from telecard_auth._errors import StorageError
+from telecard_auth._model import CodeState
+from telecard_auth._storage import CodeRecord, Commit, FailureLog, SubjectSnapshot
+
+__all__ = ["FORMAT", "decode_state", "encode_state"]
+
+#: Version of the document layout below.
+FORMAT = 1
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def encode_state(change: Commit) -> str:
+    """The document for the subject's state after ``change``."""
+    codes = [
+        [
+            record.code_id,
+            record.provider_id,
+            record.key_id,
+            base64.b64encode(record.digest).decode("ascii"),
+            record.issued_at.isoformat(),
+            record.expires_at.isoformat(),
+            record.service_id,
+            record.msisdn_ref,
+            record.recipient_ref,
+            record.state.value,
+            record.failed_attempts,
+            _time(record.finished_at),
+            record.redeemed_service_id,
+        ]
+        for record in change.codes
+    ]
+    logs = [
+        [log.provider_id, [moment.isoformat() for moment in log.failures]]
+        for log in change.failure_logs
+    ]
+    return json.dumps({"f": FORMAT, "c": codes, "l": logs}, separators=(",", ":"))
+
+
+def _record(subject_ref: str, row: list[Any]) -> CodeRecord:
+    (
+        code_id,
+        provider_id,
+        key_id,
+        digest,
+        issued_at,
+        expires_at,
+        service_id,
+        msisdn_ref,
+        recipient_ref,
+        state,
+        failed_attempts,
+        finished_at,
+        redeemed_service_id,
+    ) = row
+    return CodeRecord(
+        code_id=code_id,
+        subject_ref=subject_ref,
+        provider_id=provider_id,
+        key_id=key_id,
+        digest=base64.b64decode(digest),
+        issued_at=datetime.fromisoformat(issued_at),
+        expires_at=datetime.fromisoformat(expires_at),
+        service_id=service_id,
+        msisdn_ref=msisdn_ref,
+        recipient_ref=recipient_ref,
+        state=CodeState(state),
+        failed_attempts=failed_attempts,
+        finished_at=_parse_time(finished_at),
+        redeemed_service_id=redeemed_service_id,
+    )
+
+
+def decode_state(subject_ref: str, version: int, document: str | bytes) -> SubjectSnapshot:
+    """The snapshot stored as ``document`` at ``version``; ``StorageError`` if it is unreadable."""
+    try:
+        data = json.loads(document)
+        if data["f"] != FORMAT:
+            raise ValueError(f"unknown document format {data['f']!r}")
+        return SubjectSnapshot(
+            subject_ref=subject_ref,
+            version=version,
+            codes=tuple(_record(subject_ref, row) for row in data["c"]),
+            failure_logs=tuple(
+                FailureLog(
+                    provider_id=provider_id,
+                    failures=tuple(datetime.fromisoformat(moment) for moment in failures),
+                )
+                for provider_id, failures in data["l"]
+            ),
+        )
+    except (ValueError, TypeError, KeyError) as error:
+        raise StorageError(reason="a stored record cannot be read") from error

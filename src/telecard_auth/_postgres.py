@@ -1,0 +1,182 @@
+"""PostgreSQL storage (extra ``postgres``): psycopg 3 with a connection pool.
+
+One table, one row per subject: ``(subject_ref, version, keep_until, state)``. Loading is one
+primary-key ``SELECT``; committing is one statement in its own transaction (autocommit): an
+``INSERT … ON CONFLICT DO NOTHING`` for a new subject, an ``UPDATE … WHERE version = %s``
+otherwise. Both touch a single row through the primary key, so their cost stays flat however large
+the table grows. A commit is acknowledged only after PostgreSQL has made it durable under the
+server's ``synchronous_commit`` (``on`` by default: flushed to the WAL on disk).
+
+``purge`` deletes in bounded batches and skips rows a redeemer holds locked (``SKIP LOCKED``), so it
+never makes a redemption wait.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg_pool import ConnectionPool
+except ImportError as error:  # pragma: no cover - exercised without the extra installed
+    from telecard_auth._errors import MissingExtra
+
+    raise MissingExtra(backend="PostgreSQL", extra="postgres") from error
+
+from telecard_auth._codec import decode_state, encode_state
+from telecard_auth._errors import StorageError
+from telecard_auth._storage import Commit, SubjectSnapshot
+
+__all__ = ["PostgresStorage"]
+
+#: The schema this release reads and writes.
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE {schema}.telecard_subjects (
+            subject_ref text PRIMARY KEY,
+            version bigint NOT NULL,
+            keep_until timestamptz NOT NULL,
+            state text NOT NULL
+        )""",
+        "CREATE INDEX telecard_subjects_keep_until ON {schema}.telecard_subjects (keep_until)",
+    ),
+}
+
+# A fixed key for pg_advisory_xact_lock: concurrent migrate() calls take turns.
+_MIGRATION_LOCK = 0x7E1E_CA2D
+
+
+class PostgresStorage:
+    """Storage in PostgreSQL. Call ``migrate()`` once to create or upgrade the schema.
+
+    ``conninfo`` is a ``postgresql://`` URL or a libpq connection string; ``schema`` is the
+    PostgreSQL schema that holds the tables (it must exist); the pool keeps between ``min_size``
+    and ``max_size`` connections.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = "public",
+        min_size: int = 1,
+        max_size: int = 16,
+        timeout: float = 30.0,
+    ) -> None:
+        self.schema = schema
+        names = {"schema": sql.Identifier(schema)}
+        table = sql.SQL("{schema}.telecard_subjects").format(**names)
+        self._names = names
+        self._load = sql.SQL("SELECT version, state FROM {} WHERE subject_ref = %s").format(table)
+        self._insert = sql.SQL(
+            "INSERT INTO {} (subject_ref, version, keep_until, state) VALUES (%s, 1, %s, %s)"
+            " ON CONFLICT (subject_ref) DO NOTHING"
+        ).format(table)
+        self._update = sql.SQL(
+            "UPDATE {} SET version = version + 1, keep_until = %s, state = %s"
+            " WHERE subject_ref = %s AND version = %s"
+        ).format(table)
+        self._purge = sql.SQL(
+            "DELETE FROM {0} WHERE keep_until <= %s AND subject_ref IN"
+            " (SELECT subject_ref FROM {0} WHERE keep_until <= %s ORDER BY keep_until"
+            " LIMIT %s FOR UPDATE SKIP LOCKED)"
+        ).format(table)
+        try:
+            self.pool = ConnectionPool(
+                conninfo,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=timeout,
+                kwargs={"autocommit": True},
+                open=True,
+                name="telecard-auth",
+            )
+        except psycopg.Error as error:
+            raise StorageError(reason=f"PostgreSQL: {error}") from error
+
+    def _execute(
+        self, query: sql.Composed, parameters: tuple[Any, ...]
+    ) -> tuple[int, tuple[Any, ...] | None]:
+        """Run one statement in its own transaction; return its row count and first row."""
+        try:
+            with self.pool.connection() as connection:
+                cursor = connection.execute(query, parameters)
+                return cursor.rowcount, cursor.fetchone() if cursor.description else None
+        except psycopg.errors.UndefinedTable as error:
+            raise StorageError(reason="the schema is missing; call migrate() first") from error
+        except psycopg.Error as error:
+            raise StorageError(reason=f"PostgreSQL: {type(error).__name__}") from error
+
+    def migrate(self) -> None:
+        """Create the schema, or bring an older one up to date. Safe to call at every start."""
+        try:
+            with self.pool.connection() as connection, connection.transaction():
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                connection.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {schema}.telecard_schema"
+                        " (version integer NOT NULL)"
+                    ).format(**self._names)
+                )
+                row = connection.execute(
+                    sql.SQL("SELECT max(version) FROM {schema}.telecard_schema").format(
+                        **self._names
+                    )
+                ).fetchone()
+                current = (row[0] if row else None) or 0
+                if current > SCHEMA_VERSION:
+                    raise StorageError(
+                        reason=f"the database schema {current} is newer than this release's"
+                    )
+                for version in range(current + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[version]:
+                        connection.execute(sql.SQL(statement).format(**self._names))
+                    connection.execute(
+                        sql.SQL(
+                            "INSERT INTO {schema}.telecard_schema (version) VALUES (%s)"
+                        ).format(**self._names),
+                        (version,),
+                    )
+        except psycopg.Error as error:
+            raise StorageError(reason=f"PostgreSQL: {error}") from error
+
+    def load(self, subject_ref: str) -> SubjectSnapshot:
+        """One primary-key ``SELECT``; see ``Storage.load``."""
+        _, row = self._execute(self._load, (subject_ref,))
+        if row is None:
+            return SubjectSnapshot(subject_ref=subject_ref)
+        return decode_state(subject_ref, row[0], row[1])
+
+    def commit(self, change: Commit) -> bool:
+        """One statement, one transaction, compare-and-set; see ``Storage.commit``."""
+        state = encode_state(change)
+        if change.expected_version == 0:
+            count, _ = self._execute(self._insert, (change.subject_ref, change.keep_until, state))
+        else:
+            count, _ = self._execute(
+                self._update,
+                (change.keep_until, state, change.subject_ref, change.expected_version),
+            )
+        return count == 1
+
+    def purge(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` subjects past their ``keep_until``, skipping locked rows."""
+        count, _ = self._execute(self._purge, (now, now, limit))
+        return count
+
+    def close(self) -> None:
+        """Close the pool and its connections."""
+        self.pool.close()
+
+    def __enter__(self) -> PostgresStorage:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage(schema={self.schema!r})"

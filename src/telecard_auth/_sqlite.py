@@ -1,0 +1,204 @@
+"""SQLite storage: the embedded default, one file shared safely by threads and processes.
+
+Durability choices, and why:
+
+- ``journal_mode=WAL``: readers never block the writer and the writer never blocks readers, so
+  many redeemers in many processes share one file.
+- ``synchronous=FULL`` (the default): every commit is flushed to disk before it is acknowledged,
+  so an acknowledged redemption survives a process kill *and* a power cut. ``"normal"`` trades
+  the power-cut guarantee for speed: commits survive a killed process but the last ones may be
+  lost if the machine itself stops.
+- Each state change is one statement in its own transaction (autocommit): an ``INSERT … ON
+  CONFLICT DO NOTHING`` for a new subject, an ``UPDATE … WHERE version = ?`` otherwise. SQLite
+  serialises writers; ``busy_timeout`` makes a writer wait its turn instead of failing.
+- One connection per thread (and per process: a connection is never used across ``fork``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from typing import Literal
+
+from telecard_auth._codec import decode_state, encode_state
+from telecard_auth._errors import ConfigurationError, StorageError
+from telecard_auth._storage import Commit, SubjectSnapshot
+
+__all__ = ["SQLiteStorage"]
+
+#: The schema this release reads and writes.
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE telecard_subjects (
+            subject_ref TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            keep_until INTEGER NOT NULL,
+            state TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX telecard_subjects_keep_until ON telecard_subjects (keep_until)",
+    ),
+}
+
+_LOAD = "SELECT version, state FROM telecard_subjects WHERE subject_ref = ?"
+_INSERT = (
+    "INSERT INTO telecard_subjects (subject_ref, version, keep_until, state) VALUES (?, 1, ?, ?)"
+    " ON CONFLICT (subject_ref) DO NOTHING"
+)
+_UPDATE = (
+    "UPDATE telecard_subjects SET version = version + 1, keep_until = ?, state = ?"
+    " WHERE subject_ref = ? AND version = ?"
+)
+_PURGE = (
+    "DELETE FROM telecard_subjects WHERE subject_ref IN"
+    " (SELECT subject_ref FROM telecard_subjects WHERE keep_until <= ? LIMIT ?)"
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch: how SQL backends index times."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class SQLiteStorage:
+    """Storage in one SQLite file. Call ``migrate()`` once to create or upgrade the schema.
+
+    >>> import tempfile, pathlib
+    >>> folder = tempfile.mkdtemp()
+    >>> storage = SQLiteStorage(pathlib.Path(folder) / "codes.db")
+    >>> storage.migrate()
+    >>> storage.load("nobody").version
+    0
+    >>> storage.close()
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["full", "normal"] = "full",
+        timeout: float = 30.0,
+    ) -> None:
+        if synchronous not in ("full", "normal"):
+            raise ConfigurationError(reason="synchronous must be 'full' or 'normal'")
+        self.path = os.fspath(path)
+        self.synchronous = synchronous
+        self._timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            # A forked child must not touch its parent's connections: start afresh.
+            self._local = threading.local()
+            self._connections = []
+            self._pid = os.getpid()
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            try:
+                connection = sqlite3.connect(
+                    self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+                )
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+                connection.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            except sqlite3.Error as error:
+                raise StorageError(reason=f"cannot open the SQLite file: {error}") from error
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def migrate(self) -> None:
+        """Create the schema, or bring an older one up to date. Safe to call at every start."""
+        connection = self._connection()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute(
+                    "CREATE TABLE IF NOT EXISTS telecard_schema (version INTEGER NOT NULL)"
+                )
+                row = connection.execute("SELECT max(version) FROM telecard_schema").fetchone()
+                current = row[0] or 0
+                if current > SCHEMA_VERSION:
+                    raise StorageError(
+                        reason=f"the database schema {current} is newer than this release's"
+                    )
+                for version in range(current + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[version]:
+                        connection.execute(statement)
+                    connection.execute(
+                        "INSERT INTO telecard_schema (version) VALUES (?)", (version,)
+                    )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            raise _storage_error(error) from error
+
+    def load(self, subject_ref: str) -> SubjectSnapshot:
+        """Everything stored for ``subject_ref``; see ``Storage.load``."""
+        try:
+            row = self._connection().execute(_LOAD, (subject_ref,)).fetchone()
+        except sqlite3.Error as error:
+            raise _storage_error(error) from error
+        if row is None:
+            return SubjectSnapshot(subject_ref=subject_ref)
+        return decode_state(subject_ref, row[0], row[1])
+
+    def commit(self, change: Commit) -> bool:
+        """One statement, one transaction, compare-and-set; see ``Storage.commit``."""
+        state = encode_state(change)
+        keep_until = micros(change.keep_until)
+        try:
+            if change.expected_version == 0:
+                cursor = self._connection().execute(
+                    _INSERT, (change.subject_ref, keep_until, state)
+                )
+            else:
+                cursor = self._connection().execute(
+                    _UPDATE, (keep_until, state, change.subject_ref, change.expected_version)
+                )
+        except sqlite3.Error as error:
+            raise _storage_error(error) from error
+        return cursor.rowcount == 1
+
+    def purge(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` subjects past their ``keep_until``; one short statement."""
+        try:
+            cursor = self._connection().execute(_PURGE, (micros(now), limit))
+        except sqlite3.Error as error:
+            raise _storage_error(error) from error
+        return cursor.rowcount
+
+    def close(self) -> None:
+        """Close every connection this storage opened (in this process)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> SQLiteStorage:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStorage({self.path!r}, synchronous={self.synchronous!r})"
+
+
+def _storage_error(error: sqlite3.Error) -> StorageError:
+    if "no such table" in str(error):
+        return StorageError(reason="the schema is missing; call migrate() first")
+    return StorageError(reason=f"SQLite: {error}")

@@ -1,0 +1,102 @@
+"""``storage_from_url``: pick and build a backend from a URL, through an explicit scheme table.
+
+Each backend's module (and so its client library) is imported only when its scheme is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import SplitResult, parse_qsl, urlsplit
+
+from telecard_auth._errors import InvalidStorageUrl, clip
+from telecard_auth._storage import Storage
+
+__all__ = ["storage_from_url"]
+
+
+def _options(parts: SplitResult, allowed: set[str]) -> dict[str, str]:
+    try:
+        options = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True))
+    except ValueError:
+        options = {} if not parts.query else {"": ""}
+    unknown = set(options) - allowed
+    if unknown:
+        raise InvalidStorageUrl(reason=f"unknown option {clip(sorted(unknown)[0])!r}")
+    return options
+
+
+def _memory(url: str, parts: SplitResult) -> Storage:
+    from telecard_auth._memory import MemoryStorage
+
+    if parts.netloc or parts.path or parts.query:
+        raise InvalidStorageUrl(reason="memory:// takes no host, path or options")
+    return MemoryStorage()
+
+
+def _sqlite(url: str, parts: SplitResult) -> Storage:
+    from telecard_auth._sqlite import SQLiteStorage
+
+    # As in SQLAlchemy: sqlite:///relative/file.db and sqlite:////absolute/file.db.
+    if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:  # noqa: PLR2004
+        raise InvalidStorageUrl(reason="use sqlite:///relative/path.db or sqlite:////absolute.db")
+    options = _options(parts, {"synchronous"})
+    synchronous = options.get("synchronous", "full")
+    if synchronous not in ("full", "normal"):
+        raise InvalidStorageUrl(reason="synchronous must be 'full' or 'normal'")
+    return SQLiteStorage(parts.path[1:], synchronous=synchronous)  # type: ignore[arg-type]
+
+
+def _redis(url: str, parts: SplitResult) -> Storage:
+    from telecard_auth._redis import RedisStorage
+
+    options = _options(parts, {"prefix"})
+    prefix = options.pop("prefix", "telecard")
+    return RedisStorage(parts._replace(query="").geturl(), prefix=prefix)
+
+
+def _postgres(url: str, parts: SplitResult) -> Storage:
+    from telecard_auth._postgres import PostgresStorage
+
+    # Only the library's own option is taken out; libpq options stay in the URL.
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((value for key, value in pairs if key == "schema"), "public")
+    query = "&".join(f"{key}={value}" for key, value in pairs if key != "schema")
+    return PostgresStorage(parts._replace(query=query).geturl(), schema=schema)
+
+
+#: Scheme to factory. A factory imports its backend, and so its client library, when called.
+SCHEMES: dict[str, Callable[[str, SplitResult], Storage]] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+    "redis": _redis,
+    "rediss": _redis,
+    "postgresql": _postgres,
+    "postgres": _postgres,
+}
+
+
+def storage_from_url(url: str) -> Storage:
+    """Build the storage a URL names. The SQL backends still need ``migrate()`` once.
+
+    ==================================  ======================================================
+    ``memory://``                       ``MemoryStorage``
+    ``sqlite:///codes.db``              ``SQLiteStorage`` (relative path; ``////`` absolute),
+                                        option ``?synchronous=normal``
+    ``redis://host:6379/0``             ``RedisStorage``; ``rediss://`` for TLS; ``?prefix=``
+    ``postgresql://user@host/db``       ``PostgresStorage``; option ``?schema=``
+    ==================================  ======================================================
+
+    >>> storage_from_url("memory://")
+    MemoryStorage(subjects=0)
+    """
+    if not isinstance(url, str):
+        raise InvalidStorageUrl(reason="a storage URL is a string")
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        raise InvalidStorageUrl(reason="it cannot be parsed") from error
+    factory = SCHEMES.get(parts.scheme.lower())
+    if factory is None:
+        known = ", ".join(sorted(SCHEMES))
+        raise InvalidStorageUrl(reason=f"unknown scheme {clip(parts.scheme)!r}; use one of {known}")
+    return factory(url, parts)
