@@ -19,14 +19,15 @@ from typing import Any
 try:
     import psycopg
     from psycopg import sql
-    from psycopg_pool import ConnectionPool
+    from psycopg.conninfo import conninfo_to_dict
+    from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
     from telecard_auth._errors import MissingExtra
 
     raise MissingExtra(backend="PostgreSQL", extra="postgres") from error
 
 from telecard_auth._codec import decode_state, encode_state
-from telecard_auth._errors import StorageError
+from telecard_auth._errors import ConfigurationError, StorageError
 from telecard_auth._storage import Commit, SubjectSnapshot
 
 __all__ = ["PostgresStorage"]
@@ -67,7 +68,13 @@ class PostgresStorage:
         max_size: int = 16,
         timeout: float = 30.0,
     ) -> None:
+        try:
+            conninfo_to_dict(conninfo)
+        except psycopg.Error as error:
+            raise ConfigurationError(reason=f"the PostgreSQL connection info: {error}") from None
         self.schema = schema
+        self._conninfo = conninfo
+        self._timeout = timeout
         names = {"schema": sql.Identifier(schema)}
         table = sql.SQL("{schema}.telecard_subjects").format(**names)
         self._names = names
@@ -108,8 +115,18 @@ class PostgresStorage:
                 return cursor.rowcount, cursor.fetchone() if cursor.description else None
         except psycopg.errors.UndefinedTable as error:
             raise StorageError(reason="the schema is missing; call migrate() first") from error
+        except PoolTimeout as error:
+            raise StorageError(reason=f"PostgreSQL: {self._why_no_connection()}") from error
         except psycopg.Error as error:
-            raise StorageError(reason=f"PostgreSQL: {type(error).__name__}") from error
+            raise StorageError(reason=f"PostgreSQL: {error}") from error
+
+    def _why_no_connection(self) -> str:
+        # The pool only says it timed out; one direct attempt tells the caller why.
+        try:
+            psycopg.connect(self._conninfo, connect_timeout=2).close()
+        except psycopg.Error as error:
+            return f"cannot connect: {str(error).strip().splitlines()[0]}"
+        return f"no free connection within {self._timeout} s (pool exhausted)"
 
     def migrate(self) -> None:
         """Create the schema, or bring an older one up to date. Safe to call at every start."""
@@ -141,6 +158,8 @@ class PostgresStorage:
                         ).format(**self._names),
                         (version,),
                     )
+        except PoolTimeout as error:
+            raise StorageError(reason=f"PostgreSQL: {self._why_no_connection()}") from error
         except psycopg.Error as error:
             raise StorageError(reason=f"PostgreSQL: {error}") from error
 

@@ -28,7 +28,7 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
     raise MissingExtra(backend="Redis", extra="redis") from error
 
 from telecard_auth._codec import decode_state, encode_state
-from telecard_auth._errors import StorageError
+from telecard_auth._errors import ConfigurationError, StorageError
 from telecard_auth._storage import Commit, SubjectSnapshot
 
 __all__ = ["COMMIT_SCRIPT", "RedisStorage"]
@@ -42,7 +42,13 @@ class RedisStorage:
 
     def __init__(self, client: redis.Redis | str, *, prefix: str = "telecard") -> None:
         if isinstance(client, str):
-            client = redis.Redis.from_url(client)
+            try:
+                client = redis.Redis.from_url(client)
+                pool = client.connection_pool
+                # Building (not opening) a connection checks the URL's options now, not later.
+                pool.connection_class(**pool.connection_kwargs)
+            except (ValueError, TypeError) as error:
+                raise ConfigurationError(reason=f"the Redis URL is not valid: {error}") from None
         self.client: redis.Redis = client
         self.prefix = prefix
         self._commit = client.register_script(COMMIT_SCRIPT)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -107,15 +108,31 @@ class SQLiteStorage:
                 connection = sqlite3.connect(
                     self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
                 )
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-                connection.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             except sqlite3.Error as error:
+                raise StorageError(reason=f"cannot open the SQLite file: {error}") from error
+            try:
+                self._set_wal(connection)
+                connection.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            except sqlite3.Error as error:
+                connection.close()
                 raise StorageError(reason=f"cannot open the SQLite file: {error}") from error
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
         return connection
+
+    def _set_wal(self, connection: sqlite3.Connection) -> None:
+        # Switching a file to WAL needs an exclusive lock, and SQLite reports "locked" at once
+        # rather than through the busy handler while another connection writes: wait here.
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
 
     def migrate(self) -> None:
         """Create the schema, or bring an older one up to date. Safe to call at every start."""

@@ -5,10 +5,11 @@ Each backend's module (and so its client library) is imported only when its sche
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from urllib.parse import SplitResult, parse_qsl, urlsplit
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
-from telecard_auth._errors import InvalidStorageUrl, clip
+from telecard_auth._errors import ConfigurationError, InvalidStorageUrl, clip
 from telecard_auth._storage import Storage
 
 __all__ = ["storage_from_url"]
@@ -23,6 +24,17 @@ def _options(parts: SplitResult, allowed: set[str]) -> dict[str, str]:
     if unknown:
         raise InvalidStorageUrl(reason=f"unknown option {clip(sorted(unknown)[0])!r}")
     return options
+
+
+@contextmanager
+def _as_url_error() -> Iterator[None]:
+    # A backend refusing its settings is, from here, a URL that is not valid.
+    try:
+        yield
+    except InvalidStorageUrl:
+        raise
+    except ConfigurationError as error:
+        raise InvalidStorageUrl(reason=error.details.get("reason", error.code)) from error
 
 
 def _memory(url: str, parts: SplitResult) -> Storage:
@@ -49,9 +61,14 @@ def _sqlite(url: str, parts: SplitResult) -> Storage:
 def _redis(url: str, parts: SplitResult) -> Storage:
     from telecard_auth._redis import RedisStorage
 
-    options = _options(parts, {"prefix"})
-    prefix = options.pop("prefix", "telecard")
-    return RedisStorage(parts._replace(query="").geturl(), prefix=prefix)
+    # redis-py reads its own options (socket_timeout, ssl_ca_certs, …) from the query string.
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = next((value for key, value in pairs if key == "prefix"), "telecard")
+    if not prefix:
+        raise InvalidStorageUrl(reason="prefix cannot be empty")
+    query = urlencode([(k, v) for k, v in pairs if k != "prefix"], quote_via=quote)
+    with _as_url_error():
+        return RedisStorage(parts._replace(query=query).geturl(), prefix=prefix)
 
 
 def _postgres(url: str, parts: SplitResult) -> Storage:
@@ -60,8 +77,9 @@ def _postgres(url: str, parts: SplitResult) -> Storage:
     # Only the library's own option is taken out; libpq options stay in the URL.
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((value for key, value in pairs if key == "schema"), "public")
-    query = "&".join(f"{key}={value}" for key, value in pairs if key != "schema")
-    return PostgresStorage(parts._replace(query=query).geturl(), schema=schema)
+    query = urlencode([(k, v) for k, v in pairs if k != "schema"], quote_via=quote)
+    with _as_url_error():
+        return PostgresStorage(parts._replace(query=query).geturl(), schema=schema)
 
 
 #: Scheme to factory. A factory imports its backend, and so its client library, when called.

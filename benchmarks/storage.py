@@ -1,0 +1,1113 @@
+"""Storage benchmark: what the library costs on top of each backend's raw driver.
+
+For every backend it times, side by side and interleaved round by round:
+
+- **library**: issue + redeem pairs through ``CodeIssuer`` (default ``Policy``, ``ManualClock``);
+- **floor**: the raw driver sending the very same statements (SQL) or commands (Redis) that the
+  library sends for one pair, with pre-built parameters and pre-encoded state documents; for the
+  memory backend, the dict and lock work plus the two HMAC-SHA256 and the ``secrets`` draw.
+
+A third side, **adapter**, calls the backend's ``load`` and ``commit`` with the core's commits
+built beforehand: it splits the gap between the storage adapter and the rules.
+
+The ratio library / floor is what the library adds. Each figure is the median of several rounds;
+the ratio is the median of the per-round ratios, each taken from a library round and a floor round
+run back to back, so that the noise of a shared machine hits both alike.
+
+It also times redemption alone on SQLite and PostgreSQL with a small and a large table already
+stored (1,000 and 1,000,000 subjects; ``--quick``: 100,000), to show whether a redemption slows
+down as the table grows.
+
+Usage: ``python benchmarks/storage.py [--quick] [--json out.json] [--profile]``. Servers come from
+``TELECARD_TEST_POSTGRES_URL`` and ``TELECARD_TEST_REDIS_URL`` (defaults: the local ones on
+127.0.0.1); a backend whose server does not answer is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import hashlib
+import hmac
+import json
+import math
+import os
+import platform
+import pstats
+import secrets
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from telecard_auth import (
+    CodeIssuer,
+    Commit,
+    Keyring,
+    ManualClock,
+    MemoryStorage,
+    Policy,
+    Storage,
+    Subject,
+    WrongCode,
+    luhn_valid,
+)
+from telecard_auth._codec import encode_state
+from telecard_auth._sqlite import _INSERT, _LOAD, _UPDATE, SQLiteStorage, micros
+
+POSTGRES_URL = os.environ.get("TELECARD_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TELECARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+BACKENDS = ("memory", "sqlite-full", "sqlite-normal", "redis", "postgres")
+VARIANTS = ("new-subject", "returning-subject")
+PROVIDER = "stc"
+SERVICE = "new_line"
+#: A ratio above this gets a cProfile breakdown when ``--profile`` is given.
+PROFILE_THRESHOLD = 1.5
+#: Moving the clock this far between scale rounds drops the previous round's records.
+SCALE_CLOCK_STEP_HOURS = 29
+_SEP = b"\x1f"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long and how often to measure."""
+
+    rounds: int
+    round_seconds: float
+    min_pairs: int
+    max_pairs: int
+    scale_small: int
+    scale_large: int
+    scale_rounds: int
+    scale_batch: int
+
+
+FULL = Settings(
+    rounds=9,
+    round_seconds=0.6,
+    min_pairs=20,
+    max_pairs=20_000,
+    scale_small=1_000,
+    scale_large=1_000_000,
+    scale_rounds=11,
+    scale_batch=400,
+)
+QUICK = Settings(
+    rounds=3,
+    round_seconds=0.08,
+    min_pairs=5,
+    max_pairs=2_000,
+    scale_small=1_000,
+    scale_large=100_000,
+    scale_rounds=3,
+    scale_batch=100,
+)
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+class Citizens:
+    """Fresh, valid, never repeated citizens: ``1`` + 8 digits + a Luhn check digit."""
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def take(self, count: int) -> list[Subject]:
+        """``count`` citizens nobody has used yet in this run."""
+        subjects = []
+        for _ in range(count):
+            body = f"1{self._next:08d}"
+            self._next += 1
+            check = next(d for d in "0123456789" if luhn_valid(body + d))
+            subjects.append(Subject.citizen(body + check))
+        return subjects
+
+
+def fresh_refs(count: int) -> list[str]:
+    """Random subject pseudonyms in the library's format (128 bits, hex)."""
+    return [secrets.token_hex(16) for _ in range(count)]
+
+
+class _Recorder(MemoryStorage):
+    """A memory storage that keeps every commit, to capture the documents the library writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits: list[Commit] = []
+
+    def commit(self, change: Commit) -> bool:
+        self.commits.append(change)
+        return super().commit(change)
+
+
+@dataclass(frozen=True)
+class Write:
+    """One commit the library makes, pre-encoded for each backend's floor."""
+
+    document: str
+    keep_until: datetime
+    keep_micros: int
+    keep_ms: int
+
+    @classmethod
+    def of(cls, change: Commit) -> Write:
+        """The document and expiry forms of ``change``, computed as the backends compute them."""
+        seconds = (change.keep_until - change.written_at).total_seconds()
+        return cls(
+            document=encode_state(change),
+            keep_until=change.keep_until,
+            keep_micros=micros(change.keep_until),
+            keep_ms=max(1, math.ceil(seconds * 1000)),
+        )
+
+
+@dataclass(frozen=True)
+class Documents:
+    """The four writes of a new subject's pair, then of the same subject coming back."""
+
+    new_issue: Write
+    new_redeem: Write
+    returning_issue: Write
+    returning_redeem: Write
+    #: The same four, as the ``Commit`` objects the core handed to storage.
+    commits: tuple[Commit, ...]
+
+
+def capture_documents(keyring: Keyring, citizens: Citizens) -> Documents:
+    """Run the library once on a recording storage and keep the documents it writes."""
+    recorder = _Recorder()
+    issuer = CodeIssuer(recorder, keyring=keyring, policy=Policy(), clock=ManualClock())
+    (subject,) = citizens.take(1)
+    for _ in range(2):
+        issued = issuer.issue(subject, PROVIDER)
+        issuer.redeem(subject, PROVIDER, issued.code, SERVICE)
+    new_issue, new_redeem, returning_issue, returning_redeem = recorder.commits
+    return Documents(
+        new_issue=Write.of(new_issue),
+        new_redeem=Write.of(new_redeem),
+        returning_issue=Write.of(returning_issue),
+        returning_redeem=Write.of(returning_redeem),
+        commits=tuple(recorder.commits),
+    )
+
+
+def filler_states(keyring: Keyring, citizens: Citizens, count: int) -> list[tuple[int, Write]]:
+    """``count`` realistic stored states (version, write), made by the library and its codec.
+
+    A mix of what a table holds: a code just issued, a code used, a code used after a wrong
+    attempt (so a failure log is kept), and a subject who came back for a second code.
+    """
+    recorder = _Recorder()
+    clock = ManualClock()
+    issuer = CodeIssuer(recorder, keyring=keyring, policy=Policy(), clock=clock)
+    states: list[tuple[int, Write]] = []
+    for index, subject in enumerate(citizens.take(count)):
+        issued = issuer.issue(subject, PROVIDER, service=SERVICE if index % 3 else None)
+        scenario = index % 4
+        if scenario >= 1:
+            if scenario == 2:  # noqa: PLR2004 - the scenarios are numbered
+                wrong = "00000000" if issued.code != "00000000" else "11111111"
+                try:
+                    issuer.redeem(subject, PROVIDER, wrong, SERVICE)
+                except WrongCode:
+                    clock.advance(seconds=1)
+            issuer.redeem(subject, PROVIDER, issued.code, SERVICE)
+        if scenario == 3:  # noqa: PLR2004 - the scenarios are numbered
+            issuer.issue(subject, PROVIDER)
+        snapshot = recorder.load(recorder.commits[-1].subject_ref)
+        states.append((snapshot.version, Write.of(recorder.commits[-1])))
+        clock.advance(seconds=7)
+    return states
+
+
+# --- the two sides of a round -----------------------------------------------------------------
+
+
+def pair(issuer: CodeIssuer, subject: Subject) -> None:
+    """One issue and its redemption, through the library."""
+    issued = issuer.issue(subject, PROVIDER)
+    issuer.redeem(subject, PROVIDER, issued.code, SERVICE)
+
+
+def library_round(issuer: CodeIssuer, citizens: Citizens, count: int, *, returning: bool) -> float:
+    """Seconds for ``count`` pairs through the library, each for a subject of its own."""
+    subjects = citizens.take(count)
+    if returning:
+        for subject in subjects:
+            pair(issuer, subject)
+    gc.collect()
+    start = time.perf_counter()
+    for subject in subjects:
+        pair(issuer, subject)
+    return time.perf_counter() - start
+
+
+def adapter_round(storage: Storage, documents: Documents, count: int, *, returning: bool) -> float:
+    """Seconds for ``count`` pairs' worth of ``load`` and ``commit`` calls, without the core.
+
+    The commits are the core's own, built beforehand for each subject: what is timed is the
+    backend adapter (encoding, decoding, connection handling) on top of the driver.
+    """
+    refs = fresh_refs(count)
+    first, second, third, fourth = documents.commits
+    if returning:
+        for ref in refs:
+            storage.commit(attrs.evolve(first, subject_ref=ref))
+            storage.commit(attrs.evolve(second, subject_ref=ref))
+        first, second = third, fourth
+    steps = [
+        (ref, attrs.evolve(first, subject_ref=ref), attrs.evolve(second, subject_ref=ref))
+        for ref in refs
+    ]
+    load, commit = storage.load, storage.commit
+    gc.collect()
+    start = time.perf_counter()
+    for ref, issue, redeem in steps:
+        load(ref)
+        if not commit(issue):
+            raise FloorFailed(ref)
+        load(ref)
+        if not commit(redeem):
+            raise FloorFailed(ref)
+    return time.perf_counter() - start
+
+
+class Floor:
+    """The raw driver work behind one library pair. Subclasses fill in ``seed`` and ``run``."""
+
+    def __init__(self, documents: Documents) -> None:
+        self.documents = documents
+
+    def seed(self, refs: list[str]) -> None:
+        """Store ``refs`` as subjects that have used one code already (version 2)."""
+        raise NotImplementedError
+
+    def run(self, refs: list[str], *, returning: bool) -> float:
+        """Seconds for the statements of one pair for each subject in ``refs``.
+
+        Parameters are built before the clock starts; only the driver calls are timed.
+        """
+        raise NotImplementedError
+
+    def writes(self, *, returning: bool) -> tuple[Write, Write, int]:
+        """The issue and redeem writes of a pair, and the version the subject starts at."""
+        docs = self.documents
+        if returning:
+            return docs.returning_issue, docs.returning_redeem, 2
+        return docs.new_issue, docs.new_redeem, 0
+
+    def timed_round(self, count: int, *, returning: bool) -> float:
+        """Seconds for ``count`` pairs' worth of raw driver work, each for a subject of its own."""
+        refs = fresh_refs(count)
+        if returning:
+            self.seed(refs)
+        gc.collect()
+        return self.run(refs, returning=returning)
+
+    def close(self) -> None:
+        """Release whatever the floor opened."""
+
+
+class FloorFailed(RuntimeError):
+    """A floor statement did not do what the library's would have done."""
+
+
+class MemoryFloor(Floor):
+    """A dict under a lock, two HMAC-SHA256 and one ``secrets`` draw per pair."""
+
+    def __init__(self, documents: Documents, keyring: Keyring) -> None:
+        super().__init__(documents)
+        self.secret = keyring.current.secret
+        self.store: dict[str, tuple[int, bytes]] = {}
+        self.lock = threading.Lock()
+
+    def seed(self, refs: list[str]) -> None:
+        with self.lock:
+            for ref in refs:
+                self.store[ref] = (2, b"")
+
+    def _set(self, ref: str, expected: int, digest: bytes) -> None:
+        with self.lock:
+            current = self.store.get(ref)
+            if (0 if current is None else current[0]) != expected:
+                raise FloorFailed(ref)
+            self.store[ref] = (expected + 1, digest)
+
+    def run(self, refs: list[str], *, returning: bool) -> float:
+        secret, store, lock = self.secret, self.store, self.lock
+        provider = PROVIDER.encode()
+        start = time.perf_counter()
+        for ref in refs:
+            code = f"{secrets.randbelow(100_000_000):08d}"
+            with lock:
+                entry = store.get(ref)
+            version = 0 if entry is None else entry[0]
+            message = _SEP.join((b"code", ref.encode(), provider, code.encode()))
+            self._set(ref, version, hmac.digest(secret, message, hashlib.sha256))
+            with lock:
+                stored = store[ref]
+            if not hmac.compare_digest(hmac.digest(secret, message, hashlib.sha256), stored[1]):
+                raise FloorFailed(ref)
+            self._set(ref, stored[0], stored[1])
+        return time.perf_counter() - start
+
+
+class SQLiteFloor(Floor):
+    """``sqlite3`` on the same file: SELECT, INSERT (or UPDATE), SELECT, UPDATE."""
+
+    def __init__(self, documents: Documents, path: str, synchronous: str) -> None:
+        super().__init__(documents)
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA journal_mode = WAL")
+        self.connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        self.connection.execute("PRAGMA busy_timeout = 30000")
+
+    def seed(self, refs: list[str]) -> None:
+        write = self.documents.new_redeem
+        rows = [(ref, write.keep_micros, write.document) for ref in refs]
+        self.connection.execute("BEGIN")
+        self.connection.executemany(
+            "INSERT INTO telecard_subjects (subject_ref, version, keep_until, state)"
+            " VALUES (?, 2, ?, ?)",
+            rows,
+        )
+        self.connection.execute("COMMIT")
+
+    def run(self, refs: list[str], *, returning: bool) -> float:
+        issue, redeem, base = self.writes(returning=returning)
+        steps = [
+            (
+                (ref,),
+                (issue.keep_micros, issue.document, ref, base)
+                if returning
+                else (ref, issue.keep_micros, issue.document),
+                (redeem.keep_micros, redeem.document, ref, base + 1),
+            )
+            for ref in refs
+        ]
+        execute = self.connection.execute
+        first = _UPDATE if returning else _INSERT
+        start = time.perf_counter()
+        for load, write, update in steps:
+            execute(_LOAD, load).fetchone()
+            if execute(first, write).rowcount != 1:
+                raise FloorFailed(load[0])
+            execute(_LOAD, load).fetchone()
+            if execute(_UPDATE, update).rowcount != 1:
+                raise FloorFailed(load[0])
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+# --- backends ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    """One backend and variant, measured."""
+
+    backend: str
+    variant: str
+    pairs_per_round: int
+    rounds: int
+    library_ops_per_s: float
+    floor_ops_per_s: float
+    ratio: float
+    ratio_min: float
+    ratio_max: float
+    adapter_ops_per_s: float
+    adapter_ratio: float
+    profile: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Backend:
+    """A library storage and the matching floor, with what it takes to tear both down."""
+
+    name: str
+    storage: Storage
+    floor: Floor
+    cleanup: Callable[[], None]
+
+
+class Unavailable(Exception):
+    """A server did not answer: the backend is skipped."""
+
+
+def _sqlite_backend(name: str, synchronous: str, folder: Path, documents: Documents) -> Backend:
+    path = str(folder / f"{name}.db")
+    storage = SQLiteStorage(path, synchronous="full" if synchronous == "full" else "normal")
+    storage.migrate()
+    floor = SQLiteFloor(documents, path, synchronous)
+
+    def cleanup() -> None:
+        floor.close()
+        storage.close()
+
+    return Backend(name, storage, floor, cleanup)
+
+
+def _memory_backend(name: str, documents: Documents, keyring: Keyring) -> Backend:
+    return Backend(name, MemoryStorage(), MemoryFloor(documents, keyring), lambda: None)
+
+
+def _redis_backend(name: str, documents: Documents) -> Backend:
+    import redis  # noqa: PLC0415 - the client library is needed only for this backend
+
+    from telecard_auth._redis import COMMIT_SCRIPT, RedisStorage  # noqa: PLC0415
+
+    probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        probe.ping()
+    except redis.RedisError as error:
+        raise Unavailable(f"Redis at {REDIS_URL}: {error}") from error
+    finally:
+        probe.close()
+    prefix = "bench" + uuid.uuid4().hex[:12]
+    storage = RedisStorage(redis.Redis.from_url(REDIS_URL), prefix=prefix)
+    storage.migrate()
+    client = redis.Redis.from_url(REDIS_URL)
+    sha = str(client.script_load(COMMIT_SCRIPT))
+
+    class RedisFloor(Floor):
+        """redis-py: HMGET, EVALSHA, HMGET, EVALSHA."""
+
+        def seed(self, refs: list[str]) -> None:
+            write = self.documents.new_redeem
+            with client.pipeline(transaction=False) as pipe:
+                for ref in refs:
+                    key = storage.key(ref)
+                    pipe.hset(key, mapping={"v": "2", "d": write.document})
+                    pipe.pexpire(key, write.keep_ms)
+                pipe.execute()
+
+        def run(self, refs: list[str], *, returning: bool) -> float:
+            issue, redeem, base = self.writes(returning=returning)
+            steps = [
+                (
+                    storage.key(ref),
+                    (str(base), issue.document, issue.keep_ms),
+                    (str(base + 1), redeem.document, redeem.keep_ms),
+                )
+                for ref in refs
+            ]
+            hmget, evalsha = client.hmget, client.evalsha
+            fields = ["v", "d"]
+            start = time.perf_counter()
+            for key, first, second in steps:
+                hmget(key, fields)
+                if evalsha(sha, 1, key, *first) != 1:
+                    raise FloorFailed(key)
+                hmget(key, fields)
+                if evalsha(sha, 1, key, *second) != 1:
+                    raise FloorFailed(key)
+            return time.perf_counter() - start
+
+        def close(self) -> None:
+            client.close()
+
+    def cleanup() -> None:
+        floor.close()
+        storage.close()
+        sweeper = redis.Redis.from_url(REDIS_URL)
+        try:
+            batch: list[bytes] = []
+            for key in sweeper.scan_iter(match=f"{prefix}:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:  # noqa: PLR2004 - a batch size
+                    sweeper.delete(*batch)
+                    batch = []
+            if batch:
+                sweeper.delete(*batch)
+        finally:
+            sweeper.close()
+
+    floor = RedisFloor(documents)
+    return Backend(name, storage, floor, cleanup)
+
+
+def _postgres_schema(url: str) -> tuple[str, Callable[[], None]]:
+    """A fresh PostgreSQL schema and the function that drops it."""
+    import psycopg  # noqa: PLC0415 - the client library is needed only for this backend
+    from psycopg import sql  # noqa: PLC0415
+
+    try:
+        with psycopg.connect(url, connect_timeout=3, autocommit=True) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as error:
+        raise Unavailable(f"PostgreSQL at {url}: {error}") from error
+    schema = "bench_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+
+    def drop() -> None:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
+
+    return schema, drop
+
+
+def _postgres_backend(name: str, documents: Documents) -> Backend:
+    import psycopg  # noqa: PLC0415 - the client library is needed only for this backend
+    from psycopg import sql  # noqa: PLC0415
+
+    from telecard_auth._postgres import PostgresStorage  # noqa: PLC0415
+
+    schema, drop = _postgres_schema(POSTGRES_URL)
+    try:
+        storage = PostgresStorage(POSTGRES_URL, schema=schema)
+        storage.migrate()
+    except BaseException:
+        drop()
+        raise
+    connection = psycopg.connect(POSTGRES_URL, autocommit=True)
+    # The library's own statements, rendered once: the driver sends exactly these.
+    load = storage._load.as_bytes(connection)
+    insert = storage._insert.as_bytes(connection)
+    update = storage._update.as_bytes(connection)
+    seed_statement = sql.SQL(
+        "INSERT INTO {}.telecard_subjects (subject_ref, version, keep_until, state)"
+        " VALUES (%s, 2, %s, %s)"
+    ).format(sql.Identifier(schema))
+
+    class PostgresFloor(Floor):
+        """psycopg on one connection: SELECT, INSERT (or UPDATE), SELECT, UPDATE."""
+
+        def seed(self, refs: list[str]) -> None:
+            write = self.documents.new_redeem
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    seed_statement, [(ref, write.keep_until, write.document) for ref in refs]
+                )
+
+        def run(self, refs: list[str], *, returning: bool) -> float:
+            issue, redeem, base = self.writes(returning=returning)
+            steps: list[tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = [
+                (
+                    (ref,),
+                    (issue.keep_until, issue.document, ref, base)
+                    if returning
+                    else (ref, issue.keep_until, issue.document),
+                    (redeem.keep_until, redeem.document, ref, base + 1),
+                )
+                for ref in refs
+            ]
+            first = update if returning else insert
+            with connection.cursor() as cursor:
+                execute, fetchone = cursor.execute, cursor.fetchone
+                start = time.perf_counter()
+                for key, write, second in steps:
+                    execute(load, key)
+                    fetchone()
+                    execute(first, write)
+                    if cursor.rowcount != 1:
+                        raise FloorFailed(key[0])
+                    execute(load, key)
+                    fetchone()
+                    execute(update, second)
+                    if cursor.rowcount != 1:
+                        raise FloorFailed(key[0])
+                return time.perf_counter() - start
+
+        def close(self) -> None:
+            connection.close()
+
+    floor = PostgresFloor(documents)
+
+    def cleanup() -> None:
+        floor.close()
+        storage.close()
+        drop()
+
+    return Backend(name, storage, floor, cleanup)
+
+
+def make_backend(name: str, folder: Path, documents: Documents, keyring: Keyring) -> Backend:
+    """Build the named backend, or raise ``Unavailable``."""
+    if name == "memory":
+        return _memory_backend(name, documents, keyring)
+    if name in ("sqlite-full", "sqlite-normal"):
+        return _sqlite_backend(name, name.split("-")[1], folder, documents)
+    if name == "redis":
+        return _redis_backend(name, documents)
+    if name == "postgres":
+        return _postgres_backend(name, documents)
+    raise ValueError(name)
+
+
+# --- measuring --------------------------------------------------------------------------------
+
+
+def calibrate(issuer: CodeIssuer, citizens: Citizens, settings: Settings) -> int:
+    """Pairs per round: as many as the library does in ``round_seconds``, within the bounds."""
+    done, start = 0, time.perf_counter()
+    budget = settings.round_seconds / 2
+    while done < settings.min_pairs or time.perf_counter() - start < budget:
+        for subject in citizens.take(5):
+            pair(issuer, subject)
+        done += 5
+    rate = done / (time.perf_counter() - start)
+    return max(settings.min_pairs, min(settings.max_pairs, int(rate * settings.round_seconds)))
+
+
+def measure(
+    backend: Backend,
+    issuer: CodeIssuer,
+    *,
+    citizens: Citizens,
+    settings: Settings,
+    count: int,
+    variant: str,
+) -> Result:
+    """Interleaved library, adapter and floor rounds (the order rotates); medians of them."""
+    returning = variant == "returning-subject"
+    sides: list[Callable[[], float]] = [
+        lambda: library_round(issuer, citizens, count, returning=returning),
+        lambda: adapter_round(backend.storage, backend.floor.documents, count, returning=returning),
+        lambda: backend.floor.timed_round(count, returning=returning),
+    ]
+    seconds: list[list[float]] = [[], [], []]
+    for index in range(settings.rounds):
+        for offset in range(len(sides)):
+            side = (index + offset) % len(sides)
+            seconds[side].append(sides[side]())
+    library, adapter, floor = seconds
+    ratios = [lib / flo for lib, flo in zip(library, floor, strict=True)]
+    return Result(
+        backend=backend.name,
+        variant=variant,
+        pairs_per_round=count,
+        rounds=settings.rounds,
+        library_ops_per_s=statistics.median(count / value for value in library),
+        floor_ops_per_s=statistics.median(count / value for value in floor),
+        ratio=statistics.median(ratios),
+        ratio_min=min(ratios),
+        ratio_max=max(ratios),
+        adapter_ops_per_s=statistics.median(count / value for value in adapter),
+        adapter_ratio=statistics.median(ada / flo for ada, flo in zip(adapter, floor, strict=True)),
+    )
+
+
+def profile_library(issuer: CodeIssuer, citizens: Citizens, count: int) -> list[dict[str, Any]]:
+    """cProfile of ``count`` library pairs: the functions with the most time of their own."""
+    subjects = citizens.take(count)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for subject in subjects:
+        pair(issuer, subject)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = sum(entry[2] for entry in stats.stats.values())  # type: ignore[attr-defined]
+    rows = []
+    for (filename, line, function), entry in stats.stats.items():  # type: ignore[attr-defined]
+        _, calls, own, cumulative, _ = entry
+        rows.append(
+            {
+                "function": f"{_short(filename)}:{line}({function})",
+                "calls_per_pair": round(calls / count, 2),
+                "own_share": round(own / total, 4),
+                "own_us_per_pair": round(own / count * 1e6, 2),
+                "cumulative_us_per_pair": round(cumulative / count * 1e6, 2),
+            }
+        )
+    rows.sort(key=lambda row: row["own_us_per_pair"], reverse=True)
+    return rows[:15]
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "src/", "lib/python"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def run_backend(
+    name: str,
+    *,
+    folder: Path,
+    documents: Documents,
+    keyring: Keyring,
+    citizens: Citizens,
+    settings: Settings,
+    profile: bool,
+) -> list[Result]:
+    """Both variants of one backend, then its teardown."""
+    backend = make_backend(name, folder, documents, keyring)
+    try:
+        issuer = CodeIssuer(backend.storage, keyring=keyring, policy=Policy(), clock=ManualClock())
+        count = calibrate(issuer, citizens, settings)
+        for returning in (False, True):  # warm the floor: caches, prepared statements
+            backend.floor.timed_round(settings.min_pairs, returning=returning)
+        results = []
+        for variant in VARIANTS:
+            result = measure(
+                backend,
+                issuer,
+                citizens=citizens,
+                settings=settings,
+                count=count,
+                variant=variant,
+            )
+            print(
+                f"  {name:14} {variant:18} library {result.library_ops_per_s:9,.0f}/s"
+                f"  adapter {result.adapter_ops_per_s:9,.0f}/s"
+                f"  floor {result.floor_ops_per_s:9,.0f}/s  ratio {result.ratio:5.2f}",
+                flush=True,
+            )
+            results.append(result)
+        if profile and any(result.ratio > PROFILE_THRESHOLD for result in results):
+            results[0].profile = profile_library(issuer, citizens, count)
+        return results
+    finally:
+        backend.cleanup()
+
+
+# --- redemption at scale ----------------------------------------------------------------------
+
+
+@dataclass
+class ScaleResult:
+    """Redemption cost on a small and on a large table, measured in alternation."""
+
+    backend: str
+    subjects_small: int
+    subjects_large: int
+    redeem_us_small: float
+    redeem_us_large: float
+    ratio: float
+    rounds: int
+    redeems_per_round: int
+    load_seconds: float
+    note: str
+
+
+def _filler_rows(
+    count: int, states: Sequence[tuple[int, Write]], *, micros_keep: bool
+) -> Iterator[tuple[str, int, Any, str]]:
+    """``count`` rows (subject_ref, version, keep_until, state) in primary-key order."""
+    for index, ref in enumerate(sorted(fresh_refs(count))):
+        version, write = states[index % len(states)]
+        keep: Any = write.keep_micros if micros_keep else write.keep_until
+        yield ref, version, keep, write.document
+
+
+def _scale_round(issuer: CodeIssuer, clock: ManualClock, subjects: list[Subject]) -> float:
+    """Microseconds per redemption of a code issued (untimed) just before, one per subject."""
+    clock.advance(hours=SCALE_CLOCK_STEP_HOURS)
+    codes = [issuer.issue(subject, PROVIDER).code for subject in subjects]
+    gc.collect()
+    start = time.perf_counter()
+    for subject, code in zip(subjects, codes, strict=True):
+        issuer.redeem(subject, PROVIDER, code, SERVICE)
+    return (time.perf_counter() - start) / len(subjects) * 1e6
+
+
+def _alternate(
+    sides: list[tuple[CodeIssuer, ManualClock, list[Subject]]], rounds: int
+) -> tuple[float, float]:
+    """Median microseconds per redemption on each side, the order alternating by round."""
+    timings: list[list[float]] = [[], []]
+    for index in range(rounds):
+        order = (0, 1) if index % 2 == 0 else (1, 0)
+        for side in order:
+            timings[side].append(_scale_round(*sides[side]))
+    return statistics.median(timings[0]), statistics.median(timings[1])
+
+
+def scale_sqlite(
+    folder: Path,
+    keyring: Keyring,
+    citizens: Citizens,
+    settings: Settings,
+    states: list[tuple[int, Write]],
+) -> ScaleResult:
+    """SQLite (synchronous=normal) with a small and a large table."""
+    sides = []
+    storages = []
+    load_seconds = 0.0
+    try:
+        for size in (settings.scale_small, settings.scale_large):
+            path = folder / f"scale-{size}.db"
+            storage = SQLiteStorage(path, synchronous="normal")
+            storages.append(storage)
+            storage.migrate()
+            start = time.perf_counter()
+            bulk = sqlite3.connect(path, isolation_level=None)
+            bulk.execute("PRAGMA synchronous = OFF")
+            bulk.execute("BEGIN")
+            bulk.executemany(
+                "INSERT INTO telecard_subjects (subject_ref, version, keep_until, state)"
+                " VALUES (?, ?, ?, ?)",
+                _filler_rows(size - settings.scale_batch, states, micros_keep=True),
+            )
+            bulk.execute("COMMIT")
+            bulk.execute("ANALYZE")
+            bulk.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            bulk.close()
+            load_seconds += time.perf_counter() - start
+            clock = ManualClock()
+            issuer = CodeIssuer(storage, keyring=keyring, policy=Policy(), clock=clock)
+            sides.append((issuer, clock, citizens.take(settings.scale_batch)))
+        small, large = _alternate(sides, settings.scale_rounds)
+    finally:
+        for storage in storages:
+            storage.close()
+    return ScaleResult(
+        backend="sqlite-scale",
+        subjects_small=settings.scale_small,
+        subjects_large=settings.scale_large,
+        redeem_us_small=small,
+        redeem_us_large=large,
+        ratio=large / small,
+        rounds=settings.scale_rounds,
+        redeems_per_round=settings.scale_batch,
+        load_seconds=load_seconds,
+        note="synchronous=normal, so that fsync latency does not hide the cost of the table",
+    )
+
+
+def scale_postgres(
+    keyring: Keyring, citizens: Citizens, settings: Settings, states: list[tuple[int, Write]]
+) -> ScaleResult:
+    """PostgreSQL with a small and a large table, each in a schema of its own."""
+    import psycopg  # noqa: PLC0415 - the client library is needed only for this backend
+    from psycopg import sql  # noqa: PLC0415
+
+    from telecard_auth._postgres import PostgresStorage  # noqa: PLC0415
+
+    drops: list[Callable[[], None]] = []
+    storages: list[PostgresStorage] = []
+    sides = []
+    load_seconds = 0.0
+    try:
+        for size in (settings.scale_small, settings.scale_large):
+            schema, drop = _postgres_schema(POSTGRES_URL)
+            drops.append(drop)
+            storage = PostgresStorage(POSTGRES_URL, schema=schema)
+            storages.append(storage)
+            storage.migrate()
+            table = sql.SQL("{}.telecard_subjects").format(sql.Identifier(schema))
+            start = time.perf_counter()
+            with psycopg.connect(POSTGRES_URL) as connection:
+                with (
+                    connection.cursor() as cursor,
+                    cursor.copy(
+                        sql.SQL(
+                            "COPY {} (subject_ref, version, keep_until, state) FROM STDIN"
+                        ).format(table)
+                    ) as copy,
+                ):
+                    for row in _filler_rows(size - settings.scale_batch, states, micros_keep=False):
+                        copy.write_row(row)
+                connection.commit()
+                connection.autocommit = True
+                connection.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+                try:
+                    connection.execute("CHECKPOINT")
+                except psycopg.Error as error:
+                    print(f"  (no CHECKPOINT after the load: {error})")
+            load_seconds += time.perf_counter() - start
+            clock = ManualClock()
+            issuer = CodeIssuer(storage, keyring=keyring, policy=Policy(), clock=clock)
+            sides.append((issuer, clock, citizens.take(settings.scale_batch)))
+        small, large = _alternate(sides, settings.scale_rounds)
+    finally:
+        for storage in storages:
+            storage.close()
+        for drop in drops:
+            drop()
+    return ScaleResult(
+        backend="postgres-scale",
+        subjects_small=settings.scale_small,
+        subjects_large=settings.scale_large,
+        redeem_us_small=small,
+        redeem_us_large=large,
+        ratio=large / small,
+        rounds=settings.scale_rounds,
+        redeems_per_round=settings.scale_batch,
+        load_seconds=load_seconds,
+        note="synchronous_commit as the server has it",
+    )
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    details: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "sqlite": sqlite3.sqlite_version,
+    }
+    details["load_average_at_start"] = _load_average()
+    return details
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, where the platform has them."""
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def print_tables(results: list[Result], scale: list[ScaleResult]) -> None:
+    """The figures as two plain tables."""
+    print()
+    header = (
+        f"{'backend':14} {'variant':18} {'pairs/round':>11} {'library ops/s':>14}"
+        f" {'floor ops/s':>12} {'ratio':>6} {'(min-max)':>11}"
+        f" {'adapter ops/s':>14} {'adapter/floor':>13}"
+    )
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        print(
+            f"{result.backend:14} {result.variant:18} {result.pairs_per_round:>11,}"
+            f" {result.library_ops_per_s:>14,.0f} {result.floor_ops_per_s:>12,.0f}"
+            f" {result.ratio:>6.2f} {result.ratio_min:>5.2f}-{result.ratio_max:<5.2f}"
+            f" {result.adapter_ops_per_s:>14,.0f} {result.adapter_ratio:>13.2f}"
+        )
+    if scale:
+        print()
+        header = (
+            f"{'backend':15} {'subjects':>19} {'redeem us (small)':>18}"
+            f" {'redeem us (large)':>18} {'ratio':>6}"
+        )
+        print(header)
+        print("-" * len(header))
+        for entry in scale:
+            sizes = f"{entry.subjects_small:,} / {entry.subjects_large:,}"
+            print(
+                f"{entry.backend:15} {sizes:>19} {entry.redeem_us_small:>18.1f}"
+                f" {entry.redeem_us_large:>18.1f} {entry.ratio:>6.2f}"
+            )
+    for result in results:
+        if result.profile:
+            print(f"\nprofile: {result.backend} (library, {result.variant}), per pair:")
+            for row in result.profile:
+                print(
+                    f"  {row['own_us_per_pair']:8.2f} us own {row['own_share']:6.1%}"
+                    f"  {row['cumulative_us_per_pair']:9.2f} us cum"
+                    f"  x{row['calls_per_pair']:<6} {row['function']}"
+                )
+
+
+def _rounded(entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` with its floats cut to a sensible precision for the JSON file."""
+    return {
+        key: round(value, 1 if key.endswith("ops_per_s") else 3)
+        if isinstance(value, float)
+        else value
+        for key, value in entry.items()
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the tables; write the JSON file if asked."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, short rounds (CI)")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help=f"comma-separated subset of {','.join(BACKENDS)}",
+    )
+    parser.add_argument("--no-scale", action="store_true", help="skip the table-size runs")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help=f"cProfile the library where the ratio exceeds {PROFILE_THRESHOLD}",
+    )
+    options = parser.parse_args(argv)
+    settings = QUICK if options.quick else FULL
+    names = [name.strip() for name in options.backends.split(",") if name.strip()]
+    unknown = set(names) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+
+    started = time.perf_counter()
+    details = machine()
+    print(f"{details['python']} on {details['platform']}, {details['cpu_count']} CPUs")
+    keyring = Keyring.generate()
+    citizens = Citizens()
+    documents = capture_documents(keyring, citizens)
+    print(
+        "state documents: "
+        f"{len(documents.new_issue.document)}/{len(documents.new_redeem.document)} bytes (new),"
+        f" {len(documents.returning_issue.document)}/"
+        f"{len(documents.returning_redeem.document)} bytes (returning)"
+    )
+    results: list[Result] = []
+    scale: list[ScaleResult] = []
+    skipped: list[dict[str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="telecard-bench-") as temporary:
+        folder = Path(temporary)
+        for name in names:
+            try:
+                results.extend(
+                    run_backend(
+                        name,
+                        folder=folder,
+                        documents=documents,
+                        keyring=keyring,
+                        citizens=citizens,
+                        settings=settings,
+                        profile=options.profile,
+                    )
+                )
+            except Unavailable as error:
+                print(f"  {name}: skipped, {error}")
+                skipped.append({"backend": name, "reason": str(error)})
+        if not options.no_scale:
+            states = filler_states(keyring, citizens, 512)
+            if "sqlite-full" in names or "sqlite-normal" in names:
+                scale.append(scale_sqlite(folder, keyring, citizens, settings, states))
+                print(f"  sqlite-scale   ratio {scale[-1].ratio:.2f}", flush=True)
+            if "postgres" in names and not any(s["backend"] == "postgres" for s in skipped):
+                try:
+                    scale.append(scale_postgres(keyring, citizens, settings, states))
+                    print(f"  postgres-scale ratio {scale[-1].ratio:.2f}", flush=True)
+                except Unavailable as error:
+                    skipped.append({"backend": "postgres-scale", "reason": str(error)})
+    total = time.perf_counter() - started
+    details["load_average_at_end"] = _load_average()
+    print_tables(results, scale)
+    print(f"\ntotal time {total:.1f} s")
+    if options.json is not None:
+        report = {
+            "machine": details,
+            "settings": {"quick": options.quick, **asdict(settings)},
+            "results": [_rounded(asdict(result)) for result in results]
+            + [_rounded(asdict(entry)) for entry in scale],
+            "skipped": skipped,
+            "total_seconds": round(total, 1),
+        }
+        options.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"written to {options.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

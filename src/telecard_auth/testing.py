@@ -1,0 +1,818 @@
+"""The storage contract suite, for anyone who writes or ships a ``Storage`` backend.
+
+``StorageContract`` is a pytest base class: subclass it in a test module, override the one fixture
+``storage`` so that it returns a fresh, empty storage (``yield`` it to clean up afterwards), and
+every test of the class runs against that backend: the three operations of the ``Storage``
+protocol one by one, the issuer's rules through the storage, and races of 32 threads. Each thread
+may call the same storage object, so the backend must be thread-safe::
+
+    # test_my_storage.py
+    import pytest
+    from telecard_auth.testing import StorageContract
+
+    class TestMyStorage(StorageContract):
+        @pytest.fixture
+        def storage(self):
+            storage = MyStorage("...")
+            storage.migrate()
+            yield storage
+            storage.close()
+
+Class attributes tune the suite: ``purges = False`` for a backend whose data expires by itself
+(its ``purge`` returns 0), ``race_rounds`` for how often the redemption race is repeated. The
+fixtures ``clock``, ``keyring``, ``policy`` and ``issuer`` can be overridden the same way; the
+tests name the default catalogue's providers ``stc`` and ``mobily`` and its services ``new_line``
+and ``number_transfer``, so an overridden policy must keep those.
+
+The module-level fixtures ``clock`` and ``keyring`` serve other tests (``pytest_plugins =
+["telecard_auth.testing"]`` in a ``conftest.py``). For detailed assertion messages, call
+``pytest.register_assert_rewrite("telecard_auth.testing")`` in ``conftest.py`` before importing
+this module. The package itself never imports it: it needs pytest.
+"""
+
+# Test code: assert is the point, numbers are the boundaries under test, asserts read
+# `expected == actual`.
+# ruff: noqa: S101, PLR2004, SIM300
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, ClassVar
+
+import attrs
+import pytest
+
+from telecard_auth._clock import ManualClock
+from telecard_auth._core import subject_ref
+from telecard_auth._errors import (
+    BindingMismatch,
+    BindingRequired,
+    CodeAlreadyUsed,
+    CodeExpired,
+    CodeLocked,
+    CodeRevoked,
+    FailureBudgetExhausted,
+    LiveCodeLimitReached,
+    TelecardAuthError,
+    UnknownCode,
+    WrongCode,
+)
+from telecard_auth._issuer import CodeIssuer
+from telecard_auth._keyring import Keyring
+from telecard_auth._model import CodeState, IssuedCode, Redemption, Subject
+from telecard_auth._normalize import luhn_valid
+from telecard_auth._policy import Policy
+from telecard_auth._storage import CodeRecord, Commit, FailureLog, Storage, SubjectSnapshot
+
+__all__ = ["START", "StorageContract", "clock", "keyring"]
+
+#: Where the contract's clock starts. It has microseconds, so a backend must keep them.
+START = datetime(2026, 3, 1, 9, 0, 0, 250_001, tzinfo=UTC)
+
+#: How many threads each race runs at once.
+THREADS = 32
+
+PROVIDER = "stc"
+OTHER_PROVIDER = "mobily"
+SERVICE = "new_line"
+TRANSFER = "number_transfer"
+
+_MICROSECOND = timedelta(microseconds=1)
+#: The four states storage keeps; ``EXPIRED`` is derived from time, never stored.
+_STORED_STATES = tuple(state for state in CodeState if state is not CodeState.EXPIRED)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A manual clock at ``START``; it moves only when a test moves it."""
+    return ManualClock(START)
+
+
+@pytest.fixture
+def keyring() -> Keyring:
+    """A keyring with one fresh random key and a fresh pseudonym secret."""
+    return Keyring.generate()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _ref(name: str) -> str:
+    """A subject pseudonym shaped like the real ones (32 hex digits)."""
+    return hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def _national_id(first: str, number: int) -> str:
+    """A valid 10-digit ID starting with ``first``, distinct for each ``number``."""
+    body = f"{first}{number:08d}"
+    return next(body + digit for digit in "0123456789" if luhn_valid(body + digit))
+
+
+def _citizen(number: int) -> Subject:
+    return Subject.citizen(_national_id("1", number))
+
+
+def _resident(number: int) -> Subject:
+    return Subject.resident(_national_id("2", number))
+
+
+def _record(ref: str, code_id: str, **changes: Any) -> CodeRecord:
+    """An active code record of ``ref`` issued at ``START``, with ``changes`` applied."""
+    record = CodeRecord(
+        code_id=code_id,
+        subject_ref=ref,
+        provider_id=PROVIDER,
+        key_id="k1",
+        digest=hashlib.sha256(code_id.encode()).digest(),
+        issued_at=START,
+        expires_at=START + timedelta(hours=4),
+    )
+    return attrs.evolve(record, **changes)
+
+
+def _commit(
+    ref: str,
+    version: int,
+    codes: Iterable[CodeRecord] = (),
+    logs: Iterable[FailureLog] = (),
+    *,
+    keep_until: datetime | None = None,
+) -> Commit:
+    """A commit written at ``START`` and kept for two days unless ``keep_until`` says otherwise."""
+    return Commit(
+        subject_ref=ref,
+        expected_version=version,
+        codes=tuple(codes),
+        failure_logs=tuple(logs),
+        written_at=START,
+        keep_until=START + timedelta(days=2) if keep_until is None else keep_until,
+    )
+
+
+def _stored(change: Commit) -> SubjectSnapshot:
+    """The snapshot a load must return once ``change`` has landed."""
+    return SubjectSnapshot(
+        subject_ref=change.subject_ref,
+        version=change.expected_version + 1,
+        codes=change.codes,
+        failure_logs=change.failure_logs,
+    )
+
+
+def _canonical(snapshot: SubjectSnapshot) -> SubjectSnapshot:
+    """``snapshot`` with codes and logs in a fixed order: storage need not keep their order."""
+    return attrs.evolve(
+        snapshot,
+        codes=tuple(sorted(snapshot.codes, key=lambda record: record.code_id)),
+        failure_logs=tuple(sorted(snapshot.failure_logs, key=lambda log: log.provider_id)),
+    )
+
+
+def _moments(snapshot: SubjectSnapshot) -> list[datetime]:
+    """Every datetime in ``snapshot``."""
+    found: list[datetime] = []
+    for record in snapshot.codes:
+        found += [record.issued_at, record.expires_at]
+        if record.finished_at is not None:
+            found.append(record.finished_at)
+    for log in snapshot.failure_logs:
+        found += log.failures
+    return found
+
+
+def _other_code(policy: Policy, code: str) -> str:
+    """A well-formed code of the policy's format that differs from ``code`` in its last place."""
+    alphabet = policy.code_format.alphabet
+    return code[:-1] + alphabet[(alphabet.index(code[-1]) + 1) % len(alphabet)]
+
+
+def _record_of(storage: Storage, ref: str, code_id: str) -> CodeRecord:
+    """The stored record ``code_id`` of subject ``ref``."""
+    for record in storage.load(ref).codes:
+        if record.code_id == code_id:
+            return record
+    raise AssertionError(f"no stored code {code_id}")
+
+
+def _kinds(outcomes: Iterable[object]) -> Counter[type]:
+    """How many outcomes of each type."""
+    return Counter(type(outcome) for outcome in outcomes)
+
+
+def _together(pool: ThreadPoolExecutor, actions: list[Callable[[], object]]) -> list[object]:
+    """Run the actions at once on the pool; each gives its result or the error it raised.
+
+    The pool must have a worker per action. Errors other than ``TelecardAuthError`` (a
+    ``StorageError`` too is one) propagate and fail the test.
+    """
+    barrier = threading.Barrier(len(actions))
+
+    def run(action: Callable[[], object]) -> object:
+        barrier.wait(timeout=60)
+        try:
+            return action()
+        except TelecardAuthError as error:
+            return error
+
+    futures = [pool.submit(run, action) for action in actions]
+    return [future.result(timeout=120) for future in futures]
+
+
+class _Counting:
+    """A storage wrapper that counts commits lost to a concurrent writer.
+
+    The races assert that some were lost: proof that the threads really collided. After each load
+    it lets other threads run, widening the window between a load and its commit that a broken
+    compare-and-set would lose updates in.
+    """
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.lost = 0
+        self._lock = threading.Lock()
+
+    def load(self, subject_ref: str) -> SubjectSnapshot:
+        snapshot = self.inner.load(subject_ref)
+        time.sleep(0)
+        return snapshot
+
+    def commit(self, change: Commit) -> bool:
+        landed = self.inner.commit(change)
+        if not landed:
+            with self._lock:
+                self.lost += 1
+        return landed
+
+    def purge(self, now: datetime, limit: int) -> int:
+        return self.inner.purge(now, limit)
+
+
+# --- the contract -----------------------------------------------------------------------------
+
+
+class StorageContract:
+    """Every test a ``Storage`` must pass. Subclass it and override the ``storage`` fixture.
+
+    ::
+
+        class TestRedisStorage(StorageContract):
+            purges = False  # keys expire by themselves
+
+            @pytest.fixture
+            def storage(self):
+                storage = RedisStorage("redis://127.0.0.1:6379/0", prefix="test")
+                yield storage
+                storage.close()
+    """
+
+    #: Whether ``purge`` deletes subjects itself. ``False`` for a backend whose data expires by
+    #: itself and whose ``purge`` returns 0.
+    purges: ClassVar[bool] = True
+    #: How many times the redemption race is run; the other races run a tenth or twentieth of it.
+    race_rounds: ClassVar[int] = 200
+
+    # --- fixtures: override any of them ------------------------------------------------------
+
+    @pytest.fixture
+    def storage(self) -> Storage:
+        """The storage under test, fresh and empty: every subclass overrides this fixture."""
+        pytest.fail(
+            f"{type(self).__name__} must override the 'storage' fixture of StorageContract",
+            pytrace=False,
+        )
+
+    @pytest.fixture
+    def clock(self) -> ManualClock:
+        """A manual clock at ``START``; it moves only when a test moves it."""
+        return ManualClock(START)
+
+    @pytest.fixture
+    def keyring(self) -> Keyring:
+        """A keyring with one fresh random key and a fresh pseudonym secret."""
+        return Keyring.generate()
+
+    @pytest.fixture
+    def policy(self) -> Policy:
+        """The default policy; an override must keep the default providers and services."""
+        return Policy()
+
+    @pytest.fixture
+    def issuer(
+        self, storage: Storage, keyring: Keyring, policy: Policy, clock: ManualClock
+    ) -> CodeIssuer:
+        """An issuer over the storage under test."""
+        return CodeIssuer(storage, keyring=keyring, policy=policy, clock=clock)
+
+    @pytest.fixture
+    def subject(self) -> Subject:
+        """A citizen with a valid national ID."""
+        return _citizen(1)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def race_pool(cls) -> Iterator[ThreadPoolExecutor]:
+        """One worker per racing thread, kept for the whole class."""
+        with ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="contract") as pool:
+            yield pool
+
+    @pytest.fixture
+    def interleaved(self) -> Iterator[None]:
+        """Switch threads far more often than usual, so that pure-Python backends interleave."""
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        yield
+        sys.setswitchinterval(previous)
+
+    # --- load --------------------------------------------------------------------------------
+
+    def test_load_of_unknown_subject_is_empty_at_version_zero(self, storage: Storage) -> None:
+        """Loading a subject with nothing stored gives version 0, no codes and no logs."""
+        assert SubjectSnapshot(subject_ref=_ref("nobody")) == storage.load(_ref("nobody"))
+
+    # --- commit ------------------------------------------------------------------------------
+
+    def test_commit_at_version_zero_creates_the_subject(self, storage: Storage) -> None:
+        """A commit at version 0 on an unknown subject lands and is loaded back at version 1."""
+        change = _commit(_ref("a"), 0, [_record(_ref("a"), "c1")])
+        assert storage.commit(change) is True
+        assert _stored(change) == storage.load(_ref("a"))
+
+    def test_second_commit_at_version_zero_fails_and_keeps_the_first(
+        self, storage: Storage
+    ) -> None:
+        """Two creations of one subject: the second returns False and the first state stays."""
+        first = _commit(_ref("a"), 0, [_record(_ref("a"), "first")])
+        second = _commit(_ref("a"), 0, [_record(_ref("a"), "second")])
+        assert (True, False) == (storage.commit(first), storage.commit(second))
+        assert _stored(first) == storage.load(_ref("a"))
+
+    def test_commit_at_current_version_replaces_the_whole_state(self, storage: Storage) -> None:
+        """A commit at the stored version replaces every record and log and adds one to it."""
+        ref = _ref("a")
+        old_logs = [
+            FailureLog(provider_id=PROVIDER, failures=(START,)),
+            FailureLog(provider_id=OTHER_PROVIDER, failures=(START,)),
+        ]
+        kept, dropped = _record(ref, "kept"), _record(ref, "dropped")
+        assert storage.commit(_commit(ref, 0, [kept, dropped], old_logs)) is True
+        changed = attrs.evolve(kept, failed_attempts=2)
+        new_log = FailureLog(provider_id=OTHER_PROVIDER, failures=(START, START + _MICROSECOND))
+        change = _commit(ref, 1, [changed, _record(ref, "added")], [new_log])
+        assert storage.commit(change) is True
+        assert _canonical(_stored(change)) == _canonical(storage.load(ref))
+
+    def test_commit_of_an_empty_state_keeps_counting_versions(self, storage: Storage) -> None:
+        """Committing no records and no logs leaves an empty subject one version further on."""
+        ref = _ref("a")
+        assert storage.commit(_commit(ref, 0, [_record(ref, "c1")])) is True
+        assert storage.commit(_commit(ref, 1)) is True
+        assert SubjectSnapshot(subject_ref=ref, version=2) == storage.load(ref)
+        assert storage.commit(_commit(ref, 2, [_record(ref, "c2")])) is True
+        assert 3 == storage.load(ref).version
+
+    def test_versions_grow_by_one_per_commit(self, storage: Storage) -> None:
+        """Each successful commit moves the version on by exactly one."""
+        ref = _ref("a")
+        versions = []
+        for version in range(5):
+            assert storage.commit(_commit(ref, version, [_record(ref, f"c{version}")])) is True
+            versions.append(storage.load(ref).version)
+        assert [1, 2, 3, 4, 5] == versions
+
+    def test_stale_or_future_version_fails_and_changes_nothing(self, storage: Storage) -> None:
+        """A commit at any version but the stored one returns False and leaves the state alone."""
+        ref = _ref("a")
+        assert storage.commit(_commit(ref, 0, [_record(ref, "c1")])) is True
+        current = _commit(ref, 1, [_record(ref, "c2")])
+        assert storage.commit(current) is True
+        intruder = [_record(ref, "intruder")]
+        outcomes = [storage.commit(_commit(ref, version, intruder)) for version in (0, 1, 3, 7)]
+        assert [False, False, False, False] == outcomes
+        assert _stored(current) == storage.load(ref)
+
+    def test_subjects_are_independent(self, storage: Storage) -> None:
+        """Commits on one subject neither see nor change another subject's state or version."""
+        a, b = _ref("a"), _ref("b")
+        first_a, first_b = _commit(a, 0, [_record(a, "a1")]), _commit(b, 0, [_record(b, "b1")])
+        assert (True, True) == (storage.commit(first_a), storage.commit(first_b))
+        second_a = _commit(a, 1, [_record(a, "a2")])
+        assert storage.commit(second_a) is True
+        assert storage.commit(_commit(b, 2, [_record(b, "b-stale")])) is False
+        assert (_stored(second_a), _stored(first_b)) == (storage.load(a), storage.load(b))
+
+    def test_every_field_round_trips_exactly(self, storage: Storage) -> None:
+        """Every field of every record and log comes back equal, datetimes aware UTC with µs."""
+        ref = _ref("a")
+        when = START + timedelta(minutes=7, microseconds=999_998)
+        bare = _record(
+            ref,
+            "bare-Zz_-9",
+            provider_id=OTHER_PROVIDER,
+            key_id="key.2026-03_b",
+            digest=bytes(32),
+            issued_at=when,
+            expires_at=when + timedelta(hours=4, microseconds=1),
+        )
+        full = [
+            _record(
+                ref,
+                f"full-{state.value}",
+                digest=bytes(range(255, 223, -1)),
+                issued_at=START,
+                expires_at=START + timedelta(hours=1, microseconds=123_457),
+                service_id=TRANSFER,
+                msisdn_ref=_ref("msisdn"),
+                recipient_ref=_ref("recipient"),
+                state=state,
+                failed_attempts=index * 3,
+                finished_at=when + timedelta(microseconds=index),
+                redeemed_service_id=SERVICE if state is CodeState.REDEEMED else None,
+            )
+            for index, state in enumerate(_STORED_STATES)
+        ]
+        logs = [
+            FailureLog(provider_id=PROVIDER, failures=(START,)),
+            FailureLog(
+                provider_id=OTHER_PROVIDER,
+                failures=tuple(when + timedelta(seconds=n, microseconds=n) for n in range(10)),
+            ),
+        ]
+        change = _commit(ref, 0, [bare, *full], logs)
+        assert storage.commit(change) is True
+        loaded = storage.load(ref)
+        assert _canonical(_stored(change)) == _canonical(loaded)
+        offsets = {(moment.tzinfo is not None, moment.utcoffset()) for moment in _moments(loaded)}
+        assert {(True, timedelta(0))} == offsets
+        assert {bytes} == {type(record.digest) for record in loaded.codes}
+
+    def test_failures_keep_their_order(self, storage: Storage) -> None:
+        """A failure log's moments come back oldest first, as committed."""
+        ref = _ref("a")
+        failures = tuple(START + timedelta(microseconds=n) for n in (1, 2, 10, 100, 999_999))
+        log = FailureLog(provider_id=PROVIDER, failures=failures)
+        assert storage.commit(_commit(ref, 0, logs=[log])) is True
+        assert failures == storage.load(ref).failure_log(PROVIDER).failures
+
+    # --- purge -------------------------------------------------------------------------------
+
+    def test_purge_deletes_subjects_kept_until_now_or_earlier(self, storage: Storage) -> None:
+        """purge removes subjects with keep_until <= now, keeps later ones, returns the count."""
+        now = START + timedelta(days=1)
+        keep = {"past": now - timedelta(seconds=1), "now": now, "later": now + _MICROSECOND}
+        for name, keep_until in keep.items():
+            change = _commit(_ref(name), 0, [_record(_ref(name), name)], keep_until=keep_until)
+            assert storage.commit(change) is True
+        if self.purges:
+            assert 2 == storage.purge(now, 100)
+            versions = {name: storage.load(_ref(name)).version for name in keep}
+            assert {"past": 0, "now": 0, "later": 1} == versions
+            # A purged subject starts over: its old version is gone, version 0 creates it anew.
+            assert storage.commit(_commit(_ref("now"), 1)) is False
+            assert storage.commit(_commit(_ref("now"), 0)) is True
+        else:
+            assert 0 == storage.purge(now, 100)
+        assert 1 == storage.load(_ref("later")).version
+
+    def test_purge_honours_its_limit(self, storage: Storage) -> None:
+        """purge deletes at most ``limit`` subjects per call and returns 0 when none are left."""
+        now = START + timedelta(days=1)
+        names = [f"old{n}" for n in range(5)]
+        for name in [*names, "young"]:
+            keep_until = now + timedelta(hours=1) if name == "young" else now
+            change = _commit(_ref(name), 0, [_record(_ref(name), name)], keep_until=keep_until)
+            assert storage.commit(change) is True
+        if self.purges:
+            assert [2, 2, 1, 0] == [storage.purge(now, 2) for _ in range(4)]
+            assert [0] * 5 == [storage.load(_ref(name)).version for name in names]
+        else:
+            assert 0 == storage.purge(now, 2)
+        assert 1 == storage.load(_ref("young")).version
+
+    # --- the issuer's rules through the storage ----------------------------------------------
+
+    def test_code_is_redeemed_once(
+        self, issuer: CodeIssuer, storage: Storage, subject: Subject, clock: ManualClock
+    ) -> None:
+        """A code redeems once, is stored as REDEEMED, and a second attempt is CodeAlreadyUsed."""
+        issued = issuer.issue(subject, PROVIDER)
+        clock.advance(minutes=1)
+        redemption = issuer.redeem(subject, PROVIDER, issued.code, SERVICE)
+        assert (issued.code_id, SERVICE, clock.now()) == (
+            redemption.code_id,
+            redemption.service.id,
+            redemption.redeemed_at,
+        )
+        record = _record_of(storage, redemption.subject_ref, issued.code_id)
+        assert (CodeState.REDEEMED, clock.now(), SERVICE) == (
+            record.state,
+            record.finished_at,
+            record.redeemed_service_id,
+        )
+        with pytest.raises(CodeAlreadyUsed):
+            issuer.redeem(subject, PROVIDER, issued.code, SERVICE)
+
+    def test_code_is_refused_at_another_provider(
+        self, issuer: CodeIssuer, subject: Subject
+    ) -> None:
+        """A code issued for one provider is a wrong code at another and still good at its own."""
+        issued = issuer.issue(subject, PROVIDER)
+        with pytest.raises(WrongCode):
+            issuer.redeem(subject, OTHER_PROVIDER, issued.code, SERVICE)
+        assert issued.code_id == issuer.redeem(subject, PROVIDER, issued.code, SERVICE).code_id
+
+    def test_code_typed_in_arabic_indic_digits_is_accepted(
+        self, issuer: CodeIssuer, subject: Subject
+    ) -> None:
+        """The code typed with Arabic-Indic digits, a space and a hyphen redeems."""
+        issued = issuer.issue(subject, PROVIDER)
+        typed = issued.code.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+        typed = f"{typed[:2]} {typed[2:4]}-{typed[4:]}"
+        assert issued.code_id == issuer.redeem(subject, PROVIDER, typed, SERVICE).code_id
+
+    def test_code_expires_exactly_at_its_ttl(
+        self, issuer: CodeIssuer, policy: Policy, subject: Subject, clock: ManualClock
+    ) -> None:
+        """A code is good one microsecond before issued_at + TTL and expired at that moment."""
+        early = issuer.issue(subject, PROVIDER, service=SERVICE)
+        late = issuer.issue(subject, PROVIDER, service=SERVICE)
+        assert early.issued_at + policy.ttl_for(SERVICE) == early.expires_at
+        clock.set(early.expires_at - _MICROSECOND)
+        assert early.code_id == issuer.redeem(subject, PROVIDER, early.code, SERVICE).code_id
+        clock.set(late.expires_at)
+        with pytest.raises(CodeExpired):
+            issuer.redeem(subject, PROVIDER, late.code, SERVICE)
+
+    def test_code_locks_after_max_failed_attempts(
+        self,
+        storage: Storage,
+        keyring: Keyring,
+        policy: Policy,
+        clock: ManualClock,
+        subject: Subject,
+    ) -> None:
+        """Wrong guesses up to the limit lock the code, and then the right code is CodeLocked."""
+        policy = attrs.evolve(policy, failure_budget=1000)
+        issuer = CodeIssuer(storage, keyring=keyring, policy=policy, clock=clock)
+        issued = issuer.issue(subject, PROVIDER)
+        guess = _other_code(policy, issued.code)
+        for _ in range(policy.max_failed_attempts - 1):
+            with pytest.raises(WrongCode):
+                issuer.redeem(subject, PROVIDER, guess, SERVICE)
+        status = issuer.status(subject, issued.code_id)
+        assert (CodeState.ACTIVE, 1) == (status.state, status.attempts_left)
+        with pytest.raises(WrongCode):
+            issuer.redeem(subject, PROVIDER, guess, SERVICE)
+        status = issuer.status(subject, issued.code_id)
+        assert (CodeState.LOCKED, policy.max_failed_attempts) == (
+            status.state,
+            status.failed_attempts,
+        )
+        with pytest.raises(CodeLocked):
+            issuer.redeem(subject, PROVIDER, issued.code, SERVICE)
+
+    def test_failure_budget_survives_a_new_code(
+        self,
+        storage: Storage,
+        keyring: Keyring,
+        policy: Policy,
+        clock: ManualClock,
+        subject: Subject,
+    ) -> None:
+        """Wrong guesses are stored per subject and provider: a new code does not reset them."""
+        policy = attrs.evolve(policy, failure_budget=3, max_failed_attempts=5)
+        issuer = CodeIssuer(storage, keyring=keyring, policy=policy, clock=clock)
+        first = issuer.issue(subject, PROVIDER)
+        moments = []
+        for _ in range(3):
+            moments.append(clock.advance(seconds=1, microseconds=1))
+            with pytest.raises(WrongCode):
+                issuer.redeem(subject, PROVIDER, _other_code(policy, first.code), SERVICE)
+        second = issuer.issue(subject, PROVIDER)
+        with pytest.raises(FailureBudgetExhausted):
+            issuer.redeem(subject, PROVIDER, second.code, SERVICE)
+        stored = storage.load(subject_ref(keyring, subject)).failure_log(PROVIDER)
+        assert tuple(moments) == stored.failures
+
+    def test_live_code_limit(self, issuer: CodeIssuer, policy: Policy, subject: Subject) -> None:
+        """A subject holds at most max_live_codes live codes; using one frees a place."""
+        codes = [issuer.issue(subject, PROVIDER) for _ in range(policy.max_live_codes)]
+        with pytest.raises(LiveCodeLimitReached):
+            issuer.issue(subject, PROVIDER)
+        issuer.redeem(subject, PROVIDER, codes[0].code, SERVICE)
+        assert PROVIDER == issuer.issue(subject, PROVIDER).provider.id
+
+    def test_revoked_code_is_refused(
+        self, issuer: CodeIssuer, subject: Subject, clock: ManualClock
+    ) -> None:
+        """A revoked code is stored as REVOKED and refused with CodeRevoked."""
+        issued = issuer.issue(subject, PROVIDER)
+        clock.advance(minutes=5)
+        revoked = issuer.revoke(subject, issued.code_id)
+        assert (CodeState.REVOKED, clock.now()) == (revoked.state, revoked.finished_at)
+        with pytest.raises(CodeRevoked):
+            issuer.redeem(subject, PROVIDER, issued.code, SERVICE)
+        assert CodeState.REVOKED == issuer.status(subject, issued.code_id).state
+
+    def test_status_follows_the_code(
+        self, issuer: CodeIssuer, policy: Policy, subject: Subject, clock: ManualClock
+    ) -> None:
+        """Status reads ACTIVE, then REDEEMED or EXPIRED as the stored record and time say."""
+        used = issuer.issue(subject, PROVIDER)
+        idle = issuer.issue(subject, PROVIDER)
+        status = issuer.status(subject, used.code_id)
+        assert (CodeState.ACTIVE, policy.max_failed_attempts, used.expires_at) == (
+            status.state,
+            status.attempts_left,
+            status.expires_at,
+        )
+        issuer.redeem(subject, PROVIDER, used.code, SERVICE)
+        status = issuer.status(subject, used.code_id)
+        assert (CodeState.REDEEMED, SERVICE) == (status.state, status.redeemed_service_id)
+        clock.set(idle.expires_at)
+        assert CodeState.EXPIRED == issuer.status(subject, idle.code_id).state
+        with pytest.raises(UnknownCode):
+            issuer.status(subject, "no-such-code")
+
+    def test_mobile_number_binding(self, issuer: CodeIssuer, subject: Subject) -> None:
+        """A code bound to a mobile number needs that number, in any accepted form."""
+        issued = issuer.issue(subject, PROVIDER, msisdn="0512345678")
+        with pytest.raises(BindingRequired):
+            issuer.redeem(subject, PROVIDER, issued.code, SERVICE)
+        with pytest.raises(BindingMismatch):
+            issuer.redeem(subject, PROVIDER, issued.code, SERVICE, msisdn="0598765432")
+        redemption = issuer.redeem(subject, PROVIDER, issued.code, SERVICE, msisdn="+966512345678")
+        assert issued.code_id == redemption.code_id
+
+    def test_recipient_binding(self, issuer: CodeIssuer, subject: Subject) -> None:
+        """A number-transfer code bound to a recipient is refused for anyone else."""
+        recipient, stranger = _resident(1), _resident(2)
+        issued = issuer.issue(subject, PROVIDER, service=TRANSFER, recipient=recipient)
+        with pytest.raises(BindingMismatch):
+            issuer.redeem(subject, PROVIDER, issued.code, TRANSFER, recipient=stranger)
+        redemption = issuer.redeem(subject, PROVIDER, issued.code, TRANSFER, recipient=recipient)
+        assert issued.code_id == redemption.code_id
+
+    def test_issuer_purge_removes_a_subject_once_nothing_matters(
+        self, issuer: CodeIssuer, policy: Policy, clock: ManualClock, subject: Subject
+    ) -> None:
+        """CodeIssuer.purge keeps a subject until expiry plus retention, then it is gone."""
+        storage = issuer.storage
+        issued = issuer.issue(subject, PROVIDER)
+        ref = subject_ref(issuer.keyring, subject)
+        clock.set(issued.expires_at + policy.retention - _MICROSECOND)
+        assert 0 == issuer.purge()
+        assert 1 == storage.load(ref).version
+        clock.advance(microseconds=1)
+        if self.purges:
+            assert [1, 0] == [issuer.purge(), issuer.purge()]
+            assert SubjectSnapshot(subject_ref=ref) == storage.load(ref)
+            with pytest.raises(UnknownCode):
+                issuer.status(subject, issued.code_id)
+        else:
+            assert 0 == issuer.purge()
+
+    # --- concurrency -------------------------------------------------------------------------
+
+    @pytest.mark.usefixtures("interleaved")
+    def test_concurrent_commits_at_one_version_land_once(
+        self, storage: Storage, race_pool: ThreadPoolExecutor
+    ) -> None:
+        """32 threads commit on one version, creating and updating: exactly one lands each time."""
+        for round_ in range(max(1, self.race_rounds // 10)):
+            ref = _ref(f"race{round_}")
+            for version in (0, 1):
+                changes = [
+                    _commit(ref, version, [_record(ref, f"v{version}-t{n}")])
+                    for n in range(THREADS)
+                ]
+                outcomes = _together(
+                    race_pool, [partial(storage.commit, change) for change in changes]
+                )
+                assert 1 == outcomes.count(True)
+                assert THREADS - 1 == outcomes.count(False)
+                assert _stored(changes[outcomes.index(True)]) == storage.load(ref)
+
+    @pytest.mark.usefixtures("interleaved")
+    def test_load_never_mixes_versions(
+        self, storage: Storage, race_pool: ThreadPoolExecutor
+    ) -> None:
+        """Loads racing commits see each version whole: the records and logs of that version."""
+        ref = _ref("a")
+        written = threading.Event()
+
+        def state(version: int) -> tuple[list[CodeRecord], list[FailureLog]]:
+            # Version n holds n % 3 + 1 codes and n % 4 + 1 failures, every one of them marked n.
+            codes = [_record(ref, f"c{n}", failed_attempts=version) for n in range(version % 3 + 1)]
+            moment = START + timedelta(microseconds=version)
+            failures = (moment,) * (version % 4 + 1)
+            return codes, [FailureLog(provider_id=PROVIDER, failures=failures)]
+
+        def write() -> int:
+            try:
+                ready.wait(timeout=60)
+                for version in range(200):
+                    codes, logs = state(version + 1)
+                    assert storage.commit(_commit(ref, version, codes, logs)) is True
+                    time.sleep(0)  # let the readers in between two commits
+            finally:
+                written.set()
+            return 200
+
+        def read() -> int:
+            loads = 0
+            while True:
+                snapshot = storage.load(ref)
+                loads += 1
+                if snapshot.version:
+                    codes, logs = state(snapshot.version)
+                    loaded = _canonical(snapshot)
+                    assert (codes, logs) == (list(loaded.codes), list(loaded.failure_logs))
+                else:
+                    assert SubjectSnapshot(subject_ref=ref) == snapshot
+                if loads == 1:
+                    ready.wait(timeout=60)
+                elif written.is_set():
+                    return loads
+
+        # The writer starts once every reader has loaded; the readers stop once it is done.
+        ready = threading.Barrier(4)
+        outcomes = _together(race_pool, [write, read, read, read])
+        assert [int] * 4 == [type(outcome) for outcome in outcomes]
+
+    @pytest.mark.usefixtures("interleaved")
+    def test_concurrent_redeemers_redeem_a_code_once(
+        self,
+        storage: Storage,
+        keyring: Keyring,
+        policy: Policy,
+        clock: ManualClock,
+        race_pool: ThreadPoolExecutor,
+    ) -> None:
+        """32 threads redeem one code together, race_rounds times: one wins, 31 already used."""
+        counting = _Counting(storage)
+        issuer = CodeIssuer(counting, keyring=keyring, policy=policy, clock=clock)
+        for round_ in range(self.race_rounds):
+            subject = _citizen(round_)
+            issued = issuer.issue(subject, PROVIDER)
+            redeem = partial(issuer.redeem, subject, PROVIDER, issued.code, SERVICE)
+            outcomes = _together(race_pool, [redeem] * THREADS)
+            assert {Redemption: 1, CodeAlreadyUsed: THREADS - 1} == _kinds(outcomes)
+            record = _record_of(storage, subject_ref(keyring, subject), issued.code_id)
+            assert (CodeState.REDEEMED, 0) == (record.state, record.failed_attempts)
+        assert 0 < counting.lost
+
+    @pytest.mark.usefixtures("interleaved")
+    def test_concurrent_wrong_guesses_lock_at_exactly_the_limit(
+        self,
+        storage: Storage,
+        keyring: Keyring,
+        policy: Policy,
+        clock: ManualClock,
+        race_pool: ThreadPoolExecutor,
+    ) -> None:
+        """32 wrong guesses at once with a limit of 5: 5 attempts counted, the code LOCKED."""
+        policy = attrs.evolve(policy, max_failed_attempts=5, failure_budget=1000)
+        counting = _Counting(storage)
+        issuer = CodeIssuer(counting, keyring=keyring, policy=policy, clock=clock)
+        for round_ in range(max(1, self.race_rounds // 20)):
+            subject = _citizen(round_)
+            issued = issuer.issue(subject, PROVIDER)
+            guess = partial(
+                issuer.redeem, subject, PROVIDER, _other_code(policy, issued.code), SERVICE
+            )
+            assert {WrongCode: THREADS} == _kinds(_together(race_pool, [guess] * THREADS))
+            snapshot = storage.load(subject_ref(keyring, subject))
+            (record,) = snapshot.codes
+            assert (CodeState.LOCKED, 5) == (record.state, record.failed_attempts)
+            assert THREADS == len(snapshot.failure_log(PROVIDER).failures)
+        assert 0 < counting.lost
+
+    @pytest.mark.usefixtures("interleaved")
+    def test_concurrent_issues_respect_the_live_code_limit(
+        self,
+        storage: Storage,
+        keyring: Keyring,
+        policy: Policy,
+        clock: ManualClock,
+        race_pool: ThreadPoolExecutor,
+    ) -> None:
+        """32 issues at once for one subject: exactly max_live_codes codes, all of them stored."""
+        counting = _Counting(storage)
+        issuer = CodeIssuer(counting, keyring=keyring, policy=policy, clock=clock)
+        limit = policy.max_live_codes
+        for round_ in range(max(1, self.race_rounds // 20)):
+            subject = _citizen(round_)
+            outcomes = _together(race_pool, [partial(issuer.issue, subject, PROVIDER)] * THREADS)
+            assert {IssuedCode: limit, LiveCodeLimitReached: THREADS - limit} == _kinds(outcomes)
+            issued = {outcome.code_id for outcome in outcomes if isinstance(outcome, IssuedCode)}
+            stored = storage.load(subject_ref(keyring, subject)).codes
+            assert issued == {record.code_id for record in stored}
+        assert 0 < counting.lost
