@@ -115,6 +115,8 @@ class CodeFormat:
 
     def generate(self) -> str:
         """A fresh code, uniformly random over the whole format."""
+        if self.alphabet == "0123456789":
+            return f"{secrets.randbelow(self.combinations):0{self.length}d}"
         base = len(self.alphabet)
         number = secrets.randbelow(self.combinations)
         chars = []

@@ -78,6 +78,7 @@ class PostgresStorage:
         names = {"schema": sql.Identifier(schema)}
         table = sql.SQL("{schema}.telecard_subjects").format(**names)
         self._names = names
+        # Rendered to bytes once: composing a query on every call costs more than sending it.
         self._load = sql.SQL("SELECT version, state FROM {} WHERE subject_ref = %s").format(table)
         self._insert = sql.SQL(
             "INSERT INTO {} (subject_ref, version, keep_until, state) VALUES (%s, 1, %s, %s)"
@@ -92,6 +93,10 @@ class PostgresStorage:
             " (SELECT subject_ref FROM {0} WHERE keep_until <= %s ORDER BY keep_until"
             " LIMIT %s FOR UPDATE SKIP LOCKED)"
         ).format(table)
+        self._statements = {
+            name: getattr(self, name).as_bytes(None)
+            for name in ("_load", "_insert", "_update", "_purge")
+        }
         try:
             self.pool = ConnectionPool(
                 conninfo,
@@ -106,12 +111,12 @@ class PostgresStorage:
             raise StorageError(reason=f"PostgreSQL: {error}") from error
 
     def _execute(
-        self, query: sql.Composed, parameters: tuple[Any, ...]
+        self, statement: str, parameters: tuple[Any, ...]
     ) -> tuple[int, tuple[Any, ...] | None]:
         """Run one statement in its own transaction; return its row count and first row."""
         try:
             with self.pool.connection() as connection:
-                cursor = connection.execute(query, parameters)
+                cursor = connection.execute(self._statements[statement], parameters)
                 return cursor.rowcount, cursor.fetchone() if cursor.description else None
         except psycopg.errors.UndefinedTable as error:
             raise StorageError(reason="the schema is missing; call migrate() first") from error
@@ -165,7 +170,7 @@ class PostgresStorage:
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
         """One primary-key ``SELECT``; see ``Storage.load``."""
-        _, row = self._execute(self._load, (subject_ref,))
+        _, row = self._execute("_load", (subject_ref,))
         if row is None:
             return SubjectSnapshot(subject_ref=subject_ref)
         return decode_state(subject_ref, row[0], row[1])
@@ -174,17 +179,17 @@ class PostgresStorage:
         """One statement, one transaction, compare-and-set; see ``Storage.commit``."""
         state = encode_state(change)
         if change.expected_version == 0:
-            count, _ = self._execute(self._insert, (change.subject_ref, change.keep_until, state))
+            count, _ = self._execute("_insert", (change.subject_ref, change.keep_until, state))
         else:
             count, _ = self._execute(
-                self._update,
+                "_update",
                 (change.keep_until, state, change.subject_ref, change.expected_version),
             )
         return count == 1
 
     def purge(self, now: datetime, limit: int) -> int:
         """Delete up to ``limit`` subjects past their ``keep_until``, skipping locked rows."""
-        count, _ = self._execute(self._purge, (now, now, limit))
+        count, _ = self._execute("_purge", (now, now, limit))
         return count
 
     def close(self) -> None:
