@@ -40,9 +40,9 @@ from telecard_auth._errors import (
     UnknownService,
     WrongCode,
 )
-from telecard_auth._issuer import CodeIssuer
+from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer
 from telecard_auth._keyring import HmacKey, Keyring
-from telecard_auth._memory import MemoryStorage
+from telecard_auth._memory import AsyncMemoryStorage, MemoryStorage
 from telecard_auth._model import (
     ACTIVATION_FOR_ACTUAL_USER,
     ADDITIONAL_SIM,
@@ -63,20 +63,30 @@ from telecard_auth._model import (
 )
 from telecard_auth._normalize import fold_digits, luhn_valid, normalize_msisdn
 from telecard_auth._policy import CodeFormat, Policy, default_government_id_validator
-from telecard_auth._storage import CodeRecord, Commit, FailureLog, Storage, SubjectSnapshot
-from telecard_auth._urls import storage_from_url
+from telecard_auth._storage import (
+    AsyncStorage,
+    CodeRecord,
+    Commit,
+    FailureLog,
+    Storage,
+    SubjectSnapshot,
+)
+from telecard_auth._urls import async_storage_from_url, storage_from_url
 from telecard_auth._version import __version__
 
 if TYPE_CHECKING:
-    from telecard_auth._postgres import PostgresStorage
-    from telecard_auth._redis import RedisStorage
-    from telecard_auth._sqlite import SQLiteStorage
+    from telecard_auth._postgres import AsyncPostgresStorage, PostgresStorage
+    from telecard_auth._redis import AsyncRedisStorage, RedisStorage
+    from telecard_auth._sqlite import AsyncSQLiteStorage, SQLiteStorage
 
 # Backends load their client libraries (sqlite3, redis, psycopg) only when first named.
 _BACKENDS = {
     "SQLiteStorage": "telecard_auth._sqlite",
+    "AsyncSQLiteStorage": "telecard_auth._sqlite",
     "RedisStorage": "telecard_auth._redis",
+    "AsyncRedisStorage": "telecard_auth._redis",
     "PostgresStorage": "telecard_auth._postgres",
+    "AsyncPostgresStorage": "telecard_auth._postgres",
 }
 
 
@@ -98,6 +108,12 @@ __all__ = [
     "NUMBER_PORTING",
     "NUMBER_TRANSFER",
     "SAUDI_PROVIDERS",
+    "AsyncCodeIssuer",
+    "AsyncMemoryStorage",
+    "AsyncPostgresStorage",
+    "AsyncRedisStorage",
+    "AsyncSQLiteStorage",
+    "AsyncStorage",
     "BindingMismatch",
     "BindingRequired",
     "Clock",
@@ -155,6 +171,7 @@ __all__ = [
     "UnknownService",
     "WrongCode",
     "__version__",
+    "async_storage_from_url",
     "default_government_id_validator",
     "fold_digits",
     "luhn_valid",

@@ -1,14 +1,19 @@
-"""``CodeIssuer``: the synchronous shell around the rules.
+"""``CodeIssuer`` and ``AsyncCodeIssuer``: the shells around the rules.
 
-It reads the clock, loads the subject's snapshot, asks ``_core`` for a decision and commits it,
-trying again from a fresh snapshot when a concurrent request committed first. No rule lives here.
+A shell reads the clock, loads the subject's snapshot, asks ``_core`` for a decision and commits
+it, trying again from a fresh snapshot when a concurrent request committed first. No rule lives
+here. Everything but the waiting is shared: each verb becomes a plan (which subject, how to decide)
+in ``_Shell``, and the two issuers differ only in whether ``_run`` awaits the storage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
+
+import attrs
 
 from telecard_auth import _core
 from telecard_auth._clock import Clock, SystemClock, ensure_utc
@@ -22,9 +27,9 @@ from telecard_auth._errors import (
 from telecard_auth._keyring import Keyring
 from telecard_auth._model import CodeStatus, IssuedCode, Provider, Redemption, Service, Subject
 from telecard_auth._policy import Policy
-from telecard_auth._storage import Storage, SubjectSnapshot
+from telecard_auth._storage import AsyncStorage, Storage, SubjectSnapshot
 
-__all__ = ["CodeIssuer"]
+__all__ = ["AsyncCodeIssuer", "CodeIssuer"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,27 +38,28 @@ R = TypeVar("R")
 MAX_CONFLICTS = 64
 
 
-class CodeIssuer:
-    """Issues and redeems SIM authentication codes under a policy, over a storage.
+@attrs.frozen
+class _Plan(Generic[T]):
+    """One request, ready to run: whose snapshot to load and how to decide on it."""
 
-    >>> from telecard_auth import Keyring, ManualClock, MemoryStorage, Subject
-    >>> issuer = CodeIssuer(MemoryStorage(), keyring=Keyring.generate(), clock=ManualClock())
-    >>> customer = Subject.citizen("1000000008")
-    >>> issued = issuer.issue(customer, "stc")
-    >>> issuer.redeem(customer, "stc", issued.code, "new_line").service.id
-    'new_line'
-    """
+    subject_ref: str
+    decide: Callable[[SubjectSnapshot, datetime], _core.Decision[T]]
+
+
+class _Shell:
+    """What both issuers share: their parts, and turning each verb into a plan."""
+
+    _asynchronous: bool
 
     def __init__(
         self,
-        storage: Storage,
+        storage: Any,
         *,
         keyring: Keyring,
         policy: Policy | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if not isinstance(storage, Storage):
-            raise ConfigurationError(reason="storage must provide load() and commit()")
+        self._check_storage(storage)
         if not isinstance(keyring, Keyring):
             raise ConfigurationError(reason="keyring must be a Keyring")
         policy = Policy() if policy is None else policy
@@ -66,6 +72,121 @@ class CodeIssuer:
         self.keyring = keyring
         self.policy = policy
         self.clock = clock
+
+    def _check_storage(self, storage: object) -> None:
+        kind = "an AsyncStorage" if self._asynchronous else "a Storage"
+        if not isinstance(storage, AsyncStorage if self._asynchronous else Storage) or (
+            inspect.iscoroutinefunction(getattr(storage, "load", None)) != self._asynchronous
+        ):
+            raise ConfigurationError(reason=f"storage must be {kind} (load, commit, purge)")
+
+    def _plan_issue(
+        self,
+        *,
+        subject: object,
+        provider: object,
+        service: object,
+        msisdn: object,
+        recipient: object,
+    ) -> _Plan[IssuedCode]:
+        request = _core.prepare_issue(
+            self.policy,
+            self.keyring,
+            subject=subject,
+            provider=provider,
+            service=service,
+            msisdn=msisdn,
+            recipient=recipient,
+        )
+        code = self.policy.code_format.generate()
+        code_id = _core.new_code_id()
+        return _Plan(
+            request.subject_ref,
+            lambda snapshot, now: _core.decide_issue(
+                self.policy, self.keyring, request, snapshot, now, code=code, code_id=code_id
+            ),
+        )
+
+    def _plan_redeem(
+        self,
+        *,
+        subject: object,
+        provider: object,
+        code: object,
+        service: object,
+        msisdn: object,
+        recipient: object,
+    ) -> _Plan[Redemption]:
+        request = _core.prepare_redeem(
+            self.policy,
+            self.keyring,
+            subject=subject,
+            provider=provider,
+            code=code,
+            service=service,
+            msisdn=msisdn,
+            recipient=recipient,
+        )
+        return _Plan(
+            request.subject_ref,
+            lambda snapshot, now: _core.decide_redeem(
+                self.policy, self.keyring, request, snapshot, now
+            ),
+        )
+
+    def _plan_revoke(self, subject: object, code_id: object) -> _Plan[CodeStatus]:
+        ref = _core.prepare_lookup(self.policy, self.keyring, subject, code_id)
+        return _Plan(
+            ref, lambda snapshot, now: _core.decide_revoke(self.policy, snapshot, str(code_id), now)
+        )
+
+    def _plan_status(self, subject: object, code_id: object) -> _Plan[CodeStatus]:
+        ref = _core.prepare_lookup(self.policy, self.keyring, subject, code_id)
+        return _Plan(
+            ref, lambda snapshot, now: _core.decide_status(self.policy, snapshot, str(code_id), now)
+        )
+
+    def _now(self) -> datetime:
+        try:
+            moment = self.clock.now()
+        except Exception as error:
+            raise ConfigurationError(reason="the clock failed") from error
+        return ensure_utc(moment, what="the clock's time")
+
+    @staticmethod
+    def _checked(snapshot: object, plan: _Plan[Any]) -> SubjectSnapshot:
+        if not isinstance(snapshot, SubjectSnapshot) or snapshot.subject_ref != plan.subject_ref:
+            raise StorageError(reason="load() returned something other than this snapshot")
+        return snapshot
+
+    @staticmethod
+    def _purge_limit(limit: object) -> int:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise InvalidInput()
+        return limit
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(storage={self.storage!r}, clock={self.clock!r})"
+
+
+def _storage_error(error: Exception) -> StorageError:
+    # Backends raise StorageError themselves; this catches what a hand-written one lets out.
+    return StorageError(reason=type(error).__name__)
+
+
+class CodeIssuer(_Shell):
+    """Issues and redeems SIM authentication codes under a policy, over a storage.
+
+    >>> from telecard_auth import Keyring, ManualClock, MemoryStorage, Subject
+    >>> issuer = CodeIssuer(MemoryStorage(), keyring=Keyring.generate(), clock=ManualClock())
+    >>> customer = Subject.citizen("1000000008")
+    >>> issued = issuer.issue(customer, "stc")
+    >>> issuer.redeem(customer, "stc", issued.code, "new_line").service.id
+    'new_line'
+    """
+
+    _asynchronous = False
+    storage: Storage
 
     def issue(
         self,
@@ -85,22 +206,14 @@ class CodeIssuer:
         Raises ``InvalidInput`` subclasses for malformed arguments, ``NotEligible``,
         ``ServiceNotAllowed`` or ``LiveCodeLimitReached`` when the policy says no.
         """
-        request = _core.prepare_issue(
-            self.policy,
-            self.keyring,
-            subject=subject,
-            provider=provider,
-            service=service,
-            msisdn=msisdn,
-            recipient=recipient,
-        )
-        code = self.policy.code_format.generate()
-        code_id = _core.new_code_id()
         return self._run(
-            request.subject_ref,
-            lambda snapshot, now: _core.decide_issue(
-                self.policy, self.keyring, request, snapshot, now, code=code, code_id=code_id
-            ),
+            self._plan_issue(
+                subject=subject,
+                provider=provider,
+                service=service,
+                msisdn=msisdn,
+                recipient=recipient,
+            )
         )
 
     def redeem(
@@ -119,36 +232,24 @@ class CodeIssuer:
         matching ``msisdn`` or ``recipient``. Every refusal is a ``RedemptionRefused``; a wrong
         code or binding is counted, and the code locks at the policy's attempt limit.
         """
-        request = _core.prepare_redeem(
-            self.policy,
-            self.keyring,
-            subject=subject,
-            provider=provider,
-            code=code,
-            service=service,
-            msisdn=msisdn,
-            recipient=recipient,
-        )
         return self._run(
-            request.subject_ref,
-            lambda snapshot, now: _core.decide_redeem(
-                self.policy, self.keyring, request, snapshot, now
-            ),
+            self._plan_redeem(
+                subject=subject,
+                provider=provider,
+                code=code,
+                service=service,
+                msisdn=msisdn,
+                recipient=recipient,
+            )
         )
 
     def revoke(self, subject: Subject, code_id: str) -> CodeStatus:
         """Cancel one of ``subject``'s live codes; returns its status afterwards."""
-        ref = _core.prepare_lookup(self.policy, self.keyring, subject, code_id)
-        return self._run(
-            ref, lambda snapshot, now: _core.decide_revoke(self.policy, snapshot, code_id, now)
-        )
+        return self._run(self._plan_revoke(subject, code_id))
 
     def status(self, subject: Subject, code_id: str) -> CodeStatus:
         """The state of one of ``subject``'s codes: active, expired, redeemed, revoked or locked."""
-        ref = _core.prepare_lookup(self.policy, self.keyring, subject, code_id)
-        return self._run(
-            ref, lambda snapshot, now: _core.decide_status(self.policy, snapshot, code_id, now)
-        )
+        return self._run(self._plan_status(subject, code_id))
 
     def purge(self, limit: int = 1000) -> int:
         """Delete up to ``limit`` subjects whose data no longer matters; returns how many.
@@ -157,39 +258,117 @@ class CodeIssuer:
         and until its last wrong attempt has left the failure window. Call in a loop until it
         returns 0; each call is one bounded batch that never blocks redeemers for long.
         """
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise InvalidInput()
-        now = ensure_utc(self._read_clock(), what="the clock's time")
-        return self._storage_call(self.storage.purge, now, limit)
+        limit = self._purge_limit(limit)
+        return self._call(self.storage.purge, self._now(), limit)
 
-    def _run(
-        self, subject_ref: str, decide: Callable[[SubjectSnapshot, datetime], _core.Decision[T]]
-    ) -> T:
+    def _run(self, plan: _Plan[T]) -> T:
         for _ in range(MAX_CONFLICTS):
-            now = ensure_utc(self._read_clock(), what="the clock's time")
-            snapshot = self._storage_call(self.storage.load, subject_ref)
-            if not isinstance(snapshot, SubjectSnapshot) or snapshot.subject_ref != subject_ref:
-                raise StorageError(reason="load() returned something other than this snapshot")
-            decision = decide(snapshot, now)
-            if decision.commit is None or self._storage_call(self.storage.commit, decision.commit):
+            now = self._now()
+            snapshot = self._checked(self._call(self.storage.load, plan.subject_ref), plan)
+            decision = plan.decide(snapshot, now)
+            if decision.commit is None or self._call(self.storage.commit, decision.commit):
                 return decision.outcome()
         raise StorageContention()
 
-    def _read_clock(self) -> object:
-        try:
-            return self.clock.now()
-        except Exception as error:
-            raise ConfigurationError(reason="the clock failed") from error
-
     @staticmethod
-    def _storage_call(operation: Callable[..., R], *arguments: object) -> R:
-        # Backends raise StorageError themselves; this catches what a hand-written one lets out.
+    def _call(operation: Callable[..., R], *arguments: Any) -> R:
         try:
             return operation(*arguments)
         except TelecardAuthError:
             raise
         except Exception as error:
-            raise StorageError(reason=type(error).__name__) from error
+            raise _storage_error(error) from error
 
-    def __repr__(self) -> str:
-        return f"CodeIssuer(storage={self.storage!r}, policy=..., clock={self.clock!r})"
+
+class AsyncCodeIssuer(_Shell):
+    """``CodeIssuer`` for asyncio: the same verbs, arguments, results, errors and rules, awaited.
+
+    It needs an ``AsyncStorage`` (see ``async_storage_from_url``). The clock is read directly, so
+    a ``ManualClock`` drives it exactly as it drives ``CodeIssuer``.
+
+    >>> import asyncio
+    >>> from telecard_auth import AsyncMemoryStorage, Keyring, ManualClock, Subject
+    >>> issuer = AsyncCodeIssuer(AsyncMemoryStorage(), keyring=Keyring.generate())
+    >>> customer = Subject.citizen("1000000008")
+    >>> async def visit() -> str:
+    ...     issued = await issuer.issue(customer, "stc")
+    ...     return (await issuer.redeem(customer, "stc", issued.code, "new_line")).service.id
+    >>> asyncio.run(visit())
+    'new_line'
+    """
+
+    _asynchronous = True
+    storage: AsyncStorage
+
+    async def issue(
+        self,
+        subject: Subject,
+        provider: Provider | str,
+        *,
+        service: Service | str | None = None,
+        msisdn: str | None = None,
+        recipient: Subject | None = None,
+    ) -> IssuedCode:
+        """Issue a code; see ``CodeIssuer.issue``."""
+        return await self._run(
+            self._plan_issue(
+                subject=subject,
+                provider=provider,
+                service=service,
+                msisdn=msisdn,
+                recipient=recipient,
+            )
+        )
+
+    async def redeem(
+        self,
+        subject: Subject,
+        provider: Provider | str,
+        code: str,
+        service: Service | str,
+        *,
+        msisdn: str | None = None,
+        recipient: Subject | None = None,
+    ) -> Redemption:
+        """Use a code once; see ``CodeIssuer.redeem``."""
+        return await self._run(
+            self._plan_redeem(
+                subject=subject,
+                provider=provider,
+                code=code,
+                service=service,
+                msisdn=msisdn,
+                recipient=recipient,
+            )
+        )
+
+    async def revoke(self, subject: Subject, code_id: str) -> CodeStatus:
+        """Cancel a live code; see ``CodeIssuer.revoke``."""
+        return await self._run(self._plan_revoke(subject, code_id))
+
+    async def status(self, subject: Subject, code_id: str) -> CodeStatus:
+        """The state of a code; see ``CodeIssuer.status``."""
+        return await self._run(self._plan_status(subject, code_id))
+
+    async def purge(self, limit: int = 1000) -> int:
+        """Delete one bounded batch of finished subjects; see ``CodeIssuer.purge``."""
+        limit = self._purge_limit(limit)
+        return await self._call(self.storage.purge, self._now(), limit)
+
+    async def _run(self, plan: _Plan[T]) -> T:
+        for _ in range(MAX_CONFLICTS):
+            now = self._now()
+            snapshot = self._checked(await self._call(self.storage.load, plan.subject_ref), plan)
+            decision = plan.decide(snapshot, now)
+            if decision.commit is None or await self._call(self.storage.commit, decision.commit):
+                return decision.outcome()
+        raise StorageContention()
+
+    @staticmethod
+    async def _call(operation: Callable[..., Awaitable[R]], *arguments: Any) -> R:
+        try:
+            return await operation(*arguments)
+        except TelecardAuthError:
+            raise
+        except Exception as error:
+            raise _storage_error(error) from error

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from telecard_auth._storage import CodeRecord, Commit, FailureLog, SubjectSnapshot
 
-__all__ = ["MemoryStorage"]
+__all__ = ["AsyncMemoryStorage", "MemoryStorage"]
 
 
 class _Entry:
@@ -77,3 +77,32 @@ class MemoryStorage:
 
     def __repr__(self) -> str:
         return f"MemoryStorage(subjects={len(self._subjects)})"
+
+
+class AsyncMemoryStorage:
+    """``MemoryStorage`` for asyncio. Nothing here blocks, so nothing is sent to a thread.
+
+    ``sync`` is the underlying ``MemoryStorage``; pass one to share it with a ``CodeIssuer``.
+    """
+
+    def __init__(self, storage: MemoryStorage | None = None) -> None:
+        self.sync = MemoryStorage() if storage is None else storage
+
+    async def load(self, subject_ref: str) -> SubjectSnapshot:
+        """See ``Storage.load``."""
+        return self.sync.load(subject_ref)
+
+    async def commit(self, change: Commit) -> bool:
+        """See ``Storage.commit``."""
+        return self.sync.commit(change)
+
+    async def purge(self, now: datetime, limit: int) -> int:
+        """See ``Storage.purge``."""
+        return self.sync.purge(now, limit)
+
+    def snapshots(self) -> Iterator[SubjectSnapshot]:
+        """Every subject's snapshot; see ``MemoryStorage.snapshots``."""
+        return self.sync.snapshots()
+
+    def __repr__(self) -> str:
+        return f"Async{self.sync!r}"

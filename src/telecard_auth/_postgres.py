@@ -13,6 +13,7 @@ never makes a redemption wait.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ try:
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
-    from psycopg_pool import ConnectionPool, PoolTimeout
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
     from telecard_auth._errors import MissingExtra
 
@@ -30,7 +31,7 @@ from telecard_auth._codec import decode_state, encode_state
 from telecard_auth._errors import ConfigurationError, StorageError
 from telecard_auth._storage import Commit, SubjectSnapshot
 
-__all__ = ["PostgresStorage"]
+__all__ = ["AsyncPostgresStorage", "PostgresStorage"]
 
 #: The schema this release reads and writes.
 SCHEMA_VERSION = 1
@@ -51,7 +52,104 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 _MIGRATION_LOCK = 0x7E1E_CA2D
 
 
-class PostgresStorage:
+class _Tables:
+    """One PostgreSQL schema's statements and migrations: shared by both PostgreSQL storages."""
+
+    def __init__(self, conninfo: str, schema: str, timeout: float) -> None:
+        try:
+            conninfo_to_dict(conninfo)
+        except psycopg.Error as error:
+            raise ConfigurationError(reason=f"the PostgreSQL connection info: {error}") from None
+        self.schema = schema
+        self._conninfo = conninfo
+        self._timeout = timeout
+        names = {"schema": sql.Identifier(schema)}
+        table = sql.SQL("{schema}.telecard_subjects").format(**names)
+        self._names = names
+        self._load = sql.SQL("SELECT version, state FROM {} WHERE subject_ref = %s").format(table)
+        self._insert = sql.SQL(
+            "INSERT INTO {} (subject_ref, version, keep_until, state) VALUES (%s, 1, %s, %s)"
+            " ON CONFLICT (subject_ref) DO NOTHING"
+        ).format(table)
+        self._update = sql.SQL(
+            "UPDATE {} SET version = version + 1, keep_until = %s, state = %s"
+            " WHERE subject_ref = %s AND version = %s"
+        ).format(table)
+        self._purge = sql.SQL(
+            "DELETE FROM {0} WHERE keep_until <= %s AND subject_ref IN"
+            " (SELECT subject_ref FROM {0} WHERE keep_until <= %s ORDER BY keep_until"
+            " LIMIT %s FOR UPDATE SKIP LOCKED)"
+        ).format(table)
+        # Rendered to bytes once: composing a query on every call costs more than sending it.
+        self._statements = {
+            name: getattr(self, name).as_bytes(None)
+            for name in ("_load", "_insert", "_update", "_purge")
+        }
+
+    def _commit_statement(self, change: Commit) -> tuple[bytes, tuple[Any, ...]]:
+        state = encode_state(change)
+        if change.expected_version == 0:
+            return self._statements["_insert"], (change.subject_ref, change.keep_until, state)
+        return self._statements["_update"], (
+            change.keep_until,
+            state,
+            change.subject_ref,
+            change.expected_version,
+        )
+
+    @staticmethod
+    def _snapshot(subject_ref: str, row: tuple[Any, ...] | None) -> SubjectSnapshot:
+        if row is None:
+            return SubjectSnapshot(subject_ref=subject_ref)
+        return decode_state(subject_ref, row[0], row[1])
+
+    def _why_no_connection(self) -> str:
+        # The pool only says it timed out; one direct attempt tells the caller why.
+        try:
+            psycopg.connect(self._conninfo, connect_timeout=2).close()
+        except psycopg.Error as error:
+            return f"cannot connect: {str(error).strip().splitlines()[0]}"
+        return f"no free connection within {self._timeout} s (pool exhausted)"
+
+    def _error(self, error: psycopg.Error, why: str | None = None) -> StorageError:
+        if isinstance(error, psycopg.errors.UndefinedTable):
+            return StorageError(reason="the schema is missing; call migrate() first")
+        if isinstance(error, PoolTimeout):
+            return StorageError(reason=f"PostgreSQL: {why or self._why_no_connection()}")
+        return StorageError(reason=f"PostgreSQL: {error}")
+
+    def _migrate_on(self, connection: psycopg.Connection[Any]) -> None:
+        """Create or upgrade the schema in one transaction; concurrent callers take turns."""
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            connection.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {schema}.telecard_schema (version integer NOT NULL)"
+                ).format(**self._names)
+            )
+            row = connection.execute(
+                sql.SQL("SELECT max(version) FROM {schema}.telecard_schema").format(**self._names)
+            ).fetchone()
+            current = (row[0] if row else None) or 0
+            if current > SCHEMA_VERSION:
+                raise StorageError(
+                    reason=f"the database schema {current} is newer than this release's"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[version]:
+                    connection.execute(sql.SQL(statement).format(**self._names))
+                connection.execute(
+                    sql.SQL("INSERT INTO {schema}.telecard_schema (version) VALUES (%s)").format(
+                        **self._names
+                    ),
+                    (version,),
+                )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(schema={self.schema!r})"
+
+
+class PostgresStorage(_Tables):
     """Storage in PostgreSQL. Call ``migrate()`` once to create or upgrade the schema.
 
     ``conninfo`` is a ``postgresql://`` URL or a libpq connection string; ``schema`` is the
@@ -68,35 +166,7 @@ class PostgresStorage:
         max_size: int = 16,
         timeout: float = 30.0,
     ) -> None:
-        try:
-            conninfo_to_dict(conninfo)
-        except psycopg.Error as error:
-            raise ConfigurationError(reason=f"the PostgreSQL connection info: {error}") from None
-        self.schema = schema
-        self._conninfo = conninfo
-        self._timeout = timeout
-        names = {"schema": sql.Identifier(schema)}
-        table = sql.SQL("{schema}.telecard_subjects").format(**names)
-        self._names = names
-        # Rendered to bytes once: composing a query on every call costs more than sending it.
-        self._load = sql.SQL("SELECT version, state FROM {} WHERE subject_ref = %s").format(table)
-        self._insert = sql.SQL(
-            "INSERT INTO {} (subject_ref, version, keep_until, state) VALUES (%s, 1, %s, %s)"
-            " ON CONFLICT (subject_ref) DO NOTHING"
-        ).format(table)
-        self._update = sql.SQL(
-            "UPDATE {} SET version = version + 1, keep_until = %s, state = %s"
-            " WHERE subject_ref = %s AND version = %s"
-        ).format(table)
-        self._purge = sql.SQL(
-            "DELETE FROM {0} WHERE keep_until <= %s AND subject_ref IN"
-            " (SELECT subject_ref FROM {0} WHERE keep_until <= %s ORDER BY keep_until"
-            " LIMIT %s FOR UPDATE SKIP LOCKED)"
-        ).format(table)
-        self._statements = {
-            name: getattr(self, name).as_bytes(None)
-            for name in ("_load", "_insert", "_update", "_purge")
-        }
+        super().__init__(conninfo, schema, timeout)
         try:
             self.pool = ConnectionPool(
                 conninfo,
@@ -111,85 +181,37 @@ class PostgresStorage:
             raise StorageError(reason=f"PostgreSQL: {error}") from error
 
     def _execute(
-        self, statement: str, parameters: tuple[Any, ...]
+        self, statement: bytes, parameters: tuple[Any, ...]
     ) -> tuple[int, tuple[Any, ...] | None]:
         """Run one statement in its own transaction; return its row count and first row."""
         try:
             with self.pool.connection() as connection:
-                cursor = connection.execute(self._statements[statement], parameters)
+                cursor = connection.execute(statement, parameters)
                 return cursor.rowcount, cursor.fetchone() if cursor.description else None
-        except psycopg.errors.UndefinedTable as error:
-            raise StorageError(reason="the schema is missing; call migrate() first") from error
-        except PoolTimeout as error:
-            raise StorageError(reason=f"PostgreSQL: {self._why_no_connection()}") from error
         except psycopg.Error as error:
-            raise StorageError(reason=f"PostgreSQL: {error}") from error
-
-    def _why_no_connection(self) -> str:
-        # The pool only says it timed out; one direct attempt tells the caller why.
-        try:
-            psycopg.connect(self._conninfo, connect_timeout=2).close()
-        except psycopg.Error as error:
-            return f"cannot connect: {str(error).strip().splitlines()[0]}"
-        return f"no free connection within {self._timeout} s (pool exhausted)"
+            raise self._error(error) from error
 
     def migrate(self) -> None:
         """Create the schema, or bring an older one up to date. Safe to call at every start."""
         try:
-            with self.pool.connection() as connection, connection.transaction():
-                connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-                connection.execute(
-                    sql.SQL(
-                        "CREATE TABLE IF NOT EXISTS {schema}.telecard_schema"
-                        " (version integer NOT NULL)"
-                    ).format(**self._names)
-                )
-                row = connection.execute(
-                    sql.SQL("SELECT max(version) FROM {schema}.telecard_schema").format(
-                        **self._names
-                    )
-                ).fetchone()
-                current = (row[0] if row else None) or 0
-                if current > SCHEMA_VERSION:
-                    raise StorageError(
-                        reason=f"the database schema {current} is newer than this release's"
-                    )
-                for version in range(current + 1, SCHEMA_VERSION + 1):
-                    for statement in _MIGRATIONS[version]:
-                        connection.execute(sql.SQL(statement).format(**self._names))
-                    connection.execute(
-                        sql.SQL(
-                            "INSERT INTO {schema}.telecard_schema (version) VALUES (%s)"
-                        ).format(**self._names),
-                        (version,),
-                    )
-        except PoolTimeout as error:
-            raise StorageError(reason=f"PostgreSQL: {self._why_no_connection()}") from error
+            with self.pool.connection() as connection:
+                self._migrate_on(connection)
         except psycopg.Error as error:
-            raise StorageError(reason=f"PostgreSQL: {error}") from error
+            raise self._error(error) from error
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
         """One primary-key ``SELECT``; see ``Storage.load``."""
-        _, row = self._execute("_load", (subject_ref,))
-        if row is None:
-            return SubjectSnapshot(subject_ref=subject_ref)
-        return decode_state(subject_ref, row[0], row[1])
+        _, row = self._execute(self._statements["_load"], (subject_ref,))
+        return self._snapshot(subject_ref, row)
 
     def commit(self, change: Commit) -> bool:
         """One statement, one transaction, compare-and-set; see ``Storage.commit``."""
-        state = encode_state(change)
-        if change.expected_version == 0:
-            count, _ = self._execute("_insert", (change.subject_ref, change.keep_until, state))
-        else:
-            count, _ = self._execute(
-                "_update",
-                (change.keep_until, state, change.subject_ref, change.expected_version),
-            )
+        count, _ = self._execute(*self._commit_statement(change))
         return count == 1
 
     def purge(self, now: datetime, limit: int) -> int:
         """Delete up to ``limit`` subjects past their ``keep_until``, skipping locked rows."""
-        count, _ = self._execute("_purge", (now, now, limit))
+        count, _ = self._execute(self._statements["_purge"], (now, now, limit))
         return count
 
     def close(self) -> None:
@@ -202,5 +224,86 @@ class PostgresStorage:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"PostgresStorage(schema={self.schema!r})"
+
+class AsyncPostgresStorage(_Tables):
+    """``PostgresStorage`` for asyncio: psycopg's ``AsyncConnectionPool``, the same statements.
+
+    The pool opens on first use; ``close()`` closes it.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = "public",
+        min_size: int = 1,
+        max_size: int = 16,
+        timeout: float = 30.0,
+    ) -> None:
+        super().__init__(conninfo, schema, timeout)
+        self.pool = AsyncConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs={"autocommit": True},
+            open=False,
+            name="telecard-auth-async",
+        )
+        self._opened = False
+
+    async def _pool(self) -> AsyncConnectionPool[Any]:
+        if not self._opened:
+            self._opened = True
+            await self.pool.open()
+        return self.pool
+
+    async def _execute(
+        self, statement: bytes, parameters: tuple[Any, ...]
+    ) -> tuple[int, tuple[Any, ...] | None]:
+        try:
+            async with (await self._pool()).connection() as connection:
+                cursor = await connection.execute(statement, parameters)
+                row = await cursor.fetchone() if cursor.description else None
+                return cursor.rowcount, row
+        except PoolTimeout as error:
+            why = await asyncio.to_thread(self._why_no_connection)
+            raise self._error(error, why) from error
+        except psycopg.Error as error:
+            raise self._error(error) from error
+
+    async def migrate(self) -> None:
+        """See ``PostgresStorage.migrate``; runs once, on a short-lived connection of its own."""
+        await asyncio.to_thread(self._migrate_now)
+
+    def _migrate_now(self) -> None:
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True) as connection:
+                self._migrate_on(connection)
+        except psycopg.Error as error:
+            raise self._error(error) from error
+
+    async def load(self, subject_ref: str) -> SubjectSnapshot:
+        """See ``PostgresStorage.load``."""
+        _, row = await self._execute(self._statements["_load"], (subject_ref,))
+        return self._snapshot(subject_ref, row)
+
+    async def commit(self, change: Commit) -> bool:
+        """See ``PostgresStorage.commit``."""
+        count, _ = await self._execute(*self._commit_statement(change))
+        return count == 1
+
+    async def purge(self, now: datetime, limit: int) -> int:
+        """See ``PostgresStorage.purge``."""
+        count, _ = await self._execute(self._statements["_purge"], (now, now, limit))
+        return count
+
+    async def close(self) -> None:
+        """Close the pool and its connections."""
+        await self.pool.close()
+
+    async def __aenter__(self) -> AsyncPostgresStorage:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()

@@ -16,6 +16,7 @@ Durability choices, and why:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import threading
@@ -27,7 +28,7 @@ from telecard_auth._codec import decode_state, encode_state
 from telecard_auth._errors import ConfigurationError, StorageError
 from telecard_auth._storage import Commit, SubjectSnapshot
 
-__all__ = ["SQLiteStorage"]
+__all__ = ["AsyncSQLiteStorage", "SQLiteStorage"]
 
 #: The schema this release reads and writes.
 SCHEMA_VERSION = 1
@@ -219,3 +220,50 @@ def _storage_error(error: sqlite3.Error) -> StorageError:
     if "no such table" in str(error):
         return StorageError(reason="the schema is missing; call migrate() first")
     return StorageError(reason=f"SQLite: {error}")
+
+
+class AsyncSQLiteStorage:
+    """``SQLiteStorage`` for asyncio: each call runs on a worker thread, never on the event loop.
+
+    SQLite has no asynchronous interface; its calls are short and release the GIL while they
+    wait for the disk, so a thread per call is what async drivers for it do too. ``sync`` is the
+    underlying ``SQLiteStorage`` (one connection per worker thread).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["full", "normal"] = "full",
+        timeout: float = 30.0,
+    ) -> None:
+        self.sync = SQLiteStorage(path, synchronous=synchronous, timeout=timeout)
+
+    async def migrate(self) -> None:
+        """See ``SQLiteStorage.migrate``."""
+        await asyncio.to_thread(self.sync.migrate)
+
+    async def load(self, subject_ref: str) -> SubjectSnapshot:
+        """See ``Storage.load``."""
+        return await asyncio.to_thread(self.sync.load, subject_ref)
+
+    async def commit(self, change: Commit) -> bool:
+        """See ``Storage.commit``."""
+        return await asyncio.to_thread(self.sync.commit, change)
+
+    async def purge(self, now: datetime, limit: int) -> int:
+        """See ``Storage.purge``."""
+        return await asyncio.to_thread(self.sync.purge, now, limit)
+
+    async def close(self) -> None:
+        """Close every connection the worker threads opened."""
+        await asyncio.to_thread(self.sync.close)
+
+    async def __aenter__(self) -> AsyncSQLiteStorage:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"Async{self.sync!r}"

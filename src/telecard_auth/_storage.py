@@ -21,7 +21,7 @@ import attrs
 
 from telecard_auth._model import CodeState
 
-__all__ = ["CodeRecord", "Commit", "FailureLog", "Storage", "SubjectSnapshot"]
+__all__ = ["AsyncStorage", "CodeRecord", "Commit", "FailureLog", "Storage", "SubjectSnapshot"]
 
 
 @attrs.frozen(kw_only=True)
@@ -133,4 +133,24 @@ class Storage(Protocol):
         lands first (and moves ``keep_until`` on) or fails its compare-and-set and starts over
         from an empty subject. Backends whose data expires by itself may return 0.
         """
+        ...
+
+
+@runtime_checkable
+class AsyncStorage(Protocol):
+    """``Storage`` for asyncio: the same three operations with the same contracts, awaited.
+
+    Prove an implementation with ``telecard_auth.testing.AsyncStorageContract``.
+    """
+
+    async def load(self, subject_ref: str) -> SubjectSnapshot:
+        """See ``Storage.load``."""
+        ...
+
+    async def commit(self, change: Commit) -> bool:
+        """See ``Storage.commit``."""
+        ...
+
+    async def purge(self, now: datetime, limit: int) -> int:
+        """See ``Storage.purge``."""
         ...

@@ -1,18 +1,21 @@
-"""``storage_from_url``: pick and build a backend from a URL, through an explicit scheme table.
+"""``storage_from_url`` and ``async_storage_from_url``: a backend from a URL.
 
-Each backend's module (and so its client library) is imported only when its scheme is asked for.
+One explicit scheme table serves both: each entry parses its URL once and builds the synchronous
+or the asyncio flavour of its backend. A backend's module, and so its client library, is imported
+only when its scheme is asked for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
 from telecard_auth._errors import ConfigurationError, InvalidStorageUrl, clip
-from telecard_auth._storage import Storage
+from telecard_auth._storage import AsyncStorage, Storage
 
-__all__ = ["storage_from_url"]
+__all__ = ["async_storage_from_url", "storage_from_url"]
 
 
 def _options(parts: SplitResult, allowed: set[str]) -> dict[str, str]:
@@ -37,16 +40,16 @@ def _as_url_error() -> Iterator[None]:
         raise InvalidStorageUrl(reason=error.details.get("reason", error.code)) from error
 
 
-def _memory(url: str, parts: SplitResult) -> Storage:
-    from telecard_auth._memory import MemoryStorage
+def _memory(parts: SplitResult, asynchronous: bool) -> Any:
+    from telecard_auth._memory import AsyncMemoryStorage, MemoryStorage
 
     if parts.netloc or parts.path or parts.query:
         raise InvalidStorageUrl(reason="memory:// takes no host, path or options")
-    return MemoryStorage()
+    return AsyncMemoryStorage() if asynchronous else MemoryStorage()
 
 
-def _sqlite(url: str, parts: SplitResult) -> Storage:
-    from telecard_auth._sqlite import SQLiteStorage
+def _sqlite(parts: SplitResult, asynchronous: bool) -> Any:
+    from telecard_auth._sqlite import AsyncSQLiteStorage, SQLiteStorage
 
     # As in SQLAlchemy: sqlite:///relative/file.db and sqlite:////absolute/file.db.
     if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:  # noqa: PLR2004
@@ -55,11 +58,12 @@ def _sqlite(url: str, parts: SplitResult) -> Storage:
     synchronous = options.get("synchronous", "full")
     if synchronous not in ("full", "normal"):
         raise InvalidStorageUrl(reason="synchronous must be 'full' or 'normal'")
-    return SQLiteStorage(parts.path[1:], synchronous=synchronous)  # type: ignore[arg-type]
+    backend = AsyncSQLiteStorage if asynchronous else SQLiteStorage
+    return backend(parts.path[1:], synchronous=synchronous)  # type: ignore[arg-type]
 
 
-def _redis(url: str, parts: SplitResult) -> Storage:
-    from telecard_auth._redis import RedisStorage
+def _redis(parts: SplitResult, asynchronous: bool) -> Any:
+    from telecard_auth._redis import AsyncRedisStorage, RedisStorage
 
     # redis-py reads its own options (socket_timeout, ssl_ca_certs, …) from the query string.
     pairs = parse_qsl(parts.query, keep_blank_values=True)
@@ -67,23 +71,25 @@ def _redis(url: str, parts: SplitResult) -> Storage:
     if not prefix:
         raise InvalidStorageUrl(reason="prefix cannot be empty")
     query = urlencode([(k, v) for k, v in pairs if k != "prefix"], quote_via=quote)
+    backend = AsyncRedisStorage if asynchronous else RedisStorage
     with _as_url_error():
-        return RedisStorage(parts._replace(query=query).geturl(), prefix=prefix)
+        return backend(parts._replace(query=query).geturl(), prefix=prefix)
 
 
-def _postgres(url: str, parts: SplitResult) -> Storage:
-    from telecard_auth._postgres import PostgresStorage
+def _postgres(parts: SplitResult, asynchronous: bool) -> Any:
+    from telecard_auth._postgres import AsyncPostgresStorage, PostgresStorage
 
     # Only the library's own option is taken out; libpq options stay in the URL.
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     schema = next((value for key, value in pairs if key == "schema"), "public")
     query = urlencode([(k, v) for k, v in pairs if k != "schema"], quote_via=quote)
+    backend = AsyncPostgresStorage if asynchronous else PostgresStorage
     with _as_url_error():
-        return PostgresStorage(parts._replace(query=query).geturl(), schema=schema)
+        return backend(parts._replace(query=query).geturl(), schema=schema)
 
 
 #: Scheme to factory. A factory imports its backend, and so its client library, when called.
-SCHEMES: dict[str, Callable[[str, SplitResult], Storage]] = {
+SCHEMES: dict[str, Callable[[SplitResult, bool], Any]] = {
     "memory": _memory,
     "sqlite": _sqlite,
     "redis": _redis,
@@ -107,6 +113,26 @@ def storage_from_url(url: str) -> Storage:
     >>> storage_from_url("memory://")
     MemoryStorage(subjects=0)
     """
+    storage: Storage = _build(url, asynchronous=False)
+    return storage
+
+
+def async_storage_from_url(url: str) -> AsyncStorage:
+    """The asyncio flavour of the storage a URL names, for ``AsyncCodeIssuer``.
+
+    The same URLs as ``storage_from_url``, giving ``AsyncMemoryStorage``, ``AsyncSQLiteStorage``
+    (calls on worker threads), ``AsyncRedisStorage`` (``redis.asyncio``) and
+    ``AsyncPostgresStorage`` (psycopg's async pool). Their ``migrate()`` and ``close()`` are
+    awaited.
+
+    >>> async_storage_from_url("memory://")
+    AsyncMemoryStorage(subjects=0)
+    """
+    storage: AsyncStorage = _build(url, asynchronous=True)
+    return storage
+
+
+def _build(url: object, *, asynchronous: bool) -> Any:
     if not isinstance(url, str):
         raise InvalidStorageUrl(reason="a storage URL is a string")
     try:
@@ -117,4 +143,4 @@ def storage_from_url(url: str) -> Storage:
     if factory is None:
         known = ", ".join(sorted(SCHEMES))
         raise InvalidStorageUrl(reason=f"unknown scheme {clip(parts.scheme)!r}; use one of {known}")
-    return factory(url, parts)
+    return factory(parts, asynchronous)
