@@ -33,6 +33,7 @@ __all__ = ["AsyncCodeIssuer", "CodeIssuer"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+S = TypeVar("S", Storage, AsyncStorage)
 
 #: How many times one request re-reads and re-decides after losing a compare-and-set race.
 MAX_CONFLICTS = 64
@@ -46,14 +47,14 @@ class _Plan(Generic[T]):
     decide: Callable[[SubjectSnapshot, datetime], _core.Decision[T]]
 
 
-class _Shell:
+class _Shell(Generic[S]):
     """What both issuers share: their parts, and turning each verb into a plan."""
 
     _asynchronous: bool
 
     def __init__(
         self,
-        storage: Any,
+        storage: S,
         *,
         keyring: Keyring,
         policy: Policy | None = None,
@@ -68,7 +69,7 @@ class _Shell:
         clock = SystemClock() if clock is None else clock
         if not isinstance(clock, Clock):
             raise ConfigurationError(reason="clock must provide now()")
-        self.storage = storage
+        self.storage: S = storage
         self.keyring = keyring
         self.policy = policy
         self.clock = clock
@@ -174,7 +175,7 @@ def _storage_error(error: Exception) -> StorageError:
     return StorageError(reason=type(error).__name__)
 
 
-class CodeIssuer(_Shell):
+class CodeIssuer(_Shell[Storage]):
     """Issues and redeems SIM authentication codes under a policy, over a storage.
 
     >>> from telecard_auth import Keyring, ManualClock, MemoryStorage, Subject
@@ -186,7 +187,6 @@ class CodeIssuer(_Shell):
     """
 
     _asynchronous = False
-    storage: Storage
 
     def issue(
         self,
@@ -280,7 +280,7 @@ class CodeIssuer(_Shell):
             raise _storage_error(error) from error
 
 
-class AsyncCodeIssuer(_Shell):
+class AsyncCodeIssuer(_Shell[AsyncStorage]):
     """``CodeIssuer`` for asyncio: the same verbs, arguments, results, errors and rules, awaited.
 
     It needs an ``AsyncStorage`` (see ``async_storage_from_url``). The clock is read directly, so
@@ -298,7 +298,6 @@ class AsyncCodeIssuer(_Shell):
     """
 
     _asynchronous = True
-    storage: AsyncStorage
 
     async def issue(
         self,
