@@ -76,8 +76,9 @@ class _Shell(Generic[S]):
 
     def _check_storage(self, storage: object) -> None:
         kind = "an AsyncStorage" if self._asynchronous else "a Storage"
-        if not isinstance(storage, AsyncStorage if self._asynchronous else Storage) or (
-            inspect.iscoroutinefunction(getattr(storage, "load", None)) != self._asynchronous
+        if not isinstance(storage, AsyncStorage if self._asynchronous else Storage) or any(
+            inspect.iscoroutinefunction(getattr(storage, name)) != self._asynchronous
+            for name in ("load", "commit", "purge")
         ):
             raise ConfigurationError(reason=f"storage must be {kind} (load, commit, purge)")
 

@@ -251,8 +251,11 @@ class AsyncPostgresStorage(_Tables):
             name="telecard-auth-async",
         )
         self._opened = False
+        self._closed = False
 
     async def _pool(self) -> AsyncConnectionPool[Any]:
+        if self._closed:
+            raise StorageError(reason="PostgreSQL: the storage is closed")
         if not self._opened:
             self._opened = True
             await self.pool.open()
@@ -274,6 +277,8 @@ class AsyncPostgresStorage(_Tables):
 
     async def migrate(self) -> None:
         """See ``PostgresStorage.migrate``; runs once, on a short-lived connection of its own."""
+        if self._closed:
+            raise StorageError(reason="PostgreSQL: the storage is closed")
         await asyncio.to_thread(self._migrate_now)
 
     def _migrate_now(self) -> None:
@@ -299,8 +304,10 @@ class AsyncPostgresStorage(_Tables):
         return count
 
     async def close(self) -> None:
-        """Close the pool and its connections."""
-        await self.pool.close()
+        """Close the pool and its connections; the storage cannot be used afterwards."""
+        self._closed = True
+        if self._opened:
+            await self.pool.close()
 
     async def __aenter__(self) -> AsyncPostgresStorage:
         return self

@@ -1,4 +1,4 @@
-"""The storage contract suite, for anyone who writes or ships a ``Storage`` backend.
+"""The storage contract suites, for anyone who writes or ships a storage backend.
 
 ``StorageContract`` is a pytest base class: subclass it in a test module, override the one fixture
 ``storage`` so that it returns a fresh, empty storage (``yield`` it to clean up afterwards), and
@@ -18,16 +18,38 @@ may call the same storage object, so the backend must be thread-safe::
             yield storage
             storage.close()
 
-Class attributes tune the suite: ``purges = False`` for a backend whose data expires by itself
-(its ``purge`` returns 0), ``race_rounds`` for how often the redemption race is repeated. The
-fixtures ``clock``, ``keyring``, ``policy`` and ``issuer`` can be overridden the same way; the
-tests name the default catalogue's providers ``stc`` and ``mobily`` and its services ``new_line``
-and ``number_transfer``, so an overridden policy must keep those.
+``AsyncStorageContract`` runs the same tests on an ``AsyncStorage``, with ``AsyncCodeIssuer``.
+Override its one fixture ``async_storage``; it stays a plain (synchronous) fixture, and awaits
+through ``portal``, an event loop running in a background thread for the length of the test::
 
-The module-level fixtures ``clock`` and ``keyring`` serve other tests (``pytest_plugins =
-["telecard_auth.testing"]`` in a ``conftest.py``). For detailed assertion messages, call
-``pytest.register_assert_rewrite("telecard_auth.testing")`` in ``conftest.py`` before importing
-this module. The package itself never imports it: it needs pytest.
+    # test_my_async_storage.py
+    import pytest
+    from telecard_auth.testing import AsyncStorageContract
+
+    class TestMyAsyncStorage(AsyncStorageContract):
+        @pytest.fixture
+        def async_storage(self, portal):
+            storage = MyAsyncStorage("...")
+            portal.call(storage.migrate)
+            yield storage
+            portal.call(storage.close)
+
+Every test of ``StorageContract`` then calls the storage and the issuer through blocking facades
+(``BlockingStorage``, ``BlockingIssuer``) that run each call as a coroutine on the portal's loop:
+when the 32 threads of a race call at once, 32 coroutines run at once on that one loop, so the
+storage must stand concurrent use by many tasks (not by many threads). Tests of the asyncio side
+itself follow: races of 32 tasks gathered on the loop, and the manual clock driving expiry.
+
+Class attributes tune both suites: ``purges = False`` for a backend whose data expires by itself
+(its ``purge`` returns 0), ``race_rounds`` for how often the redemption race is repeated. The
+fixtures ``clock``, ``keyring``, ``policy``, ``issuer`` and ``make_issuer`` can be overridden the
+same way; the tests name the default catalogue's providers ``stc`` and ``mobily`` and its services
+``new_line`` and ``number_transfer``, so an overridden policy must keep those.
+
+The module-level fixtures ``clock``, ``keyring`` and ``portal`` serve other tests
+(``pytest_plugins = ["telecard_auth.testing"]`` in a ``conftest.py``). For detailed assertion
+messages, call ``pytest.register_assert_rewrite("telecard_auth.testing")`` in ``conftest.py``
+before importing this module. The package itself never imports it: it needs pytest.
 """
 
 # Test code: assert is the point, numbers are the boundaries under test, asserts read
@@ -36,16 +58,18 @@ this module. The package itself never imports it: it needs pytest.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, ClassVar
+from types import TracebackType
+from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar
 
 import attrs
 import pytest
@@ -59,20 +83,52 @@ from telecard_auth._errors import (
     CodeExpired,
     CodeLocked,
     CodeRevoked,
+    ConfigurationError,
     FailureBudgetExhausted,
     LiveCodeLimitReached,
     TelecardAuthError,
     UnknownCode,
     WrongCode,
 )
-from telecard_auth._issuer import CodeIssuer
+from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer
 from telecard_auth._keyring import Keyring
-from telecard_auth._model import CodeState, IssuedCode, Redemption, Subject
+from telecard_auth._model import (
+    CodeState,
+    CodeStatus,
+    IssuedCode,
+    Provider,
+    Redemption,
+    Service,
+    Subject,
+)
 from telecard_auth._normalize import luhn_valid
 from telecard_auth._policy import Policy
-from telecard_auth._storage import CodeRecord, Commit, FailureLog, Storage, SubjectSnapshot
+from telecard_auth._storage import (
+    AsyncStorage,
+    CodeRecord,
+    Commit,
+    FailureLog,
+    Storage,
+    SubjectSnapshot,
+)
 
-__all__ = ["START", "StorageContract", "clock", "keyring"]
+__all__ = [
+    "START",
+    "AsyncStorageContract",
+    "BlockingIssuer",
+    "BlockingStorage",
+    "IssuerFactory",
+    "LostCommits",
+    "Portal",
+    "StorageContract",
+    "clock",
+    "keyring",
+    "portal",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+I_co = TypeVar("I_co", covariant=True)
 
 #: Where the contract's clock starts. It has microseconds, so a backend must keep them.
 START = datetime(2026, 3, 1, 9, 0, 0, 250_001, tzinfo=UTC)
@@ -226,18 +282,32 @@ def _together(pool: ThreadPoolExecutor, actions: list[Callable[[], object]]) -> 
     return [future.result(timeout=120) for future in futures]
 
 
+class LostCommits:
+    """How many commits a race lost to a concurrent writer.
+
+    The races assert that some were lost: proof that their threads or tasks really collided.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        """Count one more lost commit (from any thread)."""
+        with self._lock:
+            self.count += 1
+
+
 class _Counting:
     """A storage wrapper that counts commits lost to a concurrent writer.
 
-    The races assert that some were lost: proof that the threads really collided. After each load
-    it lets other threads run, widening the window between a load and its commit that a broken
-    compare-and-set would lose updates in.
+    After each load it lets other threads run, widening the window between a load and its commit
+    that a broken compare-and-set would lose updates in.
     """
 
-    def __init__(self, inner: Storage) -> None:
+    def __init__(self, inner: Storage, lost: LostCommits) -> None:
         self.inner = inner
-        self.lost = 0
-        self._lock = threading.Lock()
+        self.lost = lost
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
         snapshot = self.inner.load(subject_ref)
@@ -247,12 +317,271 @@ class _Counting:
     def commit(self, change: Commit) -> bool:
         landed = self.inner.commit(change)
         if not landed:
-            with self._lock:
-                self.lost += 1
+            self.lost.add()
         return landed
 
     def purge(self, now: datetime, limit: int) -> int:
         return self.inner.purge(now, limit)
+
+
+class IssuerFactory(Protocol[I_co]):
+    """The ``make_issuer`` fixture: an issuer over the storage under test, under ``policy``.
+
+    Given ``lost``, the issuer's storage counts there the commits it loses to concurrent writers,
+    and lets other threads (or tasks) run after each load.
+    """
+
+    def __call__(self, policy: Policy, lost: LostCommits | None = None) -> I_co: ...
+
+
+# --- asyncio ----------------------------------------------------------------------------------
+
+
+class Portal:
+    """An asyncio event loop running in a background thread, for synchronous code to call into.
+
+    ``call`` runs a coroutine function on the loop and blocks until it returns (or raises);
+    calls made from many threads at once run as concurrent tasks of the one loop. ``close``
+    cancels what is still running, shuts the loop down, and raises the errors the loop reported
+    meanwhile (an exception no one retrieved, a failing callback), so that they fail the test.
+
+    >>> async def double(n: int) -> int:
+    ...     return 2 * n
+    >>> with Portal() as portal:
+    ...     portal.call(double, 21)
+    42
+    """
+
+    def __init__(self, *, timeout: float = 120.0) -> None:
+        #: How long ``call`` waits for a result before it cancels the call.
+        self.timeout = timeout
+        self._errors: list[str] = []
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(self._report)
+        self._thread = threading.Thread(target=self._serve, name="contract-portal", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            asyncio.set_event_loop(None)
+
+    def _report(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        self._errors.append(f"{context.get('message')}: {error!r}")
+        loop.default_exception_handler(context)
+
+    def call(self, function: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``function(*args, **kwargs)`` on the loop and return its result or raise its error.
+
+        Raises ``TimeoutError`` (and cancels the call) after ``timeout`` seconds.
+        """
+        if self._closed:
+            raise RuntimeError("the portal is closed")
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("Portal.call on the portal's own loop would wait for itself")
+
+        async def run() -> T:
+            return await function(*args, **kwargs)
+
+        coroutine = run()
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        except RuntimeError:  # the loop closed meanwhile
+            coroutine.close()
+            raise
+        done, _ = wait([future], timeout=self.timeout)
+        if not done:
+            future.cancel()
+            raise TimeoutError(f"{function!r} did not finish within {self.timeout} s")
+        return future.result()
+
+    async def _shut_down(self) -> None:
+        # What asyncio.run does on the way out, except that leftover errors are kept, not logged.
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        self._errors += [
+            f"a task left running failed: {outcome!r}"
+            for outcome in outcomes
+            if isinstance(outcome, Exception)
+        ]
+        await self._loop.shutdown_asyncgens()
+        await self._loop.shutdown_default_executor()
+
+    def close(self) -> None:
+        """Cancel the tasks still running, stop and close the loop; raise what the loop reported."""
+        if self._closed:
+            return
+        try:
+            self.call(self._shut_down)
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+        if self._errors:
+            raise AssertionError("the event loop reported: " + "; ".join(self._errors))
+
+    def __enter__(self) -> Portal:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Portal(closed={self._closed})"
+
+
+@pytest.fixture
+def portal() -> Iterator[Portal]:
+    """An event loop in a background thread for the length of the test; see ``Portal``."""
+    with Portal() as running:
+        yield running
+
+
+class BlockingStorage:
+    """A ``Storage`` over an ``AsyncStorage``: each call is awaited on the portal's loop.
+
+    Calls from many threads at once run as as many concurrent tasks on that one loop.
+    """
+
+    def __init__(self, async_storage: AsyncStorage, portal: Portal) -> None:
+        self.async_storage = async_storage
+        self.portal = portal
+
+    def load(self, subject_ref: str) -> SubjectSnapshot:
+        """See ``Storage.load``."""
+        return self.portal.call(self.async_storage.load, subject_ref)
+
+    def commit(self, change: Commit) -> bool:
+        """See ``Storage.commit``."""
+        return self.portal.call(self.async_storage.commit, change)
+
+    def purge(self, now: datetime, limit: int) -> int:
+        """See ``Storage.purge``."""
+        return self.portal.call(self.async_storage.purge, now, limit)
+
+    def __repr__(self) -> str:
+        return f"BlockingStorage({self.async_storage!r})"
+
+
+class BlockingIssuer:
+    """``CodeIssuer``'s verbs over an ``AsyncCodeIssuer``, each call awaited on the portal's loop.
+
+    ``storage`` is a ``BlockingStorage`` over the async issuer's storage; ``keyring``, ``policy``
+    and ``clock`` are the async issuer's own.
+    """
+
+    def __init__(self, async_issuer: AsyncCodeIssuer, portal: Portal) -> None:
+        self.async_issuer = async_issuer
+        self.portal = portal
+        self.storage = BlockingStorage(async_issuer.storage, portal)
+        self.keyring = async_issuer.keyring
+        self.policy = async_issuer.policy
+        self.clock = async_issuer.clock
+
+    def issue(
+        self,
+        subject: Subject,
+        provider: Provider | str,
+        *,
+        service: Service | str | None = None,
+        msisdn: str | None = None,
+        recipient: Subject | None = None,
+    ) -> IssuedCode:
+        """See ``CodeIssuer.issue``."""
+        return self.portal.call(
+            self.async_issuer.issue,
+            subject,
+            provider,
+            service=service,
+            msisdn=msisdn,
+            recipient=recipient,
+        )
+
+    def redeem(
+        self,
+        subject: Subject,
+        provider: Provider | str,
+        code: str,
+        service: Service | str,
+        *,
+        msisdn: str | None = None,
+        recipient: Subject | None = None,
+    ) -> Redemption:
+        """See ``CodeIssuer.redeem``."""
+        return self.portal.call(
+            self.async_issuer.redeem,
+            subject,
+            provider,
+            code,
+            service,
+            msisdn=msisdn,
+            recipient=recipient,
+        )
+
+    def revoke(self, subject: Subject, code_id: str) -> CodeStatus:
+        """See ``CodeIssuer.revoke``."""
+        return self.portal.call(self.async_issuer.revoke, subject, code_id)
+
+    def status(self, subject: Subject, code_id: str) -> CodeStatus:
+        """See ``CodeIssuer.status``."""
+        return self.portal.call(self.async_issuer.status, subject, code_id)
+
+    def purge(self, limit: int = 1000) -> int:
+        """See ``CodeIssuer.purge``."""
+        return self.portal.call(self.async_issuer.purge, limit)
+
+    def __repr__(self) -> str:
+        return f"BlockingIssuer({self.async_issuer!r})"
+
+
+class _AsyncCounting:
+    """``_Counting`` for an ``AsyncStorage``: after each load it lets the other tasks run."""
+
+    def __init__(self, inner: AsyncStorage, lost: LostCommits) -> None:
+        self.inner = inner
+        self.lost = lost
+
+    async def load(self, subject_ref: str) -> SubjectSnapshot:
+        snapshot = await self.inner.load(subject_ref)
+        await asyncio.sleep(0)
+        return snapshot
+
+    async def commit(self, change: Commit) -> bool:
+        landed = await self.inner.commit(change)
+        if not landed:
+            self.lost.add()
+        return landed
+
+    async def purge(self, now: datetime, limit: int) -> int:
+        return await self.inner.purge(now, limit)
+
+
+async def _gathered(actions: list[Callable[[], Awaitable[object]]]) -> list[object]:
+    """Run the actions as concurrent tasks; each gives its result or the error it raised.
+
+    As in ``_together``, errors other than ``TelecardAuthError`` propagate and fail the test.
+    """
+
+    async def run(action: Callable[[], Awaitable[object]]) -> object:
+        try:
+            return await action()
+        except TelecardAuthError as error:
+            return error
+
+    return list(await asyncio.gather(*(run(action) for action in actions)))
 
 
 # --- the contract -----------------------------------------------------------------------------
@@ -310,6 +639,18 @@ class StorageContract:
     ) -> CodeIssuer:
         """An issuer over the storage under test."""
         return CodeIssuer(storage, keyring=keyring, policy=policy, clock=clock)
+
+    @pytest.fixture
+    def make_issuer(
+        self, storage: Storage, keyring: Keyring, clock: ManualClock
+    ) -> IssuerFactory[CodeIssuer]:
+        """Builds issuers over the storage under test, for tests that need another policy."""
+
+        def build(policy: Policy, lost: LostCommits | None = None) -> CodeIssuer:
+            inner: Storage = storage if lost is None else _Counting(storage, lost)
+            return CodeIssuer(inner, keyring=keyring, policy=policy, clock=clock)
+
+        return build
 
     @pytest.fixture
     def subject(self) -> Subject:
@@ -551,16 +892,11 @@ class StorageContract:
             issuer.redeem(subject, PROVIDER, late.code, SERVICE)
 
     def test_code_locks_after_max_failed_attempts(
-        self,
-        storage: Storage,
-        keyring: Keyring,
-        policy: Policy,
-        clock: ManualClock,
-        subject: Subject,
+        self, make_issuer: IssuerFactory[CodeIssuer], policy: Policy, subject: Subject
     ) -> None:
         """Wrong guesses up to the limit lock the code, and then the right code is CodeLocked."""
         policy = attrs.evolve(policy, failure_budget=1000)
-        issuer = CodeIssuer(storage, keyring=keyring, policy=policy, clock=clock)
+        issuer = make_issuer(policy)
         issued = issuer.issue(subject, PROVIDER)
         guess = _other_code(policy, issued.code)
         for _ in range(policy.max_failed_attempts - 1):
@@ -581,14 +917,14 @@ class StorageContract:
     def test_failure_budget_survives_a_new_code(
         self,
         storage: Storage,
-        keyring: Keyring,
+        make_issuer: IssuerFactory[CodeIssuer],
         policy: Policy,
         clock: ManualClock,
         subject: Subject,
     ) -> None:
         """Wrong guesses are stored per subject and provider: a new code does not reset them."""
         policy = attrs.evolve(policy, failure_budget=3, max_failed_attempts=5)
-        issuer = CodeIssuer(storage, keyring=keyring, policy=policy, clock=clock)
+        issuer = make_issuer(policy)
         first = issuer.issue(subject, PROVIDER)
         moments = []
         for _ in range(3):
@@ -598,7 +934,7 @@ class StorageContract:
         second = issuer.issue(subject, PROVIDER)
         with pytest.raises(FailureBudgetExhausted):
             issuer.redeem(subject, PROVIDER, second.code, SERVICE)
-        stored = storage.load(subject_ref(keyring, subject)).failure_log(PROVIDER)
+        stored = storage.load(subject_ref(issuer.keyring, subject)).failure_log(PROVIDER)
         assert tuple(moments) == stored.failures
 
     def test_live_code_limit(self, issuer: CodeIssuer, policy: Policy, subject: Subject) -> None:
@@ -751,14 +1087,14 @@ class StorageContract:
     def test_concurrent_redeemers_redeem_a_code_once(
         self,
         storage: Storage,
+        make_issuer: IssuerFactory[CodeIssuer],
         keyring: Keyring,
         policy: Policy,
-        clock: ManualClock,
         race_pool: ThreadPoolExecutor,
     ) -> None:
         """32 threads redeem one code together, race_rounds times: one wins, 31 already used."""
-        counting = _Counting(storage)
-        issuer = CodeIssuer(counting, keyring=keyring, policy=policy, clock=clock)
+        lost = LostCommits()
+        issuer = make_issuer(policy, lost)
         for round_ in range(self.race_rounds):
             subject = _citizen(round_)
             issued = issuer.issue(subject, PROVIDER)
@@ -767,21 +1103,21 @@ class StorageContract:
             assert {Redemption: 1, CodeAlreadyUsed: THREADS - 1} == _kinds(outcomes)
             record = _record_of(storage, subject_ref(keyring, subject), issued.code_id)
             assert (CodeState.REDEEMED, 0) == (record.state, record.failed_attempts)
-        assert 0 < counting.lost
+        assert 0 < lost.count
 
     @pytest.mark.usefixtures("interleaved")
     def test_concurrent_wrong_guesses_lock_at_exactly_the_limit(
         self,
         storage: Storage,
+        make_issuer: IssuerFactory[CodeIssuer],
         keyring: Keyring,
         policy: Policy,
-        clock: ManualClock,
         race_pool: ThreadPoolExecutor,
     ) -> None:
         """32 wrong guesses at once with a limit of 5: 5 attempts counted, the code LOCKED."""
         policy = attrs.evolve(policy, max_failed_attempts=5, failure_budget=1000)
-        counting = _Counting(storage)
-        issuer = CodeIssuer(counting, keyring=keyring, policy=policy, clock=clock)
+        lost = LostCommits()
+        issuer = make_issuer(policy, lost)
         for round_ in range(max(1, self.race_rounds // 20)):
             subject = _citizen(round_)
             issued = issuer.issue(subject, PROVIDER)
@@ -793,20 +1129,20 @@ class StorageContract:
             (record,) = snapshot.codes
             assert (CodeState.LOCKED, 5) == (record.state, record.failed_attempts)
             assert THREADS == len(snapshot.failure_log(PROVIDER).failures)
-        assert 0 < counting.lost
+        assert 0 < lost.count
 
     @pytest.mark.usefixtures("interleaved")
     def test_concurrent_issues_respect_the_live_code_limit(
         self,
         storage: Storage,
+        make_issuer: IssuerFactory[CodeIssuer],
         keyring: Keyring,
         policy: Policy,
-        clock: ManualClock,
         race_pool: ThreadPoolExecutor,
     ) -> None:
         """32 issues at once for one subject: exactly max_live_codes codes, all of them stored."""
-        counting = _Counting(storage)
-        issuer = CodeIssuer(counting, keyring=keyring, policy=policy, clock=clock)
+        lost = LostCommits()
+        issuer = make_issuer(policy, lost)
         limit = policy.max_live_codes
         for round_ in range(max(1, self.race_rounds // 20)):
             subject = _citizen(round_)
@@ -815,4 +1151,149 @@ class StorageContract:
             issued = {outcome.code_id for outcome in outcomes if isinstance(outcome, IssuedCode)}
             stored = storage.load(subject_ref(keyring, subject)).codes
             assert issued == {record.code_id for record in stored}
-        assert 0 < counting.lost
+        assert 0 < lost.count
+
+
+class AsyncStorageContract(StorageContract):
+    """Every test an ``AsyncStorage`` must pass. Subclass it and override ``async_storage``.
+
+    The tests of ``StorageContract`` run on the async storage through ``BlockingStorage``, and
+    through ``BlockingIssuer`` over an ``AsyncCodeIssuer``; the tests below await it directly.
+
+    ::
+
+        class TestAsyncRedisStorage(AsyncStorageContract):
+            purges = False  # keys expire by themselves
+
+            @pytest.fixture
+            def async_storage(self, portal):
+                storage = AsyncRedisStorage("redis://127.0.0.1:6379/0", prefix="test")
+                portal.call(storage.migrate)
+                yield storage
+                portal.call(storage.close)
+    """
+
+    # --- fixtures: override async_storage ----------------------------------------------------
+
+    @pytest.fixture
+    def async_storage(self) -> AsyncStorage:
+        """The async storage under test, fresh and empty: every subclass overrides this fixture."""
+        pytest.fail(
+            f"{type(self).__name__} must override the 'async_storage' fixture of"
+            " AsyncStorageContract",
+            pytrace=False,
+        )
+
+    @pytest.fixture
+    def portal(self) -> Iterator[Portal]:
+        """The event loop of this test, in a background thread; see ``Portal``."""
+        with Portal() as running:
+            yield running
+
+    @pytest.fixture
+    def storage(self, async_storage: AsyncStorage, portal: Portal) -> BlockingStorage:
+        """The async storage under test behind a blocking facade, for the inherited tests."""
+        return BlockingStorage(async_storage, portal)
+
+    @pytest.fixture
+    def make_issuer(
+        self, async_storage: AsyncStorage, portal: Portal, keyring: Keyring, clock: ManualClock
+    ) -> IssuerFactory[BlockingIssuer]:
+        """Builds ``AsyncCodeIssuer``s over the async storage, behind blocking facades."""
+
+        def build(policy: Policy, lost: LostCommits | None = None) -> BlockingIssuer:
+            inner = async_storage if lost is None else _AsyncCounting(async_storage, lost)
+            issuer = AsyncCodeIssuer(inner, keyring=keyring, policy=policy, clock=clock)
+            return BlockingIssuer(issuer, portal)
+
+        return build
+
+    @pytest.fixture
+    def issuer(self, make_issuer: IssuerFactory[BlockingIssuer], policy: Policy) -> BlockingIssuer:
+        """An ``AsyncCodeIssuer`` over the async storage, behind a blocking facade."""
+        return make_issuer(policy)
+
+    # --- asyncio itself ----------------------------------------------------------------------
+
+    def test_each_issuer_refuses_the_other_kind_of_storage(
+        self, async_storage: AsyncStorage, storage: BlockingStorage, keyring: Keyring
+    ) -> None:
+        """AsyncCodeIssuer refuses a synchronous Storage, and CodeIssuer this AsyncStorage."""
+        # The issuers are typed to refuse these; the test is that they refuse them when run, too.
+        with pytest.raises(ConfigurationError):
+            AsyncCodeIssuer(storage, keyring=keyring)  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError):
+            CodeIssuer(async_storage, keyring=keyring)  # type: ignore[arg-type]
+
+    def test_manual_clock_drives_async_expiry(
+        self, issuer: BlockingIssuer, clock: ManualClock, subject: Subject, portal: Portal
+    ) -> None:
+        """AsyncCodeIssuer reads the ManualClock: a code is good 1 µs before its TTL, not at it."""
+        native = issuer.async_issuer
+        ends = clock.now() + native.policy.ttl_for(SERVICE)
+        early = portal.call(native.issue, subject, PROVIDER, service=SERVICE)
+        late = portal.call(native.issue, subject, PROVIDER, service=SERVICE)
+        assert (ends, ends) == (early.expires_at, late.expires_at)
+        clock.set(early.expires_at - _MICROSECOND)
+        redemption = portal.call(native.redeem, subject, PROVIDER, early.code, SERVICE)
+        assert (early.code_id, clock.now()) == (redemption.code_id, redemption.redeemed_at)
+        clock.set(late.expires_at)
+        assert CodeState.EXPIRED == portal.call(native.status, subject, late.code_id).state
+        with pytest.raises(CodeExpired):
+            portal.call(native.redeem, subject, PROVIDER, late.code, SERVICE)
+
+    def test_tasks_redeem_a_code_once(
+        self,
+        async_storage: AsyncStorage,
+        keyring: Keyring,
+        policy: Policy,
+        clock: ManualClock,
+        portal: Portal,
+    ) -> None:
+        """32 tasks on one loop redeem one code together, race_rounds times: one wins each time."""
+        lost = LostCommits()
+        counting = _AsyncCounting(async_storage, lost)
+        issuer = AsyncCodeIssuer(counting, keyring=keyring, policy=policy, clock=clock)
+
+        async def race(round_: int) -> tuple[Counter[type], CodeState, int]:
+            subject = _citizen(round_)
+            issued = await issuer.issue(subject, PROVIDER)
+            redeem = partial(issuer.redeem, subject, PROVIDER, issued.code, SERVICE)
+            outcomes = await _gathered([redeem] * THREADS)
+            (record,) = (await async_storage.load(subject_ref(keyring, subject))).codes
+            return _kinds(outcomes), record.state, record.failed_attempts
+
+        expected = ({Redemption: 1, CodeAlreadyUsed: THREADS - 1}, CodeState.REDEEMED, 0)
+        for round_ in range(self.race_rounds):
+            assert expected == portal.call(race, round_)
+        assert 0 < lost.count
+
+    def test_tasks_guessing_wrong_lock_the_code_at_exactly_the_limit(
+        self,
+        async_storage: AsyncStorage,
+        keyring: Keyring,
+        policy: Policy,
+        clock: ManualClock,
+        portal: Portal,
+    ) -> None:
+        """32 wrong guesses as tasks at once with a limit of 5: 5 attempts counted, code LOCKED."""
+        policy = attrs.evolve(policy, max_failed_attempts=5, failure_budget=1000)
+        lost = LostCommits()
+        counting = _AsyncCounting(async_storage, lost)
+        issuer = AsyncCodeIssuer(counting, keyring=keyring, policy=policy, clock=clock)
+
+        async def race(round_: int) -> tuple[Counter[type], CodeState, int, int]:
+            subject = _citizen(round_)
+            issued = await issuer.issue(subject, PROVIDER)
+            wrong = _other_code(policy, issued.code)
+            guess = partial(issuer.redeem, subject, PROVIDER, wrong, SERVICE)
+            outcomes = await _gathered([guess] * THREADS)
+            snapshot = await async_storage.load(subject_ref(keyring, subject))
+            (record,) = snapshot.codes
+            failures = snapshot.failure_log(PROVIDER).failures
+            return _kinds(outcomes), record.state, record.failed_attempts, len(failures)
+
+        expected = ({WrongCode: THREADS}, CodeState.LOCKED, 5, THREADS)
+        for round_ in range(max(1, self.race_rounds // 20)):
+            assert expected == portal.call(race, round_)
+        assert 0 < lost.count

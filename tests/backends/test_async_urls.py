@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
 import pytest
 
 from telecard_auth import (
@@ -11,10 +15,13 @@ from telecard_auth import (
     AsyncRedisStorage,
     AsyncSQLiteStorage,
     CodeIssuer,
+    Commit,
     ConfigurationError,
     InvalidStorageUrl,
     Keyring,
     MemoryStorage,
+    StorageError,
+    SubjectSnapshot,
     async_storage_from_url,
 )
 
@@ -67,3 +74,50 @@ def test_issuers_refuse_the_other_flavour_of_storage() -> None:
         CodeIssuer(AsyncMemoryStorage(), keyring=keyring)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         AsyncCodeIssuer(MemoryStorage(), keyring=keyring)  # type: ignore[arg-type]
+
+
+class HalfAsync:
+    """A storage whose commit is a coroutine while load and purge are not."""
+
+    def load(self, subject_ref: str) -> SubjectSnapshot:
+        """An empty snapshot."""
+        return SubjectSnapshot(subject_ref=subject_ref)
+
+    async def commit(self, change: Commit) -> bool:
+        """A coroutine where a plain call is expected."""
+        return True
+
+    def purge(self, now: datetime, limit: int) -> int:
+        """Nothing to purge."""
+        return 0
+
+
+def test_a_storage_mixing_flavours_is_refused() -> None:
+    """A storage with some coroutine methods and some plain ones suits neither issuer."""
+    keyring = Keyring.generate()
+    with pytest.raises(ConfigurationError):
+        CodeIssuer(HalfAsync(), keyring=keyring)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        AsyncCodeIssuer(HalfAsync(), keyring=keyring)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("used", [False, True], ids=["never-used", "used"])
+def test_a_closed_async_postgres_storage_stays_closed(
+    used: bool, storage_url: Callable[[str], str]
+) -> None:
+    """After close(), an AsyncPostgresStorage refuses every call instead of reopening a pool."""
+    storage = async_storage_from_url(storage_url("postgres"))
+    assert isinstance(storage, AsyncPostgresStorage)
+
+    async def scenario() -> None:
+        await storage.migrate()
+        if used:
+            assert 0 == (await storage.load("someone")).version
+        await storage.close()
+        with pytest.raises(StorageError):
+            await storage.load("someone")
+        with pytest.raises(StorageError):
+            await storage.migrate()
+
+    asyncio.run(scenario())
+    assert storage.pool.closed
