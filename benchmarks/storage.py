@@ -14,6 +14,14 @@ The ratio library / floor is what the library adds. Each figure is the median of
 the ratio is the median of the per-round ratios, each taken from a library round and a floor round
 run back to back, so that the noise of a shared machine hits both alike.
 
+In the same rotation, for the new-subject variant, it times the asyncio shell: issue + redeem pairs
+through ``AsyncCodeIssuer`` on one event loop, with 1 task and with 64 concurrent tasks (each task
+on fresh subjects of its own), over one async storage per backend with its own pool, connections or
+worker threads (for PostgreSQL, also with a larger pool: ``--postgres-pool``). Each async figure
+stands next to the sync single-connection library figure of the same rounds; for Redis and
+PostgreSQL the raw asyncio driver with 64 tasks is timed too, as the async floor. The CPU time the
+process spends per pair shows whether the event loop (one core at most) is what limits the run.
+
 It also times redemption alone on SQLite and PostgreSQL with a small and a large table already
 stored (1,000 and 1,000,000 subjects; ``--quick``: 100,000), to show whether a redemption slows
 down as the table grows.
@@ -26,7 +34,9 @@ Usage: ``python benchmarks/storage.py [--quick] [--json out.json] [--profile]``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
+import functools
 import gc
 import hashlib
 import hmac
@@ -43,15 +53,19 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from telecard_auth import (
+    AsyncCodeIssuer,
+    AsyncMemoryStorage,
+    AsyncStorage,
     CodeIssuer,
     Commit,
     Keyring,
@@ -64,7 +78,7 @@ from telecard_auth import (
     luhn_valid,
 )
 from telecard_auth._codec import encode_state
-from telecard_auth._sqlite import _INSERT, _LOAD, _UPDATE, SQLiteStorage, micros
+from telecard_auth._sqlite import _INSERT, _LOAD, _UPDATE, AsyncSQLiteStorage, SQLiteStorage, micros
 
 POSTGRES_URL = os.environ.get("TELECARD_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TELECARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -78,6 +92,18 @@ PROFILE_THRESHOLD = 1.5
 #: Moving the clock this far between scale rounds drops the previous round's records.
 SCALE_CLOCK_STEP_HOURS = 29
 _SEP = b"\x1f"
+#: Concurrent tasks on the one event loop in the concurrent async rounds.
+TASKS = 64
+#: The target for Redis and PostgreSQL: async with ``TASKS`` tasks at this many times sync.
+ASYNC_TARGET = 3.0
+ASYNC_TARGET_BACKENDS = ("redis", "postgres")
+#: ``AsyncPostgresStorage``'s default pool size, and the larger one measured beside it.
+POSTGRES_DEFAULT_POOL = 16
+POSTGRES_LARGER_POOL = 32
+#: How long the warm-up may take to grow a connection pool to its full size.
+POOL_WARM_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,8 @@ class Settings:
     scale_large: int
     scale_rounds: int
     scale_batch: int
+    #: The least each task does in a concurrent async round.
+    min_pairs_per_task: int
 
 
 FULL = Settings(
@@ -103,6 +131,7 @@ FULL = Settings(
     scale_large=1_000_000,
     scale_rounds=11,
     scale_batch=400,
+    min_pairs_per_task=8,
 )
 QUICK = Settings(
     rounds=3,
@@ -113,6 +142,7 @@ QUICK = Settings(
     scale_large=100_000,
     scale_rounds=3,
     scale_batch=100,
+    min_pairs_per_task=2,
 )
 
 
@@ -233,6 +263,49 @@ def filler_states(keyring: Keyring, citizens: Citizens, count: int) -> list[tupl
     return states
 
 
+# --- timing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one timed stretch cost: wall and process CPU seconds, and how busy the machine was."""
+
+    wall: float
+    #: CPU seconds of this process, all its threads.
+    cpu: float
+    #: The share of all the machine's CPUs busy meanwhile, every process counted (Linux only).
+    busy: float | None
+
+
+def _jiffies() -> tuple[int, int] | None:
+    """Busy and total CPU ticks of the whole machine since boot, from ``/proc/stat``, or None."""
+    try:
+        first = Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0]
+        ticks = [int(value) for value in first.split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    total = sum(ticks)  # user nice system idle iowait irq softirq steal
+    return total - ticks[3] - ticks[4], total
+
+
+class Stopwatch:
+    """Starts when made; ``stop`` gives the ``Sample`` of the stretch since."""
+
+    def __init__(self) -> None:
+        self._ticks = _jiffies()
+        self._cpu = time.process_time()
+        self._start = time.perf_counter()
+
+    def stop(self) -> Sample:
+        """The wall and CPU time since the start, and the machine's busy share."""
+        wall = time.perf_counter() - self._start
+        cpu = time.process_time() - self._cpu
+        ticks, busy = _jiffies(), None
+        if self._ticks is not None and ticks is not None and ticks[1] > self._ticks[1]:
+            busy = (ticks[0] - self._ticks[0]) / (ticks[1] - self._ticks[1])
+        return Sample(wall, cpu, busy)
+
+
 # --- the two sides of a round -----------------------------------------------------------------
 
 
@@ -242,17 +315,30 @@ def pair(issuer: CodeIssuer, subject: Subject) -> None:
     issuer.redeem(subject, PROVIDER, issued.code, SERVICE)
 
 
-def library_round(issuer: CodeIssuer, citizens: Citizens, count: int, *, returning: bool) -> float:
-    """Seconds for ``count`` pairs through the library, each for a subject of its own."""
+def library_round(
+    issuer: CodeIssuer,
+    citizens: Citizens,
+    count: int,
+    *,
+    returning: bool,
+    samples: list[Sample] | None = None,
+) -> float:
+    """Seconds for ``count`` pairs through the library, each for a subject of its own.
+
+    With ``samples``, the ``Sample`` of the timed part (CPU time, machine load) is added to it.
+    """
     subjects = citizens.take(count)
     if returning:
         for subject in subjects:
             pair(issuer, subject)
     gc.collect()
-    start = time.perf_counter()
+    stopwatch = Stopwatch()
     for subject in subjects:
         pair(issuer, subject)
-    return time.perf_counter() - start
+    sample = stopwatch.stop()
+    if samples is not None:
+        samples.append(sample)
+    return sample.wall
 
 
 def adapter_round(storage: Storage, documents: Documents, count: int, *, returning: bool) -> float:
@@ -414,6 +500,130 @@ class SQLiteFloor(Floor):
         self.connection.close()
 
 
+# --- the asyncio sides ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AsyncFloor:
+    """The raw asyncio driver work behind one pair: ``prepare`` (untimed), then ``pair``."""
+
+    prepare: Callable[[str], Any]
+    pair: Callable[[Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class AsyncSetup:
+    """One async storage over the backend's data, and what the output says about it."""
+
+    storage: AsyncStorage
+    #: Short, for the table: how the storage reaches its backend.
+    connections: str
+    #: The whole setting, for the output and the JSON file.
+    setting: str
+    close: Callable[[], Coroutine[Any, Any, None]]
+    floor: AsyncFloor | None = None
+    pool_max_size: int | None = None
+    pool_size: Callable[[], int] | None = None
+
+
+async def _nothing() -> None:
+    """Nothing to close."""
+
+
+async def async_pair(issuer: AsyncCodeIssuer, subject: Subject) -> None:
+    """One issue and its redemption, through the asyncio shell."""
+    issued = await issuer.issue(subject, PROVIDER)
+    await issuer.redeem(subject, PROVIDER, issued.code, SERVICE)
+
+
+async def _concurrently(
+    tasks: int,
+    work: Callable[[T], Awaitable[None]],
+    items: Sequence[T],
+    profiler: cProfile.Profile | None = None,
+) -> Sample:
+    """The cost of ``items`` dealt out to ``tasks`` tasks, each working through its share."""
+
+    async def worker(share: Sequence[T]) -> None:
+        for item in share:
+            await work(item)
+
+    shares = [items[index::tasks] for index in range(tasks)]
+    if profiler is not None:
+        profiler.enable()
+    stopwatch = Stopwatch()
+    await asyncio.gather(*(worker(share) for share in shares))
+    sample = stopwatch.stop()
+    if profiler is not None:
+        profiler.disable()
+    return sample
+
+
+@dataclass
+class AsyncSide:
+    """One series of async rounds: the library (or, ``raw``, the driver) with ``tasks`` tasks."""
+
+    setup: AsyncSetup
+    issuer: AsyncCodeIssuer
+    tasks: int
+    raw: bool = False
+    count: int = 0
+    samples: list[Sample] = field(default_factory=list)
+
+    def timed(
+        self,
+        runner: asyncio.Runner,
+        citizens: Citizens,
+        count: int,
+        profiler: cProfile.Profile | None = None,
+    ) -> Sample:
+        """The cost of ``count`` pairs, each on a fresh subject."""
+        if self.raw:
+            floor = self.setup.floor
+            if floor is None:
+                raise ValueError("this setup has no async floor")
+            steps = [floor.prepare(ref) for ref in fresh_refs(count)]
+            gc.collect()
+            return runner.run(_concurrently(self.tasks, floor.pair, steps, profiler))
+        issuer = self.issuer
+
+        async def work(subject: Subject) -> None:
+            await async_pair(issuer, subject)
+
+        subjects = citizens.take(count)
+        gc.collect()
+        return runner.run(_concurrently(self.tasks, work, subjects, profiler))
+
+    def timed_round(self, runner: asyncio.Runner, citizens: Citizens) -> float:
+        """One measured round of ``count`` pairs; keeps its ``Sample``."""
+        sample = self.timed(runner, citizens, self.count)
+        self.samples.append(sample)
+        return sample.wall
+
+
+@dataclass
+class AsyncGroup:
+    """The async sides over one setup: 1 task, ``TASKS`` tasks and, if any, the raw driver."""
+
+    setup: AsyncSetup
+    one: AsyncSide
+    many: AsyncSide
+    raw: AsyncSide | None
+
+    @classmethod
+    def of(cls, setup: AsyncSetup, keyring: Keyring) -> AsyncGroup:
+        """The sides over ``setup``, sharing one ``AsyncCodeIssuer``."""
+        issuer = AsyncCodeIssuer(
+            setup.storage, keyring=keyring, policy=Policy(), clock=ManualClock()
+        )
+        raw = None if setup.floor is None else AsyncSide(setup, issuer, TASKS, raw=True)
+        return cls(setup, AsyncSide(setup, issuer, 1), AsyncSide(setup, issuer, TASKS), raw)
+
+    def sides(self) -> list[AsyncSide]:
+        """The sides in measuring order."""
+        return [self.one, self.many] + ([] if self.raw is None else [self.raw])
+
+
 # --- backends ---------------------------------------------------------------------------------
 
 
@@ -443,6 +653,8 @@ class Backend:
     storage: Storage
     floor: Floor
     cleanup: Callable[[], None]
+    #: Each opens (inside the event loop) one async storage over the same data.
+    async_setups: list[Callable[[], Coroutine[Any, Any, AsyncSetup]]] = field(default_factory=list)
 
 
 class Unavailable(Exception):
@@ -459,11 +671,31 @@ def _sqlite_backend(name: str, synchronous: str, folder: Path, documents: Docume
         floor.close()
         storage.close()
 
-    return Backend(name, storage, floor, cleanup)
+    async def open_async() -> AsyncSetup:
+        threads = min(32, (os.cpu_count() or 1) + 4)  # asyncio's default executor
+        store = AsyncSQLiteStorage(path, synchronous="full" if synchronous == "full" else "normal")
+        return AsyncSetup(
+            storage=store,
+            connections=f"{threads} threads",
+            setting=f"AsyncSQLiteStorage: asyncio.to_thread on the loop's default executor"
+            f" ({threads} worker threads, one connection each), the same file",
+            close=store.close,
+        )
+
+    return Backend(name, storage, floor, cleanup, [open_async])
 
 
 def _memory_backend(name: str, documents: Documents, keyring: Keyring) -> Backend:
-    return Backend(name, MemoryStorage(), MemoryFloor(documents, keyring), lambda: None)
+    async def open_async() -> AsyncSetup:
+        return AsyncSetup(
+            storage=AsyncMemoryStorage(),
+            connections="in-process",
+            setting="AsyncMemoryStorage: no I/O, so its tasks never wait for one another",
+            close=_nothing,
+        )
+
+    floor = MemoryFloor(documents, keyring)
+    return Backend(name, MemoryStorage(), floor, lambda: None, [open_async])
 
 
 def _redis_backend(name: str, documents: Documents) -> Backend:
@@ -537,8 +769,45 @@ def _redis_backend(name: str, documents: Documents) -> Backend:
         finally:
             sweeper.close()
 
+    async def open_async() -> AsyncSetup:
+        import redis.asyncio  # noqa: PLC0415 - the client library is needed only for this backend
+
+        from telecard_auth._redis import AsyncRedisStorage  # noqa: PLC0415
+
+        async_client = redis.asyncio.Redis.from_url(REDIS_URL)
+        store = AsyncRedisStorage(async_client, prefix=prefix)
+        await store.migrate()
+        async_sha = str(await async_client.script_load(COMMIT_SCRIPT))
+        issue, redeem = documents.new_issue, documents.new_redeem
+        fields = ["v", "d"]
+
+        def prepare(ref: str) -> tuple[str, tuple[str, str, int], tuple[str, str, int]]:
+            return (
+                store.key(ref),
+                ("0", issue.document, issue.keep_ms),
+                ("1", redeem.document, redeem.keep_ms),
+            )
+
+        async def raw_pair(step: tuple[str, tuple[str, str, int], tuple[str, str, int]]) -> None:
+            key, first, second = step
+            await async_client.hmget(key, fields)
+            if await async_client.evalsha(async_sha, 1, key, *first) != 1:
+                raise FloorFailed(key)
+            await async_client.hmget(key, fields)
+            if await async_client.evalsha(async_sha, 1, key, *second) != 1:
+                raise FloorFailed(key)
+
+        return AsyncSetup(
+            storage=store,
+            connections=f"<={TASKS} conns",
+            setting="AsyncRedisStorage over one redis.asyncio client, whose pool opens a"
+            f" connection per concurrent command (up to {TASKS}); the same key prefix",
+            close=store.close,
+            floor=AsyncFloor(prepare, raw_pair),
+        )
+
     floor = RedisFloor(documents)
-    return Backend(name, storage, floor, cleanup)
+    return Backend(name, storage, floor, cleanup, [open_async])
 
 
 def _postgres_schema(url: str) -> tuple[str, Callable[[], None]]:
@@ -564,7 +833,56 @@ def _postgres_schema(url: str) -> tuple[str, Callable[[], None]]:
     return schema, drop
 
 
-def _postgres_backend(name: str, documents: Documents) -> Backend:
+def _postgres_async(
+    schema: str, documents: Documents, max_size: int
+) -> Callable[[], Coroutine[Any, Any, AsyncSetup]]:
+    """An ``AsyncPostgresStorage`` on ``schema`` with a pool of ``max_size``, and its floor."""
+    from telecard_auth._postgres import AsyncPostgresStorage  # noqa: PLC0415
+
+    async def open_async() -> AsyncSetup:
+        store = AsyncPostgresStorage(POSTGRES_URL, schema=schema, max_size=max_size)
+        await store.load(fresh_refs(1)[0])  # opens the pool
+        pool = store.pool
+        load, insert, update = (store._statements[key] for key in ("_load", "_insert", "_update"))
+        issue, redeem = documents.new_issue, documents.new_redeem
+
+        def prepare(ref: str) -> tuple[tuple[str], tuple[Any, ...], tuple[Any, ...]]:
+            return (
+                (ref,),
+                (ref, issue.keep_until, issue.document),
+                (redeem.keep_until, redeem.document, ref, 1),
+            )
+
+        async def raw_pair(step: tuple[tuple[str], tuple[Any, ...], tuple[Any, ...]]) -> None:
+            # One pool checkout per statement, as the storage does it.
+            key, first, second = step
+            async with pool.connection() as connection:
+                await (await connection.execute(load, key)).fetchone()
+            async with pool.connection() as connection:
+                if (await connection.execute(insert, first)).rowcount != 1:
+                    raise FloorFailed(key[0])
+            async with pool.connection() as connection:
+                await (await connection.execute(load, key)).fetchone()
+            async with pool.connection() as connection:
+                if (await connection.execute(update, second)).rowcount != 1:
+                    raise FloorFailed(key[0])
+
+        default = " (the library's default)" if max_size == POSTGRES_DEFAULT_POOL else ""
+        return AsyncSetup(
+            storage=store,
+            connections=f"pool {max_size}",
+            setting=f"AsyncPostgresStorage: psycopg AsyncConnectionPool min_size=1"
+            f" max_size={max_size}{default}, grown to full size before measuring; the same schema",
+            close=store.close,
+            floor=AsyncFloor(prepare, raw_pair),
+            pool_max_size=max_size,
+            pool_size=lambda: pool.get_stats().get("pool_size", 0),
+        )
+
+    return open_async
+
+
+def _postgres_backend(name: str, documents: Documents, pools: Sequence[int]) -> Backend:
     import psycopg  # noqa: PLC0415 - the client library is needed only for this backend
     from psycopg import sql  # noqa: PLC0415
 
@@ -636,10 +954,17 @@ def _postgres_backend(name: str, documents: Documents) -> Backend:
         storage.close()
         drop()
 
-    return Backend(name, storage, floor, cleanup)
+    setups = [_postgres_async(schema, documents, size) for size in pools]
+    return Backend(name, storage, floor, cleanup, setups)
 
 
-def make_backend(name: str, folder: Path, documents: Documents, keyring: Keyring) -> Backend:
+def make_backend(
+    name: str,
+    folder: Path,
+    documents: Documents,
+    keyring: Keyring,
+    postgres_pools: Sequence[int] = (POSTGRES_DEFAULT_POOL,),
+) -> Backend:
     """Build the named backend, or raise ``Unavailable``."""
     if name == "memory":
         return _memory_backend(name, documents, keyring)
@@ -648,7 +973,7 @@ def make_backend(name: str, folder: Path, documents: Documents, keyring: Keyring
     if name == "redis":
         return _redis_backend(name, documents)
     if name == "postgres":
-        return _postgres_backend(name, documents)
+        return _postgres_backend(name, documents, postgres_pools)
     raise ValueError(name)
 
 
@@ -667,6 +992,129 @@ def calibrate(issuer: CodeIssuer, citizens: Citizens, settings: Settings) -> int
     return max(settings.min_pairs, min(settings.max_pairs, int(rate * settings.round_seconds)))
 
 
+def calibrate_async(
+    side: AsyncSide, runner: asyncio.Runner, citizens: Citizens, settings: Settings
+) -> int:
+    """Pairs per round for ``side``: what it does in ``round_seconds``, a multiple of its tasks.
+
+    The first rounds warm it up: connections opened, statements prepared and, where the tasks
+    outnumber a pool's connections, the pool grown to its full size.
+    """
+    least = max(settings.min_pairs, side.tasks * settings.min_pairs_per_task)
+    side.timed(runner, citizens, least)
+    setup = side.setup
+    if setup.pool_size is not None and setup.pool_max_size is not None:
+        deadline = time.perf_counter() + POOL_WARM_SECONDS
+        while (
+            side.tasks > setup.pool_max_size
+            and setup.pool_size() < setup.pool_max_size
+            and time.perf_counter() < deadline
+        ):
+            side.timed(runner, citizens, least)
+    done, seconds = 0, 0.0
+    while done < least or seconds < settings.round_seconds / 2:
+        done, seconds = done + least, seconds + side.timed(runner, citizens, least).wall
+    pairs = max(least, min(settings.max_pairs, int(done / seconds * settings.round_seconds)))
+    return math.ceil(pairs / side.tasks) * side.tasks
+
+
+@dataclass
+class AsyncResult:
+    """The asyncio shell over one backend (one async storage setting), beside its sync figure."""
+
+    backend: str
+    sync_backend: str
+    connections: str
+    setting: str
+    pool_max_size: int | None
+    #: Connections the pool held once measured (PostgreSQL).
+    pool_size: int | None
+    tasks: int
+    rounds: int
+    pairs_per_round_1: int
+    pairs_per_round_64: int
+    async_1_ops_per_s: float
+    async_64_ops_per_s: float
+    #: The sync single-connection library figure (new-subject) of the very same rounds.
+    sync_ops_per_s: float
+    #: Median of the per-round ratios async (64 tasks) / sync, with the spread.
+    async_64_over_sync: float
+    async_64_over_sync_min: float
+    async_64_over_sync_max: float
+    async_1_over_sync: float
+    #: The process's CPU time per pair (all threads).
+    sync_cpu_us_per_pair: float
+    async_1_cpu_us_per_pair: float
+    async_64_cpu_us_per_pair: float
+    #: CPU seconds / wall seconds in the 64-task rounds: 1.0 is one core kept busy.
+    async_64_cpu_share: float
+    #: The share of all the machine's CPUs busy (this process, the servers, anyone else).
+    sync_machine_busy: float | None
+    async_64_machine_busy: float | None
+    #: The async_64 / sync ratio that one core allows at ``async_64_cpu_us_per_pair``.
+    async_64_ceiling_over_sync: float
+    #: The raw asyncio driver with 64 tasks on the same client or pool (Redis, PostgreSQL).
+    async_64_floor_ops_per_s: float | None
+    target: float | None
+    target_met: bool | None
+    profile: list[dict[str, Any]] = field(default_factory=list)
+    profile_categories: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
+
+
+def summarize_async(
+    name: str, group: AsyncGroup, library: Sequence[Sample], count: int
+) -> AsyncResult:
+    """The async figures of one setup, each per-round ratio against the sync round beside it."""
+    setup, one, many, raw = group.setup, group.one, group.many, group.raw
+    sync_rates = [count / sample.wall for sample in library]
+    one_rates = [one.count / sample.wall for sample in one.samples]
+    many_rates = [many.count / sample.wall for sample in many.samples]
+    ratios = [fast / slow for fast, slow in zip(many_rates, sync_rates, strict=True)]
+    sync_ops = statistics.median(sync_rates)
+    many_cpu = statistics.median(sample.cpu / many.count for sample in many.samples) * 1e6
+    ratio = statistics.median(ratios)
+    target = ASYNC_TARGET if name in ASYNC_TARGET_BACKENDS else None
+    return AsyncResult(
+        backend=f"{name}-async",
+        sync_backend=name,
+        connections=setup.connections,
+        setting=setup.setting,
+        pool_max_size=setup.pool_max_size,
+        pool_size=None if setup.pool_size is None else setup.pool_size(),
+        tasks=many.tasks,
+        rounds=len(library),
+        pairs_per_round_1=one.count,
+        pairs_per_round_64=many.count,
+        async_1_ops_per_s=statistics.median(one_rates),
+        async_64_ops_per_s=statistics.median(many_rates),
+        sync_ops_per_s=sync_ops,
+        async_64_over_sync=ratio,
+        async_64_over_sync_min=min(ratios),
+        async_64_over_sync_max=max(ratios),
+        async_1_over_sync=statistics.median(
+            single / sync for single, sync in zip(one_rates, sync_rates, strict=True)
+        ),
+        sync_cpu_us_per_pair=statistics.median(sample.cpu / count for sample in library) * 1e6,
+        async_1_cpu_us_per_pair=statistics.median(sample.cpu / one.count for sample in one.samples)
+        * 1e6,
+        async_64_cpu_us_per_pair=many_cpu,
+        async_64_cpu_share=statistics.median(sample.cpu / sample.wall for sample in many.samples),
+        sync_machine_busy=_median_or_none([sample.busy for sample in library]),
+        async_64_machine_busy=_median_or_none([sample.busy for sample in many.samples]),
+        async_64_ceiling_over_sync=1e6 / many_cpu / sync_ops,
+        async_64_floor_ops_per_s=None
+        if raw is None
+        else statistics.median(raw.count / sample.wall for sample in raw.samples),
+        target=target,
+        target_met=None if target is None else ratio >= target,
+    )
+
+
 def measure(
     backend: Backend,
     issuer: CodeIssuer,
@@ -675,22 +1123,37 @@ def measure(
     settings: Settings,
     count: int,
     variant: str,
-) -> Result:
-    """Interleaved library, adapter and floor rounds (the order rotates); medians of them."""
+    runner: asyncio.Runner | None = None,
+    groups: Sequence[AsyncGroup] = (),
+) -> tuple[Result, list[AsyncResult]]:
+    """Interleaved library, adapter, floor and async rounds (the order rotates); medians of them.
+
+    The async sides of ``groups`` join the rotation, so each async round runs beside a sync
+    library round of the same round index.
+    """
     returning = variant == "returning-subject"
+    library_samples: list[Sample] = []
     sides: list[Callable[[], float]] = [
-        lambda: library_round(issuer, citizens, count, returning=returning),
+        lambda: library_round(
+            issuer, citizens, count, returning=returning, samples=library_samples
+        ),
         lambda: adapter_round(backend.storage, backend.floor.documents, count, returning=returning),
         lambda: backend.floor.timed_round(count, returning=returning),
     ]
-    seconds: list[list[float]] = [[], [], []]
+    for group in groups:
+        if runner is None:
+            raise ValueError("async sides need the event loop's runner")
+        for async_side in group.sides():
+            async_side.samples.clear()
+            sides.append(functools.partial(async_side.timed_round, runner, citizens))
+    seconds: list[list[float]] = [[] for _ in sides]
     for index in range(settings.rounds):
         for offset in range(len(sides)):
             side = (index + offset) % len(sides)
             seconds[side].append(sides[side]())
-    library, adapter, floor = seconds
+    library, adapter, floor = seconds[:3]
     ratios = [lib / flo for lib, flo in zip(library, floor, strict=True)]
-    return Result(
+    result = Result(
         backend=backend.name,
         variant=variant,
         pairs_per_round=count,
@@ -703,6 +1166,8 @@ def measure(
         adapter_ops_per_s=statistics.median(count / value for value in adapter),
         adapter_ratio=statistics.median(ada / flo for ada, flo in zip(adapter, floor, strict=True)),
     )
+    extra = [summarize_async(backend.name, group, library_samples, count) for group in groups]
+    return result, extra
 
 
 def profile_library(issuer: CodeIssuer, citizens: Citizens, count: int) -> list[dict[str, Any]]:
@@ -713,10 +1178,15 @@ def profile_library(issuer: CodeIssuer, citizens: Citizens, count: int) -> list[
     for subject in subjects:
         pair(issuer, subject)
     profiler.disable()
-    stats = pstats.Stats(profiler)
-    total = sum(entry[2] for entry in stats.stats.values())  # type: ignore[attr-defined]
+    return _top_functions(pstats.Stats(profiler), count)
+
+
+def _top_functions(stats: pstats.Stats, count: int) -> list[dict[str, Any]]:
+    """The 15 functions with the most time of their own, per pair."""
+    table = stats.stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in table.values())
     rows = []
-    for (filename, line, function), entry in stats.stats.items():  # type: ignore[attr-defined]
+    for (filename, line, function), entry in table.items():
         _, calls, own, cumulative, _ = entry
         rows.append(
             {
@@ -729,6 +1199,123 @@ def profile_library(issuer: CodeIssuer, citizens: Citizens, count: int) -> list[
         )
     rows.sort(key=lambda row: row["own_us_per_pair"], reverse=True)
     return rows[:15]
+
+
+def profile_async(
+    side: AsyncSide, runner: asyncio.Runner, citizens: Citizens
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """cProfile of one round of ``side``: the top functions, and the time by category.
+
+    The timer is the wall clock (cheap, so the profile stays close to the real run); where the
+    loop is busy all the time (cpu/wall near 1.0) that is its CPU time. Only the event loop's
+    thread is profiled: with SQLite's worker threads, its time includes waiting for them and
+    for the GIL.
+    """
+    profiler = cProfile.Profile()
+    side.timed(runner, citizens, side.count, profiler)
+    stats = pstats.Stats(profiler)
+    return _top_functions(stats, side.count), profile_categories(stats, side.count)
+
+
+#: The modules of ``telecard_auth`` that hold the rules and the shells; the rest is storage.
+RULE_MODULES = frozenset(
+    {
+        "_core.py",
+        "_issuer.py",
+        "_policy.py",
+        "_model.py",
+        "_keyring.py",
+        "_normalize.py",
+        "_clock.py",
+        "_errors.py",
+    }
+)
+#: asyncio's building blocks that drivers call, as opposed to the loop's own scheduling.
+ASYNCIO_PRIMITIVES = frozenset({"streams.py", "locks.py", "timeouts.py", "queues.py"})
+UNATTRIBUTED = "other (unattributed)"
+
+
+def _category(key: tuple[str, int, str]) -> str | None:
+    """The category of a profiled function by where it lives, or None to ask its callers."""
+    filename, _, function = key
+    path = filename.replace("\\", "/")
+    name = path.rsplit("/", 1)[-1]
+    if filename == "~":  # a builtin: only system calls are categories of their own
+        if "select.epoll" in function:
+            return "epoll: waiting (idle when nothing is ready)"
+        if "_socket.socket" in function:
+            return "socket send/recv (system calls)"
+        return None
+    if "/telecard_auth/" in path:
+        if name in RULE_MODULES:
+            return "library: rules and issuer"
+        return "library: storage adapter and codec"
+    if "/redis/" in path:
+        return "driver: redis-py"
+    if "/psycopg/" in path or "/psycopg_pool/" in path:
+        return "driver: psycopg and psycopg_pool"
+    if "/asyncio/" in path:
+        if name in ASYNCIO_PRIMITIVES or function == "wait_for":
+            return "asyncio: streams, locks, timeouts"
+        return "asyncio: event loop and tasks"
+    if path.endswith("/selectors.py"):
+        return "asyncio: event loop and tasks"
+    if path.endswith("benchmarks/storage.py"):
+        return "benchmark"
+    return None
+
+
+def profile_categories(stats: pstats.Stats, count: int) -> list[dict[str, Any]]:
+    """Own time by category: library, driver, asyncio, system calls.
+
+    A function of no category (the standard library, builtins, generated code) is charged to
+    its callers, in proportion to the time it spent on behalf of each, up to the nearest one
+    that has a category: ``json`` called by the codec is the codec's, ``hmac`` the rules'.
+    """
+    table: dict[tuple[str, int, str], Any] = stats.stats  # type: ignore[attr-defined]
+    memo: dict[tuple[str, int, str], dict[str, float]] = {}
+
+    def shares(
+        key: tuple[str, int, str], seen: frozenset[tuple[str, int, str]]
+    ) -> dict[str, float]:
+        category = _category(key)
+        if category is not None:
+            return {category: 1.0}
+        if key in memo:
+            return memo[key]
+        callers: dict[tuple[str, int, str], Any] = table[key][4] if key in table else {}
+        edges = [
+            (caller, edge[2] if isinstance(edge, tuple) else 0.0)
+            for caller, edge in callers.items()
+            if caller in table and caller not in seen
+        ]
+        total = sum(weight for _, weight in edges)
+        result: dict[str, float] = defaultdict(float)
+        for caller, weight in edges:
+            part = weight / total if total > 0 else 1 / len(edges)
+            for name, share in shares(caller, seen | {key}).items():
+                result[name] += part * share
+        if not edges:
+            result[UNATTRIBUTED] = 1.0
+        if len(edges) == len(callers):  # a result cut short by a cycle is not kept
+            memo[key] = dict(result)
+        return dict(result)
+
+    seconds: dict[str, float] = defaultdict(float)
+    for key, entry in table.items():
+        for name, share in shares(key, frozenset()).items():
+            seconds[name] += entry[2] * share
+    total = sum(seconds.values()) or 1.0
+    rows: list[dict[str, Any]] = [
+        {
+            "category": name,
+            "share": round(value / total, 4),
+            "us_per_pair_profiled": round(value / count * 1e6, 1),
+        }
+        for name, value in seconds.items()
+    ]
+    rows.sort(key=lambda row: row["share"], reverse=True)
+    return rows
 
 
 def _short(filename: str) -> str:
@@ -747,23 +1334,35 @@ def run_backend(
     citizens: Citizens,
     settings: Settings,
     profile: bool,
-) -> list[Result]:
-    """Both variants of one backend, then its teardown."""
-    backend = make_backend(name, folder, documents, keyring)
+    runner: asyncio.Runner,
+    postgres_pools: Sequence[int] = (POSTGRES_DEFAULT_POOL,),
+) -> tuple[list[Result], list[AsyncResult]]:
+    """Both variants of one backend, the async sides in the first one's rotation; its teardown."""
+    backend = make_backend(name, folder, documents, keyring, postgres_pools)
+    setups: list[AsyncSetup] = []
     try:
         issuer = CodeIssuer(backend.storage, keyring=keyring, policy=Policy(), clock=ManualClock())
         count = calibrate(issuer, citizens, settings)
         for returning in (False, True):  # warm the floor: caches, prepared statements
             backend.floor.timed_round(settings.min_pairs, returning=returning)
-        results = []
+        for open_async in backend.async_setups:
+            setups.append(runner.run(open_async()))
+        groups = [AsyncGroup.of(setup, keyring) for setup in setups]
+        for group in groups:
+            for side in group.sides()[::-1]:  # the concurrent sides first: they grow the pool
+                side.count = calibrate_async(side, runner, citizens, settings)
+        results: list[Result] = []
+        async_results: list[AsyncResult] = []
         for variant in VARIANTS:
-            result = measure(
+            result, extra = measure(
                 backend,
                 issuer,
                 citizens=citizens,
                 settings=settings,
                 count=count,
                 variant=variant,
+                runner=runner,
+                groups=groups if variant == "new-subject" else (),
             )
             print(
                 f"  {name:14} {variant:18} library {result.library_ops_per_s:9,.0f}/s"
@@ -771,12 +1370,34 @@ def run_backend(
                 f"  floor {result.floor_ops_per_s:9,.0f}/s  ratio {result.ratio:5.2f}",
                 flush=True,
             )
+            for entry in extra:
+                print(
+                    f"  {name:14} {'async, ' + entry.connections:18}"
+                    f" 1 task {entry.async_1_ops_per_s:9,.0f}/s"
+                    f"  {TASKS} tasks {entry.async_64_ops_per_s:9,.0f}/s"
+                    f"  sync {entry.sync_ops_per_s:9,.0f}/s"
+                    f"  {TASKS}/sync {entry.async_64_over_sync:5.2f}",
+                    flush=True,
+                )
             results.append(result)
+            async_results.extend(extra)
         if profile and any(result.ratio > PROFILE_THRESHOLD for result in results):
             results[0].profile = profile_library(issuer, citizens, count)
-        return results
+        if profile:
+            for group, entry in zip(groups, async_results, strict=True):
+                entry.profile, entry.profile_categories = profile_async(
+                    group.many, runner, citizens
+                )
+                wall_per_pair = 1e6 / entry.async_64_ops_per_s  # unprofiled
+                for row in entry.profile_categories:
+                    row["us_per_pair_estimated"] = round(row["share"] * wall_per_pair, 1)
+        return results, async_results
     finally:
-        backend.cleanup()
+        try:
+            for setup in reversed(setups):
+                runner.run(setup.close())
+        finally:
+            backend.cleanup()
 
 
 # --- redemption at scale ----------------------------------------------------------------------
@@ -972,8 +1593,10 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def print_tables(results: list[Result], scale: list[ScaleResult]) -> None:
-    """The figures as two plain tables."""
+def print_tables(
+    results: list[Result], scale: list[ScaleResult], async_results: Sequence[AsyncResult] = ()
+) -> None:
+    """The figures as plain tables."""
     print()
     header = (
         f"{'backend':14} {'variant':18} {'pairs/round':>11} {'library ops/s':>14}"
@@ -989,6 +1612,8 @@ def print_tables(results: list[Result], scale: list[ScaleResult]) -> None:
             f" {result.ratio:>6.2f} {result.ratio_min:>5.2f}-{result.ratio_max:<5.2f}"
             f" {result.adapter_ops_per_s:>14,.0f} {result.adapter_ratio:>13.2f}"
         )
+    if async_results:
+        print_async_table(async_results)
     if scale:
         print()
         header = (
@@ -1014,6 +1639,71 @@ def print_tables(results: list[Result], scale: list[ScaleResult]) -> None:
                 )
 
 
+def _percent(share: float | None) -> str:
+    return "?" if share is None else f"{share:.0%}"
+
+
+def print_async_table(async_results: Sequence[AsyncResult]) -> None:
+    """The asyncio figures beside the sync ones, the settings, the target and the profiles."""
+    print()
+    header = (
+        f"{'backend':19} {'connections':11} {'1 task/s':>9} {f'{TASKS} tasks/s':>11}"
+        f" {'sync/s':>8} {f'{TASKS}/sync':>7} {'(min-max)':>11} {'floor 64/s':>10}"
+        f" {'cpu us/pair sync|1|64':>21} {'cpu/wall':>8} {'ceiling':>7} {'busy sync|64':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for entry in async_results:
+        floor = entry.async_64_floor_ops_per_s
+        cpu = (
+            f"{entry.sync_cpu_us_per_pair:.0f} | {entry.async_1_cpu_us_per_pair:.0f}"
+            f" | {entry.async_64_cpu_us_per_pair:.0f}"
+        )
+        busy = f"{_percent(entry.sync_machine_busy)} | {_percent(entry.async_64_machine_busy)}"
+        print(
+            f"{entry.backend:19} {entry.connections:11} {entry.async_1_ops_per_s:>9,.0f}"
+            f" {entry.async_64_ops_per_s:>11,.0f} {entry.sync_ops_per_s:>8,.0f}"
+            f" {entry.async_64_over_sync:>7.2f}"
+            f" {entry.async_64_over_sync_min:>5.2f}-{entry.async_64_over_sync_max:<5.2f}"
+            f" {'-' if floor is None else f'{floor:,.0f}':>10} {cpu:>21}"
+            f" {entry.async_64_cpu_share:>8.2f} {entry.async_64_ceiling_over_sync:>7.2f}"
+            f" {busy:>12}"
+        )
+    print("\nasync settings (one event loop; the sync side is one connection):")
+    for entry in async_results:
+        pool = (
+            "" if entry.pool_size is None else f" [{entry.pool_size} connections open at the end]"
+        )
+        print(f"  {entry.backend} ({entry.connections}): {entry.setting}{pool}")
+    targets = [entry for entry in async_results if entry.target is not None]
+    if targets:
+        print(f"\ntarget: with {TASKS} tasks at least {ASYNC_TARGET:.0f}x the sync throughput")
+        for entry in targets:
+            verdict = "met" if entry.target_met else "NOT met"
+            print(
+                f"  {entry.sync_backend:10} ({entry.connections}): {entry.async_64_over_sync:.2f}x"
+                f" -> {verdict}; one core allows {entry.async_64_ceiling_over_sync:.2f}x"
+                f" at {entry.async_64_cpu_us_per_pair:.0f} us CPU per pair"
+            )
+    for entry in async_results:
+        if entry.profile_categories:
+            print(
+                f"\nprofile: {entry.backend} ({entry.connections}), {TASKS} tasks, own time by"
+                " category (profiled us/pair; share; share x unprofiled wall time per pair):"
+            )
+            for row in entry.profile_categories:
+                print(
+                    f"  {row['us_per_pair_profiled']:8.1f} us {row['share']:6.1%}"
+                    f"  ~{row['us_per_pair_estimated']:6.1f} us  {row['category']}"
+                )
+            print("  top functions by own time, per pair (profiled):")
+            for row in entry.profile[:10]:
+                print(
+                    f"  {row['own_us_per_pair']:8.2f} us own {row['own_share']:6.1%}"
+                    f"  x{row['calls_per_pair']:<6} {row['function']}"
+                )
+
+
 def _rounded(entry: dict[str, Any]) -> dict[str, Any]:
     """``entry`` with its floats cut to a sensible precision for the JSON file."""
     return {
@@ -1024,8 +1714,8 @@ def _rounded(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; print the tables; write the JSON file if asked."""
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line, checked; adds ``names`` (backends) and ``postgres_pools``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts, short rounds (CI)")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
@@ -1038,14 +1728,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help=f"cProfile the library where the ratio exceeds {PROFILE_THRESHOLD}",
+        help=f"cProfile the library where the ratio exceeds {PROFILE_THRESHOLD},"
+        f" and every backend's async run with {TASKS} tasks",
+    )
+    parser.add_argument(
+        "--postgres-pool",
+        type=int,
+        default=POSTGRES_LARGER_POOL,
+        metavar="N",
+        help=f"also measure AsyncPostgresStorage with a pool of max_size N (default"
+        f" {POSTGRES_LARGER_POOL}; 0: only the default {POSTGRES_DEFAULT_POOL})",
     )
     options = parser.parse_args(argv)
-    settings = QUICK if options.quick else FULL
-    names = [name.strip() for name in options.backends.split(",") if name.strip()]
-    unknown = set(names) - set(BACKENDS)
+    if not 0 <= options.postgres_pool <= TASKS:
+        parser.error(f"--postgres-pool takes 0 to {TASKS}")
+    options.postgres_pools = [POSTGRES_DEFAULT_POOL] + (
+        [options.postgres_pool] if options.postgres_pool not in (0, POSTGRES_DEFAULT_POOL) else []
+    )
+    options.names = [name.strip() for name in options.backends.split(",") if name.strip()]
+    unknown = set(options.names) - set(BACKENDS)
     if unknown:
         parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    return options
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; print the tables; write the JSON file if asked."""
+    options = parse_arguments(argv)
+    settings = QUICK if options.quick else FULL
+    names: list[str] = options.names
 
     started = time.perf_counter()
     details = machine()
@@ -1060,23 +1771,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(documents.returning_redeem.document)} bytes (returning)"
     )
     results: list[Result] = []
+    async_results: list[AsyncResult] = []
     scale: list[ScaleResult] = []
     skipped: list[dict[str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="telecard-bench-") as temporary:
+    with (
+        tempfile.TemporaryDirectory(prefix="telecard-bench-") as temporary,
+        asyncio.Runner() as runner,  # the one event loop of every async side
+    ):
         folder = Path(temporary)
         for name in names:
             try:
-                results.extend(
-                    run_backend(
-                        name,
-                        folder=folder,
-                        documents=documents,
-                        keyring=keyring,
-                        citizens=citizens,
-                        settings=settings,
-                        profile=options.profile,
-                    )
+                sync_part, async_part = run_backend(
+                    name,
+                    folder=folder,
+                    documents=documents,
+                    keyring=keyring,
+                    citizens=citizens,
+                    settings=settings,
+                    profile=options.profile,
+                    runner=runner,
+                    postgres_pools=options.postgres_pools,
                 )
+                results.extend(sync_part)
+                async_results.extend(async_part)
             except Unavailable as error:
                 print(f"  {name}: skipped, {error}")
                 skipped.append({"backend": name, "reason": str(error)})
@@ -1093,13 +1810,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     skipped.append({"backend": "postgres-scale", "reason": str(error)})
     total = time.perf_counter() - started
     details["load_average_at_end"] = _load_average()
-    print_tables(results, scale)
+    print_tables(results, scale, async_results)
     print(f"\ntotal time {total:.1f} s")
     if options.json is not None:
         report = {
             "machine": details,
             "settings": {"quick": options.quick, **asdict(settings)},
             "results": [_rounded(asdict(result)) for result in results]
+            + [_rounded(asdict(entry)) for entry in async_results]
             + [_rounded(asdict(entry)) for entry in scale],
             "skipped": skipped,
             "total_seconds": round(total, 1),
