@@ -288,33 +288,34 @@ def next_state(
     Records past their retention and failures outside the window are dropped here, so storage
     never grows with a subject's history, and ``keep_until`` says when the rest stops mattering.
     """
-    changed = {record.code_id: record for record in codes}
     horizon = now - policy.retention
     kept: list[CodeRecord] = []
-    for stored in snapshot.codes:
-        record = changed.pop(stored.code_id, stored)
-        if record.expires_at > horizon:
-            kept.append(record)
-    kept.extend(changed.values())
-    logs = {log.provider_id: log for log in snapshot.failure_logs}
+    if snapshot.codes:
+        changed = {record.code_id: record for record in codes}
+        for stored in snapshot.codes:
+            record = changed.pop(stored.code_id, stored)
+            if record.expires_at > horizon:
+                kept.append(record)
+        kept.extend(changed.values())
+    else:
+        kept.extend(codes)
+    logs = snapshot.failure_logs
     if failure_log is not None:
-        logs[failure_log.provider_id] = failure_log
-    window_start = now - policy.failure_window
-    kept_logs = tuple(
-        log for log in logs.values() if log.failures and log.failures[-1] > window_start
-    )
-    keep_until = max(
-        (
-            *(record.expires_at + policy.retention for record in kept),
-            *(log.failures[-1] + policy.failure_window for log in kept_logs),
-        ),
-        default=now,
-    )
+        logs = (*(log for log in logs if log.provider_id != failure_log.provider_id), failure_log)
+    if logs:
+        window_start = now - policy.failure_window
+        logs = tuple(log for log in logs if log.failures and log.failures[-1] > window_start)
+    # Nothing matters after the last record's retention ends and the last failure leaves the window.
+    keep_until = now
+    for record in kept:
+        keep_until = max(keep_until, record.expires_at + policy.retention)
+    for log in logs:
+        keep_until = max(keep_until, log.failures[-1] + policy.failure_window)
     return Commit(
         subject_ref=snapshot.subject_ref,
         expected_version=snapshot.version,
         codes=tuple(kept),
-        failure_logs=kept_logs,
+        failure_logs=logs,
         written_at=now,
         keep_until=keep_until,
     )
