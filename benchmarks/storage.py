@@ -672,13 +672,12 @@ def _sqlite_backend(name: str, synchronous: str, folder: Path, documents: Docume
         storage.close()
 
     async def open_async() -> AsyncSetup:
-        threads = min(32, (os.cpu_count() or 1) + 4)  # asyncio's default executor
         store = AsyncSQLiteStorage(path, synchronous="full" if synchronous == "full" else "normal")
         return AsyncSetup(
             storage=store,
-            connections=f"{threads} threads",
-            setting=f"AsyncSQLiteStorage: asyncio.to_thread on the loop's default executor"
-            f" ({threads} worker threads, one connection each), the same file",
+            connections="1 thread",
+            setting="AsyncSQLiteStorage: the storage's own worker thread (one connection),"
+            " the same file",
             close=store.close,
         )
 

@@ -21,14 +21,18 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from telecard_auth._codec import decode_state, encode_state
 from telecard_auth._errors import ConfigurationError, StorageError
 from telecard_auth._storage import Commit, SubjectSnapshot
 
 __all__ = ["AsyncSQLiteStorage", "SQLiteStorage"]
+
+R = TypeVar("R")
 
 #: The schema this release reads and writes.
 SCHEMA_VERSION = 1
@@ -223,11 +227,12 @@ def _storage_error(error: sqlite3.Error) -> StorageError:
 
 
 class AsyncSQLiteStorage:
-    """``SQLiteStorage`` for asyncio: each call runs on a worker thread, never on the event loop.
+    """``SQLiteStorage`` for asyncio: every call runs on the storage's own worker thread.
 
-    SQLite has no asynchronous interface; its calls are short and release the GIL while they
-    wait for the disk, so a thread per call is what async drivers for it do too. ``sync`` is the
-    underlying ``SQLiteStorage`` (one connection per worker thread).
+    SQLite has no asynchronous interface, so calls leave the event loop for one dedicated thread
+    (with its own connection). One thread is enough: SQLite serialises writers anyway, and more
+    threads would only contend for the interpreter lock. ``sync`` is the underlying
+    ``SQLiteStorage``.
     """
 
     def __init__(
@@ -238,26 +243,36 @@ class AsyncSQLiteStorage:
         timeout: float = 30.0,
     ) -> None:
         self.sync = SQLiteStorage(path, synchronous=synchronous, timeout=timeout)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telecard-sqlite")
+        self._closed = False
+
+    async def _call(self, function: Callable[..., R], *arguments: Any) -> R:
+        if self._closed:
+            raise StorageError(reason="SQLite: the storage is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, function, *arguments)
 
     async def migrate(self) -> None:
         """See ``SQLiteStorage.migrate``."""
-        await asyncio.to_thread(self.sync.migrate)
+        await self._call(self.sync.migrate)
 
     async def load(self, subject_ref: str) -> SubjectSnapshot:
         """See ``Storage.load``."""
-        return await asyncio.to_thread(self.sync.load, subject_ref)
+        return await self._call(self.sync.load, subject_ref)
 
     async def commit(self, change: Commit) -> bool:
         """See ``Storage.commit``."""
-        return await asyncio.to_thread(self.sync.commit, change)
+        return await self._call(self.sync.commit, change)
 
     async def purge(self, now: datetime, limit: int) -> int:
         """See ``Storage.purge``."""
-        return await asyncio.to_thread(self.sync.purge, now, limit)
+        return await self._call(self.sync.purge, now, limit)
 
     async def close(self) -> None:
-        """Close every connection the worker threads opened."""
-        await asyncio.to_thread(self.sync.close)
+        """Close the worker's connection and stop the worker; closing twice is harmless."""
+        if not self._closed:
+            await self._call(self.sync.close)
+            self._closed = True
+            self._worker.shutdown(wait=False)
 
     async def __aenter__(self) -> AsyncSQLiteStorage:
         return self

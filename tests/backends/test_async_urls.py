@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,19 @@ def test_a_closed_async_postgres_storage_stays_closed(
 
     asyncio.run(scenario())
     assert storage.pool.closed
+
+
+def test_a_closed_async_sqlite_storage_refuses_calls(tmp_path: Path) -> None:
+    """After close(), AsyncSQLiteStorage refuses calls with StorageError; closing twice is fine."""
+    storage = async_storage_from_url(f"sqlite:///{tmp_path / 'codes.db'}")
+    assert isinstance(storage, AsyncSQLiteStorage)
+
+    async def scenario() -> None:
+        await storage.migrate()
+        assert 0 == (await storage.load("someone")).version
+        await storage.close()
+        await storage.close()
+        with pytest.raises(StorageError):
+            await storage.load("someone")
+
+    asyncio.run(scenario())
