@@ -121,7 +121,7 @@ def async_storage_from_url(url: str) -> AsyncStorage:
     """The asyncio flavour of the storage a URL names, for ``AsyncCodeIssuer``.
 
     The same URLs as ``storage_from_url``, giving ``AsyncMemoryStorage``, ``AsyncSQLiteStorage``
-    (calls on worker threads), ``AsyncRedisStorage`` (``redis.asyncio``) and
+    (calls on its own worker thread), ``AsyncRedisStorage`` (``redis.asyncio``) and
     ``AsyncPostgresStorage`` (psycopg's async pool). Their ``migrate()`` and ``close()`` are
     awaited.
 
