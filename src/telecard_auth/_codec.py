@@ -91,7 +91,9 @@ def _record(subject_ref: str, row: list[Any]) -> CodeRecord:
     )
 
 
-def decode_state(subject_ref: str, version: int, document: str | bytes) -> SubjectSnapshot:
+def decode_state(
+    subject_ref: str, version: int, document: str | bytes, keep_until: datetime | None = None
+) -> SubjectSnapshot:
     """The snapshot stored as ``document`` at ``version``; ``StorageError`` if it is unreadable."""
     try:
         data = json.loads(document)
@@ -108,6 +110,7 @@ def decode_state(subject_ref: str, version: int, document: str | bytes) -> Subje
                 )
                 for provider_id, failures in data["l"]
             ),
+            keep_until=keep_until,
         )
     except (ValueError, TypeError, KeyError) as error:
         raise StorageError(reason="a stored record cannot be read") from error

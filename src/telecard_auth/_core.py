@@ -318,6 +318,7 @@ def next_state(
         failure_logs=logs,
         written_at=now,
         keep_until=keep_until,
+        stored_keep_until=snapshot.keep_until,
     )
 
 

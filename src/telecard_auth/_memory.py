@@ -46,6 +46,7 @@ class MemoryStorage:
             version=entry.version,
             codes=entry.codes,
             failure_logs=entry.logs,
+            keep_until=entry.keep_until,
         )
 
     def commit(self, change: Commit) -> bool:

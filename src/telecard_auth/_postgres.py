@@ -66,13 +66,20 @@ class _Tables:
         names = {"schema": sql.Identifier(schema)}
         table = sql.SQL("{schema}.telecard_subjects").format(**names)
         self._names = names
-        self._load = sql.SQL("SELECT version, state FROM {} WHERE subject_ref = %s").format(table)
+        self._load = sql.SQL(
+            "SELECT version, state, keep_until FROM {} WHERE subject_ref = %s"
+        ).format(table)
         self._insert = sql.SQL(
             "INSERT INTO {} (subject_ref, version, keep_until, state) VALUES (%s, 1, %s, %s)"
             " ON CONFLICT (subject_ref) DO NOTHING"
         ).format(table)
         self._update = sql.SQL(
             "UPDATE {} SET version = version + 1, keep_until = %s, state = %s"
+            " WHERE subject_ref = %s AND version = %s"
+        ).format(table)
+        # When keep_until has not moved, leaving it out keeps the update HOT (no index write).
+        self._update_state = sql.SQL(
+            "UPDATE {} SET version = version + 1, state = %s"
             " WHERE subject_ref = %s AND version = %s"
         ).format(table)
         self._purge = sql.SQL(
@@ -83,13 +90,19 @@ class _Tables:
         # Rendered to bytes once: composing a query on every call costs more than sending it.
         self._statements = {
             name: getattr(self, name).as_bytes(None)
-            for name in ("_load", "_insert", "_update", "_purge")
+            for name in ("_load", "_insert", "_update", "_update_state", "_purge")
         }
 
     def _commit_statement(self, change: Commit) -> tuple[bytes, tuple[Any, ...]]:
         state = encode_state(change)
         if change.expected_version == 0:
             return self._statements["_insert"], (change.subject_ref, change.keep_until, state)
+        if change.keep_until == change.stored_keep_until:
+            return self._statements["_update_state"], (
+                state,
+                change.subject_ref,
+                change.expected_version,
+            )
         return self._statements["_update"], (
             change.keep_until,
             state,
@@ -101,7 +114,7 @@ class _Tables:
     def _snapshot(subject_ref: str, row: tuple[Any, ...] | None) -> SubjectSnapshot:
         if row is None:
             return SubjectSnapshot(subject_ref=subject_ref)
-        return decode_state(subject_ref, row[0], row[1])
+        return decode_state(subject_ref, row[0], row[1], row[2])
 
     def _why_no_connection(self) -> str:
         # The pool only says it timed out; one direct attempt tells the caller why.

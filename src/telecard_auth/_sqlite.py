@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from telecard_auth._codec import decode_state, encode_state
@@ -49,13 +49,18 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 
-_LOAD = "SELECT version, state FROM telecard_subjects WHERE subject_ref = ?"
+_LOAD = "SELECT version, state, keep_until FROM telecard_subjects WHERE subject_ref = ?"
 _INSERT = (
     "INSERT INTO telecard_subjects (subject_ref, version, keep_until, state) VALUES (?, 1, ?, ?)"
     " ON CONFLICT (subject_ref) DO NOTHING"
 )
 _UPDATE = (
     "UPDATE telecard_subjects SET version = version + 1, keep_until = ?, state = ?"
+    " WHERE subject_ref = ? AND version = ?"
+)
+# When keep_until has not moved, leaving it out spares its index a delete and an insert.
+_UPDATE_STATE = (
+    "UPDATE telecard_subjects SET version = version + 1, state = ?"
     " WHERE subject_ref = ? AND version = ?"
 )
 _PURGE = (
@@ -175,7 +180,7 @@ class SQLiteStorage:
             raise _storage_error(error) from error
         if row is None:
             return SubjectSnapshot(subject_ref=subject_ref)
-        return decode_state(subject_ref, row[0], row[1])
+        return decode_state(subject_ref, row[0], row[1], _EPOCH + timedelta(microseconds=row[2]))
 
     def commit(self, change: Commit) -> bool:
         """One statement, one transaction, compare-and-set; see ``Storage.commit``."""
@@ -185,6 +190,10 @@ class SQLiteStorage:
             if change.expected_version == 0:
                 cursor = self._connection().execute(
                     _INSERT, (change.subject_ref, keep_until, state)
+                )
+            elif change.keep_until == change.stored_keep_until:
+                cursor = self._connection().execute(
+                    _UPDATE_STATE, (state, change.subject_ref, change.expected_version)
                 )
             else:
                 cursor = self._connection().execute(

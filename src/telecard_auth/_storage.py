@@ -64,12 +64,15 @@ class SubjectSnapshot:
     """Everything stored for one subject, as of one ``version``.
 
     ``version`` is 0 for a subject with nothing stored and grows by one with each commit.
+    ``keep_until`` is the value of the last commit, for backends that read it back cheaply, and
+    ``None`` otherwise; the rules never depend on it.
     """
 
     subject_ref: str
     version: int = 0
     codes: tuple[CodeRecord, ...] = ()
     failure_logs: tuple[FailureLog, ...] = ()
+    keep_until: datetime | None = None
 
     def failure_log(self, provider_id: str) -> FailureLog:
         """The failure log for ``provider_id`` (empty if there is none)."""
@@ -87,7 +90,9 @@ class Commit:
     deleted (the core drops records past their retention this way). ``written_at`` is the time of
     the decision and ``keep_until`` the moment after which nothing of the subject matters any more;
     ``purge`` removes subjects past it, and backends with native expiry expire the subject's data
-    ``keep_until - written_at`` after writing it.
+    ``keep_until - written_at`` after writing it. ``stored_keep_until`` is the snapshot's own
+    ``keep_until``: when the two are equal a backend may leave the stored value (and any index on
+    it) untouched, since the compare-and-set proves the stored row is that snapshot's.
     """
 
     subject_ref: str
@@ -96,6 +101,7 @@ class Commit:
     failure_logs: tuple[FailureLog, ...]
     written_at: datetime
     keep_until: datetime
+    stored_keep_until: datetime | None = None
 
 
 @runtime_checkable

@@ -223,12 +223,21 @@ def _stored(change: Commit) -> SubjectSnapshot:
     )
 
 
+def _read(storage: Storage, ref: str) -> SubjectSnapshot:
+    """What ``storage`` holds for ``ref``, without the optional ``keep_until`` read-back."""
+    return attrs.evolve(storage.load(ref), keep_until=None)
+
+
 def _canonical(snapshot: SubjectSnapshot) -> SubjectSnapshot:
-    """``snapshot`` with codes and logs in a fixed order: storage need not keep their order."""
+    """``snapshot`` with codes and logs in a fixed order: storage need not keep their order.
+
+    ``keep_until`` is left out: reading it back is optional (see the test of its own).
+    """
     return attrs.evolve(
         snapshot,
         codes=tuple(sorted(snapshot.codes, key=lambda record: record.code_id)),
         failure_logs=tuple(sorted(snapshot.failure_logs, key=lambda log: log.provider_id)),
+        keep_until=None,
     )
 
 
@@ -676,7 +685,7 @@ class StorageContract:
 
     def test_load_of_unknown_subject_is_empty_at_version_zero(self, storage: Storage) -> None:
         """Loading a subject with nothing stored gives version 0, no codes and no logs."""
-        assert SubjectSnapshot(subject_ref=_ref("nobody")) == storage.load(_ref("nobody"))
+        assert SubjectSnapshot(subject_ref=_ref("nobody")) == _read(storage, _ref("nobody"))
 
     # --- commit ------------------------------------------------------------------------------
 
@@ -684,7 +693,7 @@ class StorageContract:
         """A commit at version 0 on an unknown subject lands and is loaded back at version 1."""
         change = _commit(_ref("a"), 0, [_record(_ref("a"), "c1")])
         assert storage.commit(change) is True
-        assert _stored(change) == storage.load(_ref("a"))
+        assert _stored(change) == _read(storage, _ref("a"))
 
     def test_second_commit_at_version_zero_fails_and_keeps_the_first(
         self, storage: Storage
@@ -693,7 +702,7 @@ class StorageContract:
         first = _commit(_ref("a"), 0, [_record(_ref("a"), "first")])
         second = _commit(_ref("a"), 0, [_record(_ref("a"), "second")])
         assert (True, False) == (storage.commit(first), storage.commit(second))
-        assert _stored(first) == storage.load(_ref("a"))
+        assert _stored(first) == _read(storage, _ref("a"))
 
     def test_commit_at_current_version_replaces_the_whole_state(self, storage: Storage) -> None:
         """A commit at the stored version replaces every record and log and adds one to it."""
@@ -715,7 +724,7 @@ class StorageContract:
         ref = _ref("a")
         assert storage.commit(_commit(ref, 0, [_record(ref, "c1")])) is True
         assert storage.commit(_commit(ref, 1)) is True
-        assert SubjectSnapshot(subject_ref=ref, version=2) == storage.load(ref)
+        assert SubjectSnapshot(subject_ref=ref, version=2) == _read(storage, ref)
         assert storage.commit(_commit(ref, 2, [_record(ref, "c2")])) is True
         assert 3 == storage.load(ref).version
 
@@ -737,7 +746,7 @@ class StorageContract:
         intruder = [_record(ref, "intruder")]
         outcomes = [storage.commit(_commit(ref, version, intruder)) for version in (0, 1, 3, 7)]
         assert [False, False, False, False] == outcomes
-        assert _stored(current) == storage.load(ref)
+        assert _stored(current) == _read(storage, ref)
 
     def test_subjects_are_independent(self, storage: Storage) -> None:
         """Commits on one subject neither see nor change another subject's state or version."""
@@ -747,7 +756,7 @@ class StorageContract:
         second_a = _commit(a, 1, [_record(a, "a2")])
         assert storage.commit(second_a) is True
         assert storage.commit(_commit(b, 2, [_record(b, "b-stale")])) is False
-        assert (_stored(second_a), _stored(first_b)) == (storage.load(a), storage.load(b))
+        assert (_stored(second_a), _stored(first_b)) == (_read(storage, a), _read(storage, b))
 
     def test_every_field_round_trips_exactly(self, storage: Storage) -> None:
         """Every field of every record and log comes back equal, datetimes aware UTC with µs."""
@@ -821,6 +830,29 @@ class StorageContract:
         else:
             assert 0 == storage.purge(now, 100)
         assert 1 == storage.load(_ref("later")).version
+
+    def test_keep_until_reads_back_as_committed_or_not_at_all(self, storage: Storage) -> None:
+        """load().keep_until is None or the last commit's, also when a commit leaves it as is."""
+        ref = _ref("keeper")
+        first = _commit(ref, 0, [_record(ref, "a")], keep_until=START + timedelta(hours=30))
+        assert storage.commit(first) is True
+        read = storage.load(ref).keep_until
+        assert read in (None, first.keep_until)
+        same = attrs.evolve(
+            _commit(ref, 1, [_record(ref, "a"), _record(ref, "b")], keep_until=first.keep_until),
+            stored_keep_until=read,
+        )
+        assert storage.commit(same) is True
+        assert storage.load(ref).keep_until in (None, first.keep_until)
+        moved = attrs.evolve(
+            _commit(ref, 2, keep_until=START + timedelta(hours=40)), stored_keep_until=read
+        )
+        assert storage.commit(moved) is True
+        assert storage.load(ref).keep_until in (None, moved.keep_until)
+        if self.purges:
+            # The moved keep_until is what purge obeys.
+            assert 0 == storage.purge(START + timedelta(hours=39), 10)
+            assert 1 == storage.purge(START + timedelta(hours=40), 10)
 
     def test_purge_honours_its_limit(self, storage: Storage) -> None:
         """purge deletes at most ``limit`` subjects per call and returns 0 when none are left."""
@@ -1034,7 +1066,7 @@ class StorageContract:
                 )
                 assert 1 == outcomes.count(True)
                 assert THREADS - 1 == outcomes.count(False)
-                assert _stored(changes[outcomes.index(True)]) == storage.load(ref)
+                assert _stored(changes[outcomes.index(True)]) == _read(storage, ref)
 
     @pytest.mark.usefixtures("interleaved")
     def test_load_never_mixes_versions(
