@@ -78,7 +78,15 @@ from telecard_auth import (
     luhn_valid,
 )
 from telecard_auth._codec import encode_state
-from telecard_auth._sqlite import _INSERT, _LOAD, _UPDATE, AsyncSQLiteStorage, SQLiteStorage, micros
+from telecard_auth._sqlite import (
+    _INSERT,
+    _LOAD,
+    _UPDATE,
+    _UPDATE_STATE,
+    AsyncSQLiteStorage,
+    SQLiteStorage,
+    micros,
+)
 
 POSTGRES_URL = os.environ.get("TELECARD_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TELECARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -191,6 +199,8 @@ class Write:
     keep_until: datetime
     keep_micros: int
     keep_ms: int
+    #: The commit leaves keep_until as stored, so the SQL backends send their shorter UPDATE.
+    keeps_stored: bool
 
     @classmethod
     def of(cls, change: Commit) -> Write:
@@ -201,6 +211,7 @@ class Write:
             keep_until=change.keep_until,
             keep_micros=micros(change.keep_until),
             keep_ms=max(1, math.ceil(seconds * 1000)),
+            keeps_stored=change.keep_until == change.stored_keep_until,
         )
 
 
@@ -474,25 +485,33 @@ class SQLiteFloor(Floor):
 
     def run(self, refs: list[str], *, returning: bool) -> float:
         issue, redeem, base = self.writes(returning=returning)
+        # The very statements the library sends: the shorter UPDATE where keep_until stays.
+        first = (_UPDATE_STATE if issue.keeps_stored else _UPDATE) if returning else _INSERT
+        second = _UPDATE_STATE if redeem.keeps_stored else _UPDATE
+
+        def update_parameters(write: Write, ref: str, version: int) -> tuple[Any, ...]:
+            if write.keeps_stored:
+                return (write.document, ref, version)
+            return (write.keep_micros, write.document, ref, version)
+
         steps = [
             (
                 (ref,),
-                (issue.keep_micros, issue.document, ref, base)
+                update_parameters(issue, ref, base)
                 if returning
                 else (ref, issue.keep_micros, issue.document),
-                (redeem.keep_micros, redeem.document, ref, base + 1),
+                update_parameters(redeem, ref, base + 1),
             )
             for ref in refs
         ]
         execute = self.connection.execute
-        first = _UPDATE if returning else _INSERT
         start = time.perf_counter()
         for load, write, update in steps:
             execute(_LOAD, load).fetchone()
             if execute(first, write).rowcount != 1:
                 raise FloorFailed(load[0])
             execute(_LOAD, load).fetchone()
-            if execute(_UPDATE, update).rowcount != 1:
+            if execute(second, update).rowcount != 1:
                 raise FloorFailed(load[0])
         return time.perf_counter() - start
 
@@ -842,15 +861,20 @@ def _postgres_async(
         store = AsyncPostgresStorage(POSTGRES_URL, schema=schema, max_size=max_size)
         await store.load(fresh_refs(1)[0])  # opens the pool
         pool = store.pool
-        load, insert, update = (store._statements[key] for key in ("_load", "_insert", "_update"))
         issue, redeem = documents.new_issue, documents.new_redeem
+        # The very statements the library sends: the shorter UPDATE where keep_until stays.
+        load, insert, update = (
+            store._statements[key]
+            for key in ("_load", "_insert", "_update_state" if redeem.keeps_stored else "_update")
+        )
 
         def prepare(ref: str) -> tuple[tuple[str], tuple[Any, ...], tuple[Any, ...]]:
-            return (
-                (ref,),
-                (ref, issue.keep_until, issue.document),
-                (redeem.keep_until, redeem.document, ref, 1),
+            second: tuple[Any, ...] = (
+                (redeem.document, ref, 1)
+                if redeem.keeps_stored
+                else (redeem.keep_until, redeem.document, ref, 1)
             )
+            return ((ref,), (ref, issue.keep_until, issue.document), second)
 
         async def raw_pair(step: tuple[tuple[str], tuple[Any, ...], tuple[Any, ...]]) -> None:
             # One pool checkout per statement, as the storage does it.
@@ -899,6 +923,7 @@ def _postgres_backend(name: str, documents: Documents, pools: Sequence[int]) -> 
     load = storage._load.as_bytes(connection)
     insert = storage._insert.as_bytes(connection)
     update = storage._update.as_bytes(connection)
+    update_state = storage._update_state.as_bytes(connection)
     seed_statement = sql.SQL(
         "INSERT INTO {}.telecard_subjects (subject_ref, version, keep_until, state)"
         " VALUES (%s, 2, %s, %s)"
@@ -916,17 +941,25 @@ def _postgres_backend(name: str, documents: Documents, pools: Sequence[int]) -> 
 
         def run(self, refs: list[str], *, returning: bool) -> float:
             issue, redeem, base = self.writes(returning=returning)
+
+            def update_parameters(write: Write, ref: str, version: int) -> tuple[Any, ...]:
+                if write.keeps_stored:
+                    return (write.document, ref, version)
+                return (write.keep_until, write.document, ref, version)
+
             steps: list[tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = [
                 (
                     (ref,),
-                    (issue.keep_until, issue.document, ref, base)
+                    update_parameters(issue, ref, base)
                     if returning
                     else (ref, issue.keep_until, issue.document),
-                    (redeem.keep_until, redeem.document, ref, base + 1),
+                    update_parameters(redeem, ref, base + 1),
                 )
                 for ref in refs
             ]
-            first = update if returning else insert
+            # The very statements the library sends: the shorter UPDATE where keep_until stays.
+            first = (update_state if issue.keeps_stored else update) if returning else insert
+            last = update_state if redeem.keeps_stored else update
             with connection.cursor() as cursor:
                 execute, fetchone = cursor.execute, cursor.fetchone
                 start = time.perf_counter()
@@ -938,7 +971,7 @@ def _postgres_backend(name: str, documents: Documents, pools: Sequence[int]) -> 
                         raise FloorFailed(key[0])
                     execute(load, key)
                     fetchone()
-                    execute(update, second)
+                    execute(last, second)
                     if cursor.rowcount != 1:
                         raise FloorFailed(key[0])
                 return time.perf_counter() - start
