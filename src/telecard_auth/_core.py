@@ -239,12 +239,14 @@ def prepare_redeem(
     )
 
 
-def prepare_lookup(policy: Policy, keyring: Keyring, subject: object, code_id: object) -> str:
-    """Validate a status or revoke request; return the subject's pseudonym."""
+def prepare_lookup(
+    policy: Policy, keyring: Keyring, subject: object, code_id: object
+) -> tuple[str, str]:
+    """Validate a status or revoke request; return the subject's pseudonym and the code id."""
     checked = check_subject(policy, subject)
     if not isinstance(code_id, str) or not 0 < len(code_id) <= MAX_INPUT_LENGTH:
         raise UnknownCode()
-    return subject_ref(keyring, checked)
+    return subject_ref(keyring, checked), code_id
 
 
 # --- the rules --------------------------------------------------------------------------------

@@ -137,15 +137,15 @@ class _Shell(Generic[S]):
         )
 
     def _plan_revoke(self, subject: object, code_id: object) -> _Plan[CodeStatus]:
-        ref = _core.prepare_lookup(self.policy, self.keyring, subject, code_id)
+        ref, checked_id = _core.prepare_lookup(self.policy, self.keyring, subject, code_id)
         return _Plan(
-            ref, lambda snapshot, now: _core.decide_revoke(self.policy, snapshot, str(code_id), now)
+            ref, lambda snapshot, now: _core.decide_revoke(self.policy, snapshot, checked_id, now)
         )
 
     def _plan_status(self, subject: object, code_id: object) -> _Plan[CodeStatus]:
-        ref = _core.prepare_lookup(self.policy, self.keyring, subject, code_id)
+        ref, checked_id = _core.prepare_lookup(self.policy, self.keyring, subject, code_id)
         return _Plan(
-            ref, lambda snapshot, now: _core.decide_status(self.policy, snapshot, str(code_id), now)
+            ref, lambda snapshot, now: _core.decide_status(self.policy, snapshot, checked_id, now)
         )
 
     def _now(self) -> datetime:

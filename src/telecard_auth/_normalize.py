@@ -65,10 +65,11 @@ def luhn_valid(digits: str) -> bool:
 
 
 def normalize_msisdn(text: object) -> str:
-    """Return the canonical E.164 form (``+9665XXXXXXXX``) of a Saudi mobile number.
+    """Return the canonical E.164 form (``+9665nnnnnnnn``) of a Saudi mobile number.
 
-    Accepts ``05XXXXXXXX``, ``5XXXXXXXX``, ``+9665XXXXXXXX``, ``009665XXXXXXXX`` and
-    ``9665XXXXXXXX``, in either Arabic-Indic digit set, with spaces, hyphens or direction marks.
+    Accepts ``05nnnnnnnn``, ``5nnnnnnnn``, ``+9665nnnnnnnn``, ``009665nnnnnnnn`` and
+    ``9665nnnnnnnn`` (``n`` a digit), in either Arabic-Indic digit set, with spaces, hyphens or
+    direction marks.
     The operator is never inferred from the prefix: numbers move between operators.
 
     >>> normalize_msisdn("٠٥٥ ١٢٣ ٤٥٦٧")

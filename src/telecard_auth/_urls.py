@@ -22,7 +22,7 @@ def _options(parts: SplitResult, allowed: set[str]) -> dict[str, str]:
     try:
         options = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True))
     except ValueError:
-        options = {} if not parts.query else {"": ""}
+        raise InvalidStorageUrl(reason="its options cannot be parsed") from None
     unknown = set(options) - allowed
     if unknown:
         raise InvalidStorageUrl(reason=f"unknown option {clip(sorted(unknown)[0])!r}")

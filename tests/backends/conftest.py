@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -22,7 +23,7 @@ BACKENDS = ("memory", "sqlite", "redis", "postgres")
 UrlFactory = Callable[[str], str]
 
 
-def _unavailable(what: str, error: Exception) -> None:
+def _unavailable(what: str, error: Exception) -> NoReturn:
     message = f"{what} is not reachable ({type(error).__name__}: {error})"
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message}; CI=true requires it", pytrace=False)
@@ -32,7 +33,10 @@ def _unavailable(what: str, error: Exception) -> None:
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The PostgreSQL server's URL, checked to answer (skip, or fail under CI, otherwise)."""
-    psycopg = pytest.importorskip("psycopg")
+    try:
+        import psycopg
+    except ImportError as error:
+        _unavailable("psycopg (the 'postgres' extra)", error)
     try:
         with psycopg.connect(POSTGRES_URL, connect_timeout=5) as connection:
             connection.execute("SELECT 1")
@@ -44,7 +48,10 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The Redis server's URL, checked to answer (skip, or fail under CI, otherwise)."""
-    redis = pytest.importorskip("redis")
+    try:
+        import redis
+    except ImportError as error:
+        _unavailable("redis-py (the 'redis' extra)", error)
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
     try:
         client.ping()
