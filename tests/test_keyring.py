@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
+import pickle
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -366,3 +369,27 @@ def test_pseudonym_survives_key_rotation() -> None:
 def test_pseudonym_does_not_contain_the_value() -> None:
     """The pseudonym of an ID number does not contain the number."""
     assert "1000000008" not in _ring(K1).pseudonym("subject", "citizen:1000000008")
+
+
+def test_keyring_pickles_and_copies_with_every_key() -> None:
+    ring = Keyring.generate().with_key(HmacKey(key_id="k2", secret=bytes(range(32))))
+    restored = pickle.loads(pickle.dumps(ring))  # noqa: S301 - our own bytes
+    for copied in (restored, copy.deepcopy(ring), copy.copy(ring)):
+        assert copied == ring
+        assert copied.pseudonym("subject", "x") == ring.pseudonym("subject", "x")
+        for key in ring.keys:
+            assert copied.code_digest(key.key_id, "ref", "stc", "12345678") == ring.code_digest(
+                key.key_id, "ref", "stc", "12345678"
+            )
+
+
+def test_digests_from_many_threads_agree() -> None:
+    ring = Keyring.generate()
+    expected = [ring.code_digest("k1", "ref", "stc", f"{n:08d}") for n in range(200)]
+
+    def digests() -> list[bytes | None]:
+        return [ring.code_digest("k1", "ref", "stc", f"{n:08d}") for n in range(200)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: digests(), range(16)))
+    assert all(result == expected for result in results)

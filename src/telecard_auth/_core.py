@@ -372,6 +372,33 @@ def decide_issue(
     return Decision(next_state(policy, snapshot, now, codes=(record,)), issued)
 
 
+def _changed(
+    record: CodeRecord,
+    *,
+    state: CodeState,
+    finished_at: datetime | None,
+    failed_attempts: int | None = None,
+    redeemed_service_id: str | None = None,
+) -> CodeRecord:
+    """``record`` with a new state (what ``attrs.evolve`` does, at half the cost on a hot path)."""
+    return CodeRecord(
+        code_id=record.code_id,
+        subject_ref=record.subject_ref,
+        provider_id=record.provider_id,
+        key_id=record.key_id,
+        digest=record.digest,
+        issued_at=record.issued_at,
+        expires_at=record.expires_at,
+        service_id=record.service_id,
+        msisdn_ref=record.msisdn_ref,
+        recipient_ref=record.recipient_ref,
+        state=state,
+        failed_attempts=record.failed_attempts if failed_attempts is None else failed_attempts,
+        finished_at=finished_at,
+        redeemed_service_id=redeemed_service_id,
+    )
+
+
 def _recent_failures(policy: Policy, log: FailureLog, now: datetime) -> tuple[datetime, ...]:
     start = now - policy.failure_window
     return tuple(moment for moment in log.failures if moment > start)
@@ -393,12 +420,18 @@ def _charge_failure(
         attempts = record.failed_attempts + 1
         if attempts >= policy.max_failed_attempts:
             updated.append(
-                attrs.evolve(
-                    record, failed_attempts=attempts, state=CodeState.LOCKED, finished_at=now
-                )
+                _changed(record, state=CodeState.LOCKED, finished_at=now, failed_attempts=attempts)
             )
         else:
-            updated.append(attrs.evolve(record, failed_attempts=attempts))
+            updated.append(
+                _changed(
+                    record,
+                    state=record.state,
+                    finished_at=record.finished_at,
+                    failed_attempts=attempts,
+                    redeemed_service_id=record.redeemed_service_id,
+                )
+            )
     log = FailureLog(provider_id=provider_id, failures=(*recent, now)[-policy.failure_budget :])
     return Decision(
         next_state(policy, snapshot, now, codes=tuple(updated), failure_log=log), error=error
@@ -497,7 +530,7 @@ def decide_redeem(
                 error=mismatch,
             )
 
-    redeemed = attrs.evolve(
+    redeemed = _changed(
         record, state=CodeState.REDEEMED, finished_at=now, redeemed_service_id=service.id
     )
     return Decision(
@@ -539,7 +572,7 @@ def decide_revoke(
         raise CodeAlreadyUsed()
     if not is_live(record, now):
         return Decision(None, status_of(policy, record, now))
-    revoked = attrs.evolve(record, state=CodeState.REVOKED, finished_at=now)
+    revoked = _changed(record, state=CodeState.REVOKED, finished_at=now)
     return Decision(
         next_state(policy, snapshot, now, codes=(revoked,)), status_of(policy, revoked, now)
     )

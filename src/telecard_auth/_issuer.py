@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
-
-import attrs
 
 from telecard_auth import _core
 from telecard_auth._clock import Clock, SystemClock, ensure_utc
@@ -39,12 +37,16 @@ S = TypeVar("S", Storage, AsyncStorage)
 MAX_CONFLICTS = 64
 
 
-@attrs.frozen
 class _Plan(Generic[T]):
     """One request, ready to run: whose snapshot to load and how to decide on it."""
 
-    subject_ref: str
-    decide: Callable[[SubjectSnapshot, datetime], _core.Decision[T]]
+    __slots__ = ("decide", "subject_ref")
+
+    def __init__(
+        self, subject_ref: str, decide: Callable[[SubjectSnapshot, datetime], _core.Decision[T]]
+    ) -> None:
+        self.subject_ref = subject_ref
+        self.decide = decide
 
 
 class _Shell(Generic[S]):
@@ -153,6 +155,8 @@ class _Shell(Generic[S]):
             moment = self.clock.now()
         except Exception as error:
             raise ConfigurationError(reason="the clock failed") from error
+        if type(moment) is datetime and moment.tzinfo is UTC:
+            return moment  # the common case, already checked
         return ensure_utc(moment, what="the clock's time")
 
     @staticmethod
@@ -263,11 +267,25 @@ class CodeIssuer(_Shell[Storage]):
         return self._call(self.storage.purge, self._now(), limit)
 
     def _run(self, plan: _Plan[T]) -> T:
+        storage = self.storage
         for _ in range(MAX_CONFLICTS):
             now = self._now()
-            snapshot = self._checked(self._call(self.storage.load, plan.subject_ref), plan)
-            decision = plan.decide(snapshot, now)
-            if decision.commit is None or self._call(self.storage.commit, decision.commit):
+            try:
+                loaded = storage.load(plan.subject_ref)
+            except TelecardAuthError:
+                raise
+            except Exception as error:
+                raise _storage_error(error) from error
+            decision = plan.decide(self._checked(loaded, plan), now)
+            if decision.commit is None:
+                return decision.outcome()
+            try:
+                landed = storage.commit(decision.commit)
+            except TelecardAuthError:
+                raise
+            except Exception as error:
+                raise _storage_error(error) from error
+            if landed:
                 return decision.outcome()
         raise StorageContention()
 

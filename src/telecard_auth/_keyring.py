@@ -13,6 +13,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -65,15 +66,24 @@ class Keyring:
 
     keys: tuple[HmacKey, ...] = attrs.field(converter=_keys)
     pseudonym_secret: bytes = attrs.field(repr=False, validator=_secret)
-    _by_id: Mapping[str, bytes] = attrs.field(init=False, repr=False, eq=False)
+    # Keyed HMAC states, made once: each digest copies one instead of rekeying from the secret.
+    _by_id: Mapping[str, hmac.HMAC] = attrs.field(init=False, repr=False, eq=False)
+    _pseudonym_mac: hmac.HMAC = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if not self.keys:
             raise KeyringError(reason="a keyring needs at least one key")
-        by_id = {key.key_id: key.secret for key in self.keys}
+        by_id = {key.key_id: hmac.new(key.secret, digestmod=hashlib.sha256) for key in self.keys}
         if len(by_id) != len(self.keys):
             raise KeyringError(reason="key ids must be unique")
         object.__setattr__(self, "_by_id", by_id)
+        object.__setattr__(
+            self, "_pseudonym_mac", hmac.new(self.pseudonym_secret, digestmod=hashlib.sha256)
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The keyed HMAC states cannot be pickled; they are remade from the keys.
+        return (_rebuild, (self.keys, self.pseudonym_secret))
 
     @classmethod
     def generate(cls, key_id: str = "k1") -> Keyring:
@@ -104,13 +114,19 @@ class Keyring:
         The subject and provider are part of the message, so a digest is worthless anywhere
         but on its own record.
         """
-        secret = self._by_id.get(key_id)
-        if secret is None:
+        keyed = self._by_id.get(key_id)
+        if keyed is None:
             return None
-        message = _SEP.join((b"code", subject_ref.encode(), provider_id.encode(), code.encode()))
-        return hmac.digest(secret, message, hashlib.sha256)
+        mac = keyed.copy()
+        mac.update(_SEP.join((b"code", subject_ref.encode(), provider_id.encode(), code.encode())))
+        return mac.digest()
 
     def pseudonym(self, domain: str, value: str) -> str:
         """A stable keyed pseudonym (128 bits, hex) of ``value`` within ``domain``."""
-        message = _SEP.join((domain.encode(), value.encode()))
-        return hmac.digest(self.pseudonym_secret, message, hashlib.sha256)[:16].hex()
+        mac = self._pseudonym_mac.copy()
+        mac.update(_SEP.join((domain.encode(), value.encode())))
+        return mac.digest()[:16].hex()
+
+
+def _rebuild(keys: tuple[HmacKey, ...], pseudonym_secret: bytes) -> Keyring:
+    return Keyring(keys=keys, pseudonym_secret=pseudonym_secret)

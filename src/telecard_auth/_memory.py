@@ -6,65 +6,50 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime
 
-from telecard_auth._storage import CodeRecord, Commit, FailureLog, SubjectSnapshot
+from telecard_auth._storage import Commit, SubjectSnapshot
 
 __all__ = ["AsyncMemoryStorage", "MemoryStorage"]
-
-
-class _Entry:
-    __slots__ = ("codes", "keep_until", "logs", "version")
-
-    def __init__(
-        self,
-        version: int,
-        codes: tuple[CodeRecord, ...],
-        logs: tuple[FailureLog, ...],
-        keep_until: datetime,
-    ) -> None:
-        self.version = version
-        self.codes = codes
-        self.logs = logs
-        self.keep_until = keep_until
 
 
 class MemoryStorage:
     """Thread-safe in-memory storage. Everything is lost when the process ends."""
 
     def __init__(self) -> None:
-        self._subjects: dict[str, _Entry] = {}
+        # Snapshots are immutable: the stored one is handed out as it is, and replaced whole.
+        self._subjects: dict[str, SubjectSnapshot] = {}
         self._lock = threading.Lock()
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
         """Everything stored for ``subject_ref``; see ``Storage.load``."""
         with self._lock:
-            entry = self._subjects.get(subject_ref)
-        if entry is None:
-            return SubjectSnapshot(subject_ref=subject_ref)
-        # Entries are replaced whole, never mutated, so reading one outside the lock is safe.
-        return SubjectSnapshot(
-            subject_ref=subject_ref,
-            version=entry.version,
-            codes=entry.codes,
-            failure_logs=entry.logs,
-            keep_until=entry.keep_until,
-        )
+            snapshot = self._subjects.get(subject_ref)
+        return SubjectSnapshot(subject_ref=subject_ref) if snapshot is None else snapshot
 
     def commit(self, change: Commit) -> bool:
         """Compare-and-set on the subject's version; see ``Storage.commit``."""
-        entry = _Entry(
-            change.expected_version + 1, change.codes, change.failure_logs, change.keep_until
+        snapshot = SubjectSnapshot(
+            subject_ref=change.subject_ref,
+            version=change.expected_version + 1,
+            codes=change.codes,
+            failure_logs=change.failure_logs,
+            keep_until=change.keep_until,
         )
         with self._lock:
             current = self._subjects.get(change.subject_ref)
             if (current.version if current is not None else 0) != change.expected_version:
                 return False
-            self._subjects[change.subject_ref] = entry
+            self._subjects[change.subject_ref] = snapshot
             return True
 
     def purge(self, now: datetime, limit: int) -> int:
         """Delete up to ``limit`` subjects kept until ``now`` or earlier; see ``Storage.purge``."""
         with self._lock:
-            done = [ref for ref, entry in self._subjects.items() if entry.keep_until <= now]
+            done = [
+                ref
+                for ref, snapshot in self._subjects.items()
+                # Every stored snapshot has the keep_until of the commit that wrote it.
+                if snapshot.keep_until is not None and snapshot.keep_until <= now
+            ]
             for ref in done[:limit]:
                 del self._subjects[ref]
             return min(len(done), limit)
@@ -72,9 +57,8 @@ class MemoryStorage:
     def snapshots(self) -> Iterator[SubjectSnapshot]:
         """Every subject's snapshot: the whole content of the storage, for audits and tests."""
         with self._lock:
-            refs = list(self._subjects)
-        for ref in refs:
-            yield self.load(ref)
+            snapshots = list(self._subjects.values())
+        yield from snapshots
 
     def __repr__(self) -> str:
         return f"MemoryStorage(subjects={len(self._subjects)})"
