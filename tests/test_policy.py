@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import string
 from collections import Counter
 from datetime import timedelta
@@ -9,9 +10,9 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from tests.helpers import FOUR_HOURS
+from tests.helpers import FOUR_HOURS, K1_SECRET, ONE_MICROSECOND, PSEUDONYM_SECRET, START
 from tests.strategies import (
     ACCEPTED_SEPARATORS,
     code_formats,
@@ -32,16 +33,26 @@ from telecard_auth import (
     NUMBER_TRANSFER,
     SAUDI_PROVIDERS,
     CodeFormat,
+    CodeIssuer,
+    FailureBudgetExhausted,
+    HmacKey,
     InvalidPolicy,
+    Keyring,
+    LiveCodeLimitReached,
     MalformedCode,
+    ManualClock,
+    MemoryStorage,
     Policy,
     Provider,
     Service,
+    Subject,
     SubjectKind,
     UnknownProvider,
     UnknownService,
+    WrongCode,
     default_government_id_validator,
 )
+from telecard_auth._policy import GuessRisk
 
 #: Crockford's base-32 alphabet: digits and upper-case letters without I, L, O, U.
 BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -624,3 +635,597 @@ def test_government_validator_is_pluggable() -> None:
     assert (
         ministries_only is Policy(government_id_validator=ministries_only).government_id_validator
     )
+
+
+# --- Policy: guess risk --------------------------------------------------------------------------
+
+#: A day in microseconds, to count the guess-risk formula's windows independently.
+_DAY_US = 24 * 60 * 60 * 10**6
+_CITIZEN = Subject.citizen("1000000008")
+_KEYRING = Keyring(
+    keys=(HmacKey(key_id="k1", secret=K1_SECRET),), pseudonym_secret=PSEUDONYM_SECRET
+)
+
+
+def _windows_in_a_day(window: timedelta) -> int:
+    """ceil(24 h / window), in whole microseconds."""
+    window_us = window // ONE_MICROSECOND
+    return (_DAY_US + window_us - 1) // window_us
+
+
+def _expected(policy: Policy) -> tuple[float, float]:
+    """``(per_code, per_subject_per_day)`` straight from the documented formula."""
+    combinations = len(policy.code_format.alphabet) ** policy.code_format.length
+    guesses = policy.failure_budget * _windows_in_a_day(policy.failure_window)
+    tries = len(policy.providers) * guesses * policy.max_live_codes
+    return (
+        min(1.0, policy.max_failed_attempts / combinations),
+        min(1.0, tries / combinations),
+    )
+
+
+def _risk(**settings: Any) -> GuessRisk:
+    """The guess risk of a policy built from ``settings``, accepted whatever it is."""
+    return Policy(**settings, accept_guess_risk=True).guess_risk
+
+
+def _within_limits(risk: GuessRisk) -> bool:
+    return (
+        risk.per_code <= Policy.MAX_GUESS_CHANCE_PER_CODE
+        and risk.per_subject_per_day <= Policy.MAX_GUESS_CHANCE_PER_SUBJECT_DAY
+    )
+
+
+_provider_sets = st.lists(st.sampled_from(SAUDI_PROVIDERS), min_size=1, unique=True).map(tuple)
+_windows = st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=30))
+
+#: Policy settings that change the guess risk, over wide ranges, risky ones included.
+_risk_settings = st.fixed_dictionaries(
+    {
+        "max_failed_attempts": st.integers(min_value=1, max_value=1000),
+        "failure_budget": st.integers(min_value=1, max_value=1000),
+        "failure_window": _windows,
+        "max_live_codes": st.integers(min_value=1, max_value=50),
+        "providers": _provider_sets,
+        "code_format": code_formats(),
+    }
+)
+
+
+def test_default_guess_risk() -> None:
+    """The default: 5 / 10^8 per code; 8 providers x 10 guesses x 3 live codes / 10^8 per day."""
+    risk = Policy().guess_risk
+    assert (10**8, 5, 8, 10, 3, 240) == (
+        risk.combinations,
+        risk.max_failed_attempts,
+        risk.providers,
+        risk.guesses_per_day,
+        risk.codes_tested_per_guess,
+        risk.tries_per_day,
+    )
+    assert 5 / 10**8 == risk.per_code == 5e-8
+    assert 240 / 10**8 == risk.per_subject_per_day == 2.4e-6
+    assert _expected(Policy()) == (risk.per_code, risk.per_subject_per_day)
+    assert (20_000_000, 416_666) == (risk.per_code_one_in, risk.per_subject_per_day_one_in)
+
+
+def test_default_guess_risk_is_well_within_the_limits() -> None:
+    """The default policy is 20 times under the per-code limit and 4 times under the daily one."""
+    risk = Policy().guess_risk
+    assert 20 * risk.per_code == pytest.approx(Policy.MAX_GUESS_CHANCE_PER_CODE)
+    assert 4 * risk.per_subject_per_day < Policy.MAX_GUESS_CHANCE_PER_SUBJECT_DAY
+
+
+def test_guess_risk_summary() -> None:
+    """str() gives both figures as "1 in N" with the numbers they come from."""
+    text = str(Policy().guess_risk)
+    assert "1 in 20,000,000 per code (5 attempts over 100,000,000 codes)" in text
+    assert "1 in 416,666 per subject per day" in text
+    assert "8 providers x 10 wrong guesses x 3 live codes = 240 tries" in text
+
+
+def test_thresholds() -> None:
+    """The documented limits: one in a million per code, one in 100,000 per subject per day."""
+    assert 1e-6 == Policy.MAX_GUESS_CHANCE_PER_CODE
+    assert 1e-5 == Policy.MAX_GUESS_CHANCE_PER_SUBJECT_DAY
+
+
+@pytest.mark.parametrize(
+    ("window", "windows"),
+    [
+        (timedelta(hours=24), 1),
+        (timedelta(hours=24) - ONE_MICROSECOND, 2),
+        (timedelta(hours=25), 1),
+        (timedelta(days=30), 1),
+        (timedelta(hours=12), 2),
+        (timedelta(hours=7), 4),
+        (timedelta(hours=6), 4),
+        (timedelta(hours=5), 5),
+        (timedelta(hours=1), 24),
+        (timedelta(seconds=7), 12_343),
+    ],
+)
+def test_guesses_per_day_counts_every_window_a_day_can_hold(
+    window: timedelta, windows: int
+) -> None:
+    """The budget refills each window: a day holds ceil(24 h / window) windows' worth."""
+    risk = _risk(failure_window=window, failure_budget=3)
+    assert 3 * windows == risk.guesses_per_day
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"ttl": timedelta(minutes=5)},
+        {"ttl": timedelta(days=30)},
+        {"ttl_by_service": {"new_line": timedelta(days=2), "number_transfer": timedelta(hours=1)}},
+        {"retention": timedelta(days=90)},
+        {"services": (*DEFAULT_SERVICES, ADDITIONAL_SIM)},
+        {"eligible_kinds": {SubjectKind.CITIZEN}},
+    ],
+)
+def test_guess_risk_ignores_validity_and_catalogue(settings: dict[str, Any]) -> None:
+    """A code's validity does not bound re-issues (locking frees a slot at once): TTL is moot."""
+    assert Policy().guess_risk == Policy(**settings).guess_risk
+
+
+@pytest.mark.parametrize(
+    ("settings", "per_code", "per_day"),
+    [
+        ({"max_failed_attempts": 100}, 1e-6, 2.4e-6),
+        ({"failure_budget": 41}, 5e-8, 984e-8),
+        ({"max_live_codes": 12}, 5e-8, 960e-8),
+        ({"failure_window": timedelta(hours=6)}, 5e-8, 960e-8),
+        ({"providers": SAUDI_PROVIDERS[:1]}, 5e-8, 30e-8),
+        ({"code_format": CodeFormat(length=10)}, 5e-10, 2.4e-8),
+        ({"code_format": CodeFormat(length=6, alphabet=BASE32)}, 5 / 2**30, 240 / 2**30),
+        ({"failure_budget": 25, "max_live_codes": 5}, 5e-8, 1e-5),
+    ],
+)
+def test_guess_risk_examples(settings: dict[str, Any], per_code: float, per_day: float) -> None:
+    """Worked figures of policies within the limits, each built without accepting any risk."""
+    risk = Policy(**settings).guess_risk
+    assert pytest.approx(per_code, rel=1e-12) == risk.per_code
+    assert pytest.approx(per_day, rel=1e-12) == risk.per_subject_per_day
+
+
+@pytest.mark.parametrize(
+    ("safe", "unsafe"),
+    [
+        ({"max_failed_attempts": 100}, {"max_failed_attempts": 101}),
+        ({"failure_budget": 41}, {"failure_budget": 42}),
+        ({"failure_budget": 40}, {"failure_budget": 50}),
+        ({"max_live_codes": 12}, {"max_live_codes": 13}),
+        ({"failure_window": timedelta(hours=6)}, {"failure_window": timedelta(hours=5)}),
+        (
+            {"failure_window": timedelta(hours=6)},
+            {"failure_window": timedelta(hours=6) - ONE_MICROSECOND},
+        ),
+        (
+            {"failure_budget": 25, "max_live_codes": 5},
+            {"failure_budget": 25, "max_live_codes": 5, "failure_window": timedelta(hours=23)},
+        ),
+        (
+            {"failure_budget": 1000, "code_format": CodeFormat(length=10)},
+            {"failure_budget": 1000},
+        ),
+    ],
+)
+def test_guess_risk_threshold_boundary(safe: dict[str, Any], unsafe: dict[str, Any]) -> None:
+    """At or just under a limit the policy builds; just over it is refused unless accepted."""
+    assert _within_limits(Policy(**safe).guess_risk)
+    with pytest.raises(InvalidPolicy) as excinfo:
+        Policy(**unsafe)
+    assert "invalid_policy" == excinfo.value.code
+    accepted = Policy(**unsafe, accept_guess_risk=True)
+    assert accepted.accept_guess_risk is True
+    assert not _within_limits(accepted.guess_risk)
+    assert _expected(accepted) == (
+        accepted.guess_risk.per_code,
+        accepted.guess_risk.per_subject_per_day,
+    )
+
+
+def test_refusal_per_subject_per_day_names_figure_limit_and_flag() -> None:
+    """The reason states the daily figure, where it comes from, the limit and the way out."""
+    with pytest.raises(InvalidPolicy) as excinfo:
+        Policy(failure_budget=1000)
+    reason = excinfo.value.details["reason"]
+    assert reason.startswith("the worst-case chance that one subject's live code is guessed")
+    assert "1 in 4,166 (0.00024: 8 providers x 1000 wrong guesses a day" in reason
+    assert "x 3 live codes over 100,000,000 codes)" in reason
+    assert "above the limit of 1 in 100,000 (1e-05)" in reason
+    assert "failure_budget" in reason
+    assert "failure_window" in reason
+    assert reason.endswith("or pass accept_guess_risk=True to accept the risk")
+    assert "before it locks" not in reason
+    assert reason in excinfo.value.message_en
+    assert reason in excinfo.value.message_ar
+
+
+def test_refusal_per_code_names_figure_limit_and_flag() -> None:
+    """The reason states the per-code figure, the limit and the flag; the daily part is absent."""
+    with pytest.raises(InvalidPolicy) as excinfo:
+        Policy(max_failed_attempts=101)
+    reason = excinfo.value.details["reason"]
+    assert reason.startswith("the worst-case chance that one code is guessed before it locks")
+    assert "1 in 990,099 (1.01e-06: 101 attempts over 100,000,000 codes)" in reason
+    assert "above the limit of 1 in 1,000,000 (1e-06)" in reason
+    assert "max_failed_attempts" in reason
+    assert "in a day" not in reason
+    assert reason.endswith("or pass accept_guess_risk=True to accept the risk")
+
+
+def test_refusal_names_both_figures_when_both_are_too_high() -> None:
+    """Both limits broken: both figures are named, and the flag once."""
+    with pytest.raises(InvalidPolicy) as excinfo:
+        Policy(max_failed_attempts=200, failure_budget=50)
+    reason = excinfo.value.details["reason"]
+    assert "1 in 500,000 (2e-06: 200 attempts" in reason
+    assert "1 in 83,333 (1.2e-05: 8 providers x 50 wrong guesses" in reason
+    assert 1 == reason.count("accept_guess_risk=True")
+
+
+def test_accepted_policy_still_reports_its_risk() -> None:
+    """accept_guess_risk=True builds the policy; guess_risk gives the same figures."""
+    policy = Policy(failure_budget=1000, accept_guess_risk=True)
+    risk = policy.guess_risk
+    assert (1000, 24_000) == (risk.guesses_per_day, risk.tries_per_day)
+    assert 24_000 / 10**8 == risk.per_subject_per_day
+    assert 4_166 == risk.per_subject_per_day_one_in
+    assert 1000 == policy.failure_budget
+
+
+def test_accepting_a_safe_policy_changes_nothing_but_the_flag() -> None:
+    """The flag on a policy within the limits is harmless: same settings, same figures."""
+    accepted = Policy(accept_guess_risk=True)
+    assert Policy().guess_risk == accepted.guess_risk
+    assert attrs.evolve(accepted, accept_guess_risk=False) == Policy()
+    assert Policy().accept_guess_risk is False
+
+
+def test_evolve_keeps_the_flag() -> None:
+    """Evolving an accepted policy stays accepted; evolving a default one is checked again."""
+    accepted = Policy(accept_guess_risk=True)
+    assert 1000 == attrs.evolve(accepted, failure_budget=1000).failure_budget
+    with pytest.raises(InvalidPolicy):
+        attrs.evolve(Policy(), failure_budget=1000)
+
+
+@pytest.mark.parametrize("value", [1, 0, "True", "yes", "", None, 1.0, [True]])
+def test_accept_guess_risk_must_be_a_bool(value: object) -> None:
+    """Only True or False decide to accept a risk; truthy values are refused."""
+    with pytest.raises(InvalidPolicy) as excinfo:
+        Policy(accept_guess_risk=value)  # type: ignore[arg-type]
+    assert "accept_guess_risk must be True or False" == excinfo.value.details["reason"]
+
+
+def test_flag_is_checked_even_for_a_safe_policy() -> None:
+    """A non-bool flag is refused whatever the figures."""
+    with pytest.raises(InvalidPolicy):
+        Policy(failure_budget=1, accept_guess_risk="no")  # type: ignore[arg-type]
+
+
+def test_figures_cap_at_one() -> None:
+    """More tries than codes give a chance of 1, "1 in 1", not more."""
+    risk = _risk(
+        max_failed_attempts=10**9,
+        failure_budget=10**6,
+        failure_window=timedelta(seconds=1),
+    )
+    assert (1.0, 1.0) == (risk.per_code, risk.per_subject_per_day)
+    assert (1, 1) == (risk.per_code_one_in, risk.per_subject_per_day_one_in)
+    assert 10**6 * 86_400 == risk.guesses_per_day
+
+
+def test_guess_risk_is_a_frozen_value() -> None:
+    """GuessRisk is immutable, equal by value, and its figures follow from its counts."""
+    risk = GuessRisk(
+        combinations=10**8,
+        max_failed_attempts=5,
+        providers=8,
+        guesses_per_day=10,
+        codes_tested_per_guess=3,
+    )
+    assert Policy().guess_risk == risk
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        risk.per_code = 0.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        GuessRisk(  # type: ignore[call-arg]
+            combinations=10**8,
+            max_failed_attempts=5,
+            providers=8,
+            guesses_per_day=10,
+            codes_tested_per_guess=3,
+            per_code=0.0,
+        )
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "combinations",
+        "max_failed_attempts",
+        "providers",
+        "guesses_per_day",
+        "codes_tested_per_guess",
+    ],
+)
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "3"])
+def test_guess_risk_counts_are_whole_positive_numbers(field: str, value: object) -> None:
+    """A GuessRisk built by hand refuses counts that are not whole numbers of at least 1."""
+    counts: dict[str, Any] = {
+        "combinations": 10**8,
+        "max_failed_attempts": 5,
+        "providers": 8,
+        "guesses_per_day": 10,
+        "codes_tested_per_guess": 3,
+    }
+    with pytest.raises(InvalidPolicy):
+        GuessRisk(**{**counts, field: value})
+
+
+@given(_risk_settings)
+def test_guess_risk_follows_the_formula(settings: dict[str, Any]) -> None:
+    """Any policy's figures are the formula's, in [0, 1], and consistent with one another."""
+    policy = Policy(**settings, accept_guess_risk=True)
+    risk = policy.guess_risk
+    assert _expected(policy) == (risk.per_code, risk.per_subject_per_day)
+    assert 0.0 < risk.per_code <= 1.0
+    assert 0.0 < risk.per_subject_per_day <= 1.0
+    assert risk.combinations == policy.code_format.combinations
+    assert risk.tries_per_day == (
+        risk.providers * risk.guesses_per_day * risk.codes_tested_per_guess
+    )
+    # A day's guesses meet at least one code as often as the lock or the budget allows.
+    fewest = min(risk.max_failed_attempts, risk.guesses_per_day)
+    assert min(1.0, fewest / risk.combinations) <= risk.per_subject_per_day
+    if risk.guesses_per_day >= risk.max_failed_attempts:
+        # A day's budget can use up a code's attempts: the daily figure covers a whole code.
+        assert risk.per_code <= risk.per_subject_per_day
+    # "1 in N" never shows better odds than the figure.
+    assert 1 / risk.per_code_one_in >= risk.per_code
+    assert 1 / risk.per_subject_per_day_one_in >= risk.per_subject_per_day
+
+
+@given(_risk_settings)
+def test_policy_is_refused_exactly_when_a_figure_is_over_its_limit(
+    settings: dict[str, Any],
+) -> None:
+    """Without the flag a policy builds if and only if both figures are within the limits."""
+    risk = _risk(**settings)
+    if _within_limits(risk):
+        assert risk == Policy(**settings).guess_risk
+    else:
+        with pytest.raises(InvalidPolicy) as excinfo:
+            Policy(**settings)
+        assert "accept_guess_risk=True" in excinfo.value.details["reason"]
+
+
+def _looser(setting: str, current: Any, data: st.DataObject) -> Any:
+    """A value of ``setting`` at least as loose as ``current``: a count as big, more providers."""
+    if setting == "providers":
+        more = data.draw(_provider_sets, label="more providers")
+        return tuple(dict.fromkeys((*current, *more)))
+    return current + data.draw(st.integers(min_value=0, max_value=1000), label="more")
+
+
+@pytest.mark.parametrize(
+    "setting", ["max_failed_attempts", "failure_budget", "max_live_codes", "providers"]
+)
+@given(settings=_risk_settings, data=st.data())
+def test_looser_settings_never_lower_the_risk(
+    setting: str, settings: dict[str, Any], data: st.DataObject
+) -> None:
+    """More attempts, budget, live codes or providers never lower either figure."""
+    looser = {**settings, setting: _looser(setting, settings[setting], data)}
+    before, after = _risk(**settings), _risk(**looser)
+    assert before.per_code <= after.per_code
+    assert before.per_subject_per_day <= after.per_subject_per_day
+
+
+@given(settings=_risk_settings, data=st.data())
+def test_shorter_window_never_lowers_the_risk(
+    settings: dict[str, Any], data: st.DataObject
+) -> None:
+    """A shorter failure window lets the budget refill more often: never a lower daily figure."""
+    window = data.draw(
+        st.timedeltas(min_value=timedelta(seconds=1), max_value=settings["failure_window"]),
+        label="shorter window",
+    )
+    shorter = {**settings, "failure_window": window}
+    before, after = _risk(**settings), _risk(**shorter)
+    assert before.per_code == after.per_code
+    assert before.guesses_per_day <= after.guesses_per_day
+    assert before.per_subject_per_day <= after.per_subject_per_day
+
+
+@given(settings=_risk_settings, extra=st.integers(min_value=1, max_value=8))
+def test_longer_codes_lower_the_risk(settings: dict[str, Any], extra: int) -> None:
+    """Each extra character divides both figures by the alphabet size (until the cap of 1)."""
+    code_format = settings["code_format"]
+    assume(code_format.length + extra <= 32)
+    longer = CodeFormat(length=code_format.length + extra, alphabet=code_format.alphabet)
+    before, after = _risk(**settings), _risk(**{**settings, "code_format": longer})
+    assert after.per_code < before.per_code
+    assert after.per_subject_per_day <= before.per_subject_per_day
+    if before.per_subject_per_day < 1.0:
+        assert after.per_subject_per_day < before.per_subject_per_day
+
+
+# --- the bound against the rules: what redeem really lets an attacker try ------------------------
+
+
+def _fresh_issuer(policy: Policy) -> tuple[CodeIssuer, ManualClock]:
+    clock = ManualClock(START)
+    return CodeIssuer(MemoryStorage(), keyring=_KEYRING, policy=policy, clock=clock), clock
+
+
+def _tries(issuer: CodeIssuer, code_ids: list[str]) -> int:
+    """Wrong guesses charged to the subject's codes: comparisons with a live code."""
+    return sum(issuer.status(_CITIZEN, code_id).failed_attempts for code_id in code_ids)
+
+
+def _a_wrong_code(issued: list[str]) -> str:
+    """A well-formed code that is none of the codes issued so far."""
+    return next(f"{n:08d}" for n in range(len(issued) + 1) if f"{n:08d}" not in issued)
+
+
+def test_default_bound_is_reached_by_a_cooperating_customer() -> None:
+    """The default's 240 tries a day are reachable: re-issuing after each lock, provider by
+    provider, every wrong guess meets 3 live codes. The bound is tight, not just safe."""
+    policy = Policy()
+    issuer, _clock = _fresh_issuer(policy)
+    code_ids: list[str] = []
+    codes: list[str] = []
+    for provider in policy.providers:
+        for _ in range(policy.failure_budget // policy.max_failed_attempts):
+            for _ in range(policy.max_live_codes):
+                issued = issuer.issue(_CITIZEN, provider)
+                code_ids.append(issued.code_id)
+                codes.append(issued.code)
+            for _ in range(policy.max_failed_attempts):
+                with pytest.raises(WrongCode):
+                    issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
+        with pytest.raises(FailureBudgetExhausted):
+            issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
+    assert policy.guess_risk.tries_per_day == _tries(issuer, code_ids) == 240
+
+
+def _worst_day(policy: Policy) -> int:
+    """Tries charged in a day at which the attacker uses the whole budget at the start of each
+    window at every provider, and the customer holds all ``max_live_codes`` codes there before
+    every guess (re-issuing the locked ones, revoking the rest when the attacker moves on)."""
+    issuer, clock = _fresh_issuer(policy)
+    end = START + timedelta(hours=24)
+    code_ids: list[str] = []
+    codes: list[str] = []
+    while clock.now() < end:
+        for provider in policy.providers:
+            here: list[str] = []
+            for _ in range(policy.failure_budget):
+                with contextlib.suppress(LiveCodeLimitReached):
+                    while True:
+                        issued = issuer.issue(_CITIZEN, provider)
+                        here.append(issued.code_id)
+                        codes.append(issued.code)
+                with pytest.raises(WrongCode):
+                    issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
+            with pytest.raises(FailureBudgetExhausted):
+                issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
+            for code_id in here:
+                issuer.revoke(_CITIZEN, code_id)
+            code_ids.extend(here)
+        clock.set(clock.now() + policy.failure_window)
+    return _tries(issuer, code_ids)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    providers=st.integers(min_value=1, max_value=3),
+    attempts=st.integers(min_value=1, max_value=4),
+    budget=st.integers(min_value=1, max_value=4),
+    window=st.sampled_from(
+        [
+            timedelta(hours=24),
+            timedelta(hours=24) - ONE_MICROSECOND,
+            timedelta(hours=30),
+            timedelta(hours=7),
+            timedelta(hours=5),
+            timedelta(hours=1),
+        ]
+    ),
+    live=st.integers(min_value=1, max_value=3),
+    ttl=st.sampled_from([timedelta(minutes=30), FOUR_HOURS]),
+)
+def test_the_bound_is_reached_in_the_worst_day(
+    *, providers: int, attempts: int, budget: int, window: timedelta, live: int, ttl: timedelta
+) -> None:
+    """For any limits, the worst day charges exactly ``tries_per_day``: the bound is tight."""
+    policy = Policy(
+        providers=SAUDI_PROVIDERS[:providers],
+        max_failed_attempts=attempts,
+        failure_budget=budget,
+        failure_window=window,
+        max_live_codes=live,
+        ttl=ttl,
+        retention=timedelta(days=2),
+        accept_guess_risk=True,
+    )
+    assert policy.guess_risk.tries_per_day == _worst_day(policy)
+
+
+#: A day of a customer who holds as many codes as allowed and an attacker guessing at them:
+#: ``fill`` issues codes at a provider up to the live-code limit, ``guess`` tries a wrong code
+#: there, ``revoke`` cancels one code, ``wait`` moves the clock on by some minutes.
+_actions = st.lists(
+    st.tuples(
+        st.sampled_from(["fill", "guess", "guess", "guess", "guess", "revoke", "wait"]),
+        st.integers(min_value=0, max_value=6 * 60),
+    ),
+    min_size=10,
+    max_size=150,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    attempts=st.integers(min_value=1, max_value=4),
+    budget=st.integers(min_value=1, max_value=4),
+    window=st.sampled_from([timedelta(hours=hours) for hours in (1, 5, 7, 24, 30)]),
+    live=st.integers(min_value=1, max_value=3),
+    ttl=st.sampled_from([timedelta(minutes=30), FOUR_HOURS]),
+    actions=_actions,
+)
+def test_no_day_of_the_rules_exceeds_the_bound(
+    *,
+    attempts: int,
+    budget: int,
+    window: timedelta,
+    live: int,
+    ttl: timedelta,
+    actions: list[tuple[str, int]],
+) -> None:
+    """Any mix of issues, revocations, waits and wrong guesses over a day, at three providers,
+    charges no more tries than the bound: G x L per provider, P x G x L in all."""
+    policy = Policy(
+        providers=SAUDI_PROVIDERS[:3],
+        max_failed_attempts=attempts,
+        failure_budget=budget,
+        failure_window=window,
+        max_live_codes=live,
+        ttl=ttl,
+        retention=timedelta(days=2),
+        accept_guess_risk=True,
+    )
+    risk = policy.guess_risk
+    issuer, clock = _fresh_issuer(policy)
+    end = START + timedelta(hours=24)
+    code_ids: dict[str, list[str]] = {provider.id: [] for provider in policy.providers}
+    codes: list[str] = []
+    for action, argument in actions:
+        if action == "wait":
+            if clock.now() + timedelta(minutes=argument) >= end:
+                break
+            clock.advance(minutes=argument)
+            continue
+        if action == "revoke":
+            everyone = [code_id for ids in code_ids.values() for code_id in ids]
+            if everyone:
+                issuer.revoke(_CITIZEN, everyone[argument % len(everyone)])
+            continue
+        provider = policy.providers[argument % len(policy.providers)].id
+        if action == "fill":
+            with contextlib.suppress(LiveCodeLimitReached):
+                for _ in range(policy.max_live_codes):
+                    issued = issuer.issue(_CITIZEN, provider)
+                    code_ids[provider].append(issued.code_id)
+                    codes.append(issued.code)
+        else:
+            with pytest.raises((WrongCode, FailureBudgetExhausted)):
+                issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
+    per_provider = [_tries(issuer, ids) for ids in code_ids.values()]
+    assert all(
+        tries <= risk.guesses_per_day * risk.codes_tested_per_guess for tries in per_provider
+    )
+    assert sum(per_provider) <= risk.tries_per_day

@@ -127,7 +127,8 @@ def test_concurrent_wrong_guesses_lock_at_exactly_the_limit(
     pool: ThreadPoolExecutor, keyring: Keyring, clock: ManualClock, citizen: Subject
 ) -> None:
     """32 simultaneous wrong guesses: 5 charged to the code, LOCKED, all 32 in the failure log."""
-    policy = Policy(max_failed_attempts=5, failure_budget=1000)
+    # A budget so large that every guess is counted: far above the guess-risk limit, on purpose.
+    policy = Policy(max_failed_attempts=5, failure_budget=1000, accept_guess_risk=True)
     collisions = 0
     for _ in range(40):
         issuer, storage = make(keyring, clock, policy)
@@ -166,7 +167,7 @@ def test_right_code_racing_wrong_guesses_is_consistent(
     pool: ThreadPoolExecutor, keyring: Keyring, clock: ManualClock, citizen: Subject
 ) -> None:
     """One right and 31 wrong at once: redeemed before the lock, or locked and never redeemed."""
-    policy = Policy(failure_budget=1000)
+    policy = Policy(failure_budget=1000, accept_guess_risk=True)
     for _ in range(40):
         issuer, storage = make(keyring, clock, policy)
         issued = issuer.issue(citizen, "stc")

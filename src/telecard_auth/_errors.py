@@ -18,6 +18,7 @@ __all__ = [
     "CodeExpired",
     "CodeLocked",
     "CodeRevoked",
+    "CodeSuperseded",
     "ConfigurationError",
     "FailureBudgetExhausted",
     "InvalidBinding",
@@ -25,15 +26,19 @@ __all__ = [
     "InvalidInput",
     "InvalidMsisdn",
     "InvalidPolicy",
+    "InvalidRequestId",
     "InvalidStorageUrl",
     "InvalidTime",
     "KeyringError",
     "LiveCodeLimitReached",
     "MalformedCode",
+    "MalformedReceipt",
     "MissingExtra",
     "NotEligible",
     "NotPermitted",
+    "ReceiptNotVerified",
     "RedemptionRefused",
+    "RequestConflict",
     "ServiceMismatch",
     "ServiceNotAllowed",
     "StorageContention",
@@ -42,6 +47,7 @@ __all__ = [
     "UnknownCode",
     "UnknownProvider",
     "UnknownService",
+    "UnknownSigningKey",
     "WrongCode",
 ]
 
@@ -190,6 +196,25 @@ class InvalidTime(InvalidInput):
     template_ar = "وقت غير صحيح: {reason_ar}."
 
 
+class InvalidRequestId(InvalidInput):
+    """A redemption's ``request_id`` is not 1-64 printable ASCII characters."""
+
+    code = "invalid_request_id"
+    template_en = "The request id must be 1 to 64 printable ASCII characters."
+    template_ar = "يجب أن يكون معرّف الطلب من 1 إلى 64 حرفًا مطبوعًا من حروف ASCII."
+
+
+class MalformedReceipt(InvalidInput):
+    """A redemption receipt, or a value to build one from, is not of the receipt's form.
+
+    The message names what is wrong, never the receipt's text.
+    """
+
+    code = "malformed_receipt"
+    template_en = "The receipt is not well formed: {reason}."
+    template_ar = "الإيصال غير سليم البنية: {reason_ar}."
+
+
 # --- not permitted: the request is well formed but the policy says no -----------------------
 
 
@@ -306,6 +331,48 @@ class BindingMismatch(RedemptionRefused):
     code = "binding_mismatch"
     template_en = "The {binding} does not match the one this code was issued for."
     template_ar = "{binding_ar} لا يطابق ما صدر الرمز له."
+
+
+class CodeSuperseded(RedemptionRefused):
+    """The code was right but a newer code replaced it (the policy supersedes at its limit)."""
+
+    code = "code_superseded"
+    template_en = "A newer code replaced this code; use the newest code."
+    template_ar = "حلّ رمز أحدث محل هذا الرمز؛ استخدم أحدث رمز."
+
+
+class RequestConflict(RedemptionRefused):
+    """The request id was already used for a redemption with other inputs.
+
+    A retry must repeat the same code, provider, service and bindings; anything else needs a
+    request id of its own.
+    """
+
+    code = "request_conflict"
+    template_en = "This request id was already used for another redemption."
+    template_ar = "استُخدم معرّف الطلب هذا من قبل لعملية استخدام أخرى."
+
+
+# --- receipt not verified: the receipt is well formed but not authentic ---------------------
+
+
+class ReceiptNotVerified(TelecardAuthError):
+    """A redemption receipt's signature does not verify: it was altered, or another key signed it.
+
+    Catch this family to refuse any receipt that is not authentic.
+    """
+
+    code = "receipt_not_verified"
+    template_en = "The receipt is not authentic: it was altered or signed with another key."
+    template_ar = "الإيصال غير موثوق: عُدّل بعد توقيعه أو وُقّع بمفتاح آخر."
+
+
+class UnknownSigningKey(ReceiptNotVerified):
+    """The receipt names a signing key id that none of the keys given to verify it has."""
+
+    code = "unknown_signing_key"
+    template_en = "The receipt was signed with key {key_id}, which is not among the keys given."
+    template_ar = "وُقّع الإيصال بالمفتاح {key_id}، وهو ليس من المفاتيح المعطاة للتحقق."
 
 
 # --- lookups ---------------------------------------------------------------------------------

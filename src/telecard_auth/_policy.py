@@ -31,18 +31,26 @@ from telecard_auth._model import (
 )
 from telecard_auth._normalize import MAX_INPUT_LENGTH, fold_digits
 
-__all__ = ["CodeFormat", "Policy", "default_government_id_validator"]
+__all__ = ["CodeFormat", "GuessRisk", "Policy", "default_government_id_validator"]
 
 _PRINTABLE = re.compile(r"[!-~]+", re.ASCII)
 _SEPARATOR_CHARS = frozenset(" -")
 _GOVERNMENT_ID = re.compile(r"7[0-9]{9}", re.ASCII)
 _MAX_CODE_LENGTH = 32
+#: The period the per-subject figure of ``GuessRisk`` covers.
+_DAY = timedelta(hours=24)
 
 
 def _positive_int(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
     # bool is an int in Python; True attempts is a configuration mistake, not 1.
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InvalidPolicy(reason=f"{attribute.name} must be a whole number of at least 1")
+
+
+def _real_bool(_instance: object, attribute: attrs.Attribute[bool], value: object) -> None:
+    # A truthy string or 1 is not a decision to accept a risk.
+    if not isinstance(value, bool):
+        raise InvalidPolicy(reason=f"{attribute.name} must be True or False")
 
 
 def _positive_duration(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -140,6 +148,113 @@ class CodeFormat:
         raise MalformedCode(length=self.length, alphabet=self.alphabet)
 
 
+def _chance(tries: int, combinations: int) -> float:
+    # int / int is correctly rounded, so comparing with a threshold is exact up to one ulp.
+    return min(1.0, tries / combinations)
+
+
+def _one_in(tries: int, combinations: int) -> int:
+    # Rounded down: the odds shown are never better than the bound.
+    return max(1, combinations // tries)
+
+
+def _guesses_per_day(failure_budget: int, failure_window: timedelta) -> int:
+    # At most ``budget`` failures in any window, and 24 h split into ceil(24 h / window) windows.
+    return failure_budget * -(-_DAY // failure_window)
+
+
+@attrs.frozen(kw_only=True)
+class GuessRisk:
+    """The worst-case chance that an attacker guesses a code, as the policy's limits allow.
+
+    Both figures are upper bounds, for an online attacker who does not know the code and whose
+    every guess goes through ``redeem``; with ``N`` possible codes (``combinations``):
+
+    - ``per_code = min(1, A / N)``, ``A`` being ``max_failed_attempts``: a code is compared with
+      at most ``A`` guesses before it locks, and ``A`` guesses at a uniformly random code hit it
+      with chance at most ``A / N`` (exactly, if they are distinct). The failure budget and the
+      TTL may leave the attacker fewer guesses at one code; the figure does not count on it.
+    - ``per_subject_per_day = min(1, P * G * L / N)``: the chance that an attacker guessing
+      against ONE subject at ALL ``P`` providers of the policy during any 24 hours (from ``t``
+      to just before ``t + 24 h``) hits a live code. ``G`` is ``guesses_per_day``, the wrong
+      guesses the failure budget lets through at one provider in 24 hours: at most
+      ``failure_budget`` in any ``failure_window``, so
+      ``failure_budget * ceil(24 h / failure_window)``. ``L`` is ``codes_tested_per_guess``, the
+      live codes one guess is compared with: ``max_live_codes``, since a wrong code is charged
+      against every live code of the subject at that provider. The union bound sums the chance of
+      each (guess, live code) comparison, ``1 / N`` each.
+
+    The TTL and re-issuing do not tighten the bound. A code stops being live as soon as it locks,
+    is used or is revoked, and the customer may then be issued another at once, so the number of
+    codes a subject holds in a day has no limit but ``max_live_codes`` at a time; each guess can
+    always meet ``L`` live codes, and only the failure budget limits the guesses. Nor does the
+    bound credit that the ``L`` live codes are shared by all providers: a subject may hold them
+    at one provider while it is guessed at, then at the next. The bound is reached by such a
+    subject, who re-issues each code as it locks. An attacker guessing for many subjects faces
+    these odds for each of them.
+
+    The default policy: ``N = 10^8``, ``A = 5``, ``P = 8``, ``G = 10 * ceil(24 h / 24 h) = 10``,
+    ``L = 3``:
+
+    >>> risk = Policy().guess_risk
+    >>> risk.per_code, risk.per_subject_per_day
+    (5e-08, 2.4e-06)
+    >>> risk.per_code_one_in, risk.per_subject_per_day_one_in
+    (20000000, 416666)
+    >>> print(risk)  # doctest: +NORMALIZE_WHITESPACE
+    worst-case chance of a guessed code:
+    1 in 20,000,000 per code (5 attempts over 100,000,000 codes);
+    1 in 416,666 per subject per day
+    (8 providers x 10 wrong guesses x 3 live codes = 240 tries over 100,000,000 codes)
+    """
+
+    #: How many distinct codes the format can produce (``N``).
+    combinations: int = attrs.field(validator=_positive_int)
+    #: Wrong attempts after which a code locks (``A``).
+    max_failed_attempts: int = attrs.field(validator=_positive_int)
+    #: How many providers one subject can be guessed at (``P``).
+    providers: int = attrs.field(validator=_positive_int)
+    #: Most wrong guesses counted at one provider in any 24 hours (``G``).
+    guesses_per_day: int = attrs.field(validator=_positive_int)
+    #: Most live codes one wrong guess is compared with (``L``).
+    codes_tested_per_guess: int = attrs.field(validator=_positive_int)
+    #: Worst-case chance that one code is guessed before it locks: ``min(1, A / N)``.
+    per_code: float = attrs.field(init=False)
+    #: Worst-case chance that a subject's live code is guessed in 24 h: ``min(1, P*G*L / N)``.
+    per_subject_per_day: float = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "per_code", _chance(self.max_failed_attempts, self.combinations))
+        object.__setattr__(
+            self, "per_subject_per_day", _chance(self.tries_per_day, self.combinations)
+        )
+
+    @property
+    def tries_per_day(self) -> int:
+        """Comparisons of a wrong guess with a live code, per subject in 24 h: ``P * G * L``."""
+        return self.providers * self.guesses_per_day * self.codes_tested_per_guess
+
+    @property
+    def per_code_one_in(self) -> int:
+        """``per_code`` as "1 in N": ``N // A``, rounded down, at least 1."""
+        return _one_in(self.max_failed_attempts, self.combinations)
+
+    @property
+    def per_subject_per_day_one_in(self) -> int:
+        """``per_subject_per_day`` as "1 in N": ``N // (P * G * L)``, rounded down, at least 1."""
+        return _one_in(self.tries_per_day, self.combinations)
+
+    def __str__(self) -> str:
+        return (
+            f"worst-case chance of a guessed code: 1 in {self.per_code_one_in:,} per code "
+            f"({self.max_failed_attempts} attempts over {self.combinations:,} codes); "
+            f"1 in {self.per_subject_per_day_one_in:,} per subject per day "
+            f"({self.providers} providers x {self.guesses_per_day} wrong guesses x "
+            f"{self.codes_tested_per_guess} live codes = {self.tries_per_day:,} tries over "
+            f"{self.combinations:,} codes)"
+        )
+
+
 def default_government_id_validator(identifier: str) -> bool:
     """The assumed shape of a government body's identifier: 10 digits starting with ``7``.
 
@@ -147,6 +262,10 @@ def default_government_id_validator(identifier: str) -> bool:
     number of establishments. Deployments that know better pass their own validator to ``Policy``.
     """
     return _GOVERNMENT_ID.fullmatch(identifier) is not None
+
+
+def _limit(chance: float) -> str:
+    return f"1 in {1 / chance:,.0f} ({chance:.3g})"
 
 
 def _catalogue(value: object, kind: type[Any], what: str) -> tuple[Any, ...]:
@@ -228,12 +347,37 @@ class Policy:
       still hears "already used" or "expired" rather than "wrong code" (24 hours).
     - ``transfer_services``: services for which a code may be bound to a recipient.
     - ``government_id_validator``: decides whether a government body's identifier is valid.
+    - ``accept_guess_risk``: build the policy even if its ``guess_risk`` is above the limits.
+
+    ``guess_risk`` gives the worst-case chance that a code is guessed (see ``GuessRisk``). A
+    policy is refused unless both figures are within the limits, or ``accept_guess_risk=True``:
+
+    - ``per_code`` at most ``MAX_GUESS_CHANCE_PER_CODE``, one in a million: the 10^8 codes of 8
+      digits with up to 100 attempts, the most consecutive failures NIST SP 800-63B lets a
+      verifier allow;
+    - ``per_subject_per_day`` at most ``MAX_GUESS_CHANCE_PER_SUBJECT_DAY``, one in 100,000:
+      1,000 tries a day against 10^8 codes.
+
+    The default policy is 1 in 20,000,000 per code and 1 in 416,666 per subject per day; it stays
+    within the limits with up to 4 times its failure budget or live codes. ``attrs.evolve`` keeps
+    ``accept_guess_risk``: a policy evolved from an accepted one is accepted too.
 
     >>> from datetime import timedelta
     >>> policy = Policy(ttl_by_service={"number_transfer": timedelta(hours=1)})
     >>> policy.ttl_for("number_transfer"), policy.ttl_for("new_line")
     (datetime.timedelta(seconds=3600), datetime.timedelta(seconds=14400))
+    >>> Policy(failure_budget=100)
+    Traceback (most recent call last):
+      ...
+    telecard_auth._errors.InvalidPolicy: The policy is not valid: ...
+    >>> Policy(failure_budget=100, accept_guess_risk=True).guess_risk.per_subject_per_day
+    2.4e-05
     """
+
+    #: Highest ``guess_risk.per_code`` a policy may have without ``accept_guess_risk``.
+    MAX_GUESS_CHANCE_PER_CODE: ClassVar[float] = 1e-6
+    #: Highest ``guess_risk.per_subject_per_day`` a policy may have without ``accept_guess_risk``.
+    MAX_GUESS_CHANCE_PER_SUBJECT_DAY: ClassVar[float] = 1e-5
 
     providers: tuple[Provider, ...] = attrs.field(default=SAUDI_PROVIDERS, converter=_providers)
     services: tuple[Service, ...] = attrs.field(default=DEFAULT_SERVICES, converter=_services)
@@ -259,11 +403,13 @@ class Policy:
     government_id_validator: Callable[[str], bool] = attrs.field(
         default=default_government_id_validator
     )
+    accept_guess_risk: bool = attrs.field(default=False, validator=_real_bool)
 
     _provider_by_id: Mapping[str, Provider] = attrs.field(init=False, repr=False, eq=False)
     _service_by_id: Mapping[str, Service] = attrs.field(init=False, repr=False, eq=False)
     _allowed: Mapping[SubjectKind, frozenset[str]] = attrs.field(init=False, repr=False, eq=False)
     _longest_ttl: Mapping[SubjectKind, timedelta] = attrs.field(init=False, repr=False, eq=False)
+    _guess_risk: GuessRisk = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.code_format, CodeFormat):
@@ -293,6 +439,46 @@ class Policy:
         object.__setattr__(self, "_service_by_id", services)
         object.__setattr__(self, "_allowed", allowed)
         object.__setattr__(self, "_longest_ttl", longest)
+        risk = GuessRisk(
+            combinations=self.code_format.combinations,
+            max_failed_attempts=self.max_failed_attempts,
+            providers=len(self.providers),
+            guesses_per_day=_guesses_per_day(self.failure_budget, self.failure_window),
+            codes_tested_per_guess=self.max_live_codes,
+        )
+        object.__setattr__(self, "_guess_risk", risk)
+        if not self.accept_guess_risk:
+            self._refuse_guess_risk(risk)
+
+    def _refuse_guess_risk(self, risk: GuessRisk) -> None:
+        too_high = []
+        if risk.per_code > self.MAX_GUESS_CHANCE_PER_CODE:
+            too_high.append(
+                f"the worst-case chance that one code is guessed before it locks is "
+                f"1 in {risk.per_code_one_in:,} ({risk.per_code:.3g}: "
+                f"{risk.max_failed_attempts} attempts over {risk.combinations:,} codes), above "
+                f"the limit of {_limit(self.MAX_GUESS_CHANCE_PER_CODE)}; lower "
+                "max_failed_attempts or lengthen the code"
+            )
+        if risk.per_subject_per_day > self.MAX_GUESS_CHANCE_PER_SUBJECT_DAY:
+            too_high.append(
+                f"the worst-case chance that one subject's live code is guessed in a day is "
+                f"1 in {risk.per_subject_per_day_one_in:,} ({risk.per_subject_per_day:.3g}: "
+                f"{risk.providers} providers x {risk.guesses_per_day} wrong guesses a day "
+                f"at each x {risk.codes_tested_per_guess} live codes over "
+                f"{risk.combinations:,} codes), above the limit of "
+                f"{_limit(self.MAX_GUESS_CHANCE_PER_SUBJECT_DAY)}; lower failure_budget, "
+                "max_live_codes or the number of providers, lengthen failure_window or the code"
+            )
+        if too_high:
+            raise InvalidPolicy(
+                reason="; ".join(too_high) + "; or pass accept_guess_risk=True to accept the risk"
+            )
+
+    @property
+    def guess_risk(self) -> GuessRisk:
+        """The worst-case chance that an attacker guesses a code under this policy."""
+        return self._guess_risk
 
     def provider(self, value: object) -> Provider:
         """The registered provider for ``value`` (a ``Provider`` or its id)."""

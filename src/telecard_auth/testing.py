@@ -927,7 +927,7 @@ class StorageContract:
         self, make_issuer: IssuerFactory[CodeIssuer], policy: Policy, subject: Subject
     ) -> None:
         """Wrong guesses up to the limit lock the code, and then the right code is CodeLocked."""
-        policy = attrs.evolve(policy, failure_budget=1000)
+        policy = attrs.evolve(policy, failure_budget=1000, accept_guess_risk=True)
         issuer = make_issuer(policy)
         issued = issuer.issue(subject, PROVIDER)
         guess = _other_code(policy, issued.code)
@@ -1147,7 +1147,9 @@ class StorageContract:
         race_pool: ThreadPoolExecutor,
     ) -> None:
         """32 wrong guesses at once with a limit of 5: 5 attempts counted, the code LOCKED."""
-        policy = attrs.evolve(policy, max_failed_attempts=5, failure_budget=1000)
+        policy = attrs.evolve(
+            policy, max_failed_attempts=5, failure_budget=1000, accept_guess_risk=True
+        )
         lost = LostCommits()
         issuer = make_issuer(policy, lost)
         for round_ in range(max(1, self.race_rounds // 20)):
@@ -1309,7 +1311,9 @@ class AsyncStorageContract(StorageContract):
         portal: Portal,
     ) -> None:
         """32 wrong guesses as tasks at once with a limit of 5: 5 attempts counted, code LOCKED."""
-        policy = attrs.evolve(policy, max_failed_attempts=5, failure_budget=1000)
+        policy = attrs.evolve(
+            policy, max_failed_attempts=5, failure_budget=1000, accept_guess_risk=True
+        )
         lost = LostCommits()
         counting = _AsyncCounting(async_storage, lost)
         issuer = AsyncCodeIssuer(counting, keyring=keyring, policy=policy, clock=clock)

@@ -173,7 +173,8 @@ def race_worker(inbox: Queue[Any], outbox: Queue[Any], barrier: Barrier) -> None
                 issuer = CodeIssuer(
                     storage,
                     keyring=keyring_from_spec(spec),
-                    policy=Policy(failure_budget=failure_budget),
+                    # UNBOUNDED_BUDGET is far above the guess-risk limit, on purpose.
+                    policy=Policy(failure_budget=failure_budget, accept_guess_risk=True),
                     clock=ManualClock(START),
                 )
                 outbox.put(("ready", pid, repr(storage.inner)))
