@@ -1229,3 +1229,25 @@ def test_no_day_of_the_rules_exceeds_the_bound(
         tries <= risk.guesses_per_day * risk.codes_tested_per_guess for tries in per_provider
     )
     assert sum(per_provider) <= risk.tries_per_day
+
+
+# --- what happens at the live-code limit, and when an old key may retire ---------------------
+
+
+def test_the_live_code_limit_refuses_by_default_and_may_supersede() -> None:
+    assert "refuse" == Policy().on_live_code_limit
+    assert "supersede" == Policy(on_live_code_limit="supersede").on_live_code_limit
+
+
+@pytest.mark.parametrize("action", ["Supersede", "replace", "", None, 1, ["refuse"], b"refuse"])
+def test_an_unknown_live_code_limit_action_is_refused(action: object) -> None:
+    with pytest.raises(InvalidPolicy, match="on_live_code_limit"):
+        Policy(on_live_code_limit=action)  # type: ignore[arg-type]
+
+
+def test_an_old_key_retires_after_the_longest_life_of_a_code_and_its_retention() -> None:
+    assert timedelta(hours=28) == Policy().key_retirement_delay
+    longer = Policy(
+        ttl_by_service={"number_transfer": timedelta(hours=10)}, retention=timedelta(hours=2)
+    )
+    assert timedelta(hours=12) == longer.key_retirement_delay

@@ -30,7 +30,10 @@ from telecard_auth import (
     HmacKey,
     InvalidInput,
     InvalidTime,
+    Keyring,
     KeyringError,
+    ManualClock,
+    MemoryStorage,
     NotPermitted,
     Redemption,
     RedemptionRefused,
@@ -1160,3 +1163,33 @@ def test_format_verifies_without_the_library() -> None:
     )
     assert "" == result.stderr
     assert f"{FIELDS['code_id']} 2026-03-01T09:30:15.250001Z False\n" == result.stdout
+
+
+def test_a_receipt_from_the_issuer_verifies_in_another_process_and_no_tamper_passes() -> None:
+    """End to end: redeem through CodeIssuer; the operator verifies with the public key only."""
+    signer = ReceiptSigner.generate("r1")
+    clock = ManualClock(datetime(2026, 3, 1, 9, 0, 0, 123_456, tzinfo=UTC))
+    issuer = CodeIssuer(MemoryStorage(), keyring=Keyring.generate(), clock=clock, signer=signer)
+    customer = Subject.citizen("1000000008")
+    issued = issuer.issue(customer, "zain")
+    clock.advance(minutes=12)
+    redemption = issuer.redeem(customer, "zain", issued.code, "lost_sim_replacement")
+    receipt = redemption.receipt
+    assert receipt is not None
+    returncode, answer = _in_child(signer.current.public_key.to_text(), receipt.to_text())
+    assert 0 == returncode
+    assert {
+        "code_id": issued.code_id,
+        "provider_id": "zain",
+        "service_id": "lost_sim_replacement",
+        "redeemed_at": clock.now().isoformat(),
+        "subject_ref": redemption.subject_ref,
+        "key_id": "r1",
+    } == answer
+    assert customer.identifier not in receipt.to_text()
+    fields = json.loads(receipt.payload())
+    for name, value in fields.items():
+        changed = dict(fields, **{name: value + 1 if isinstance(value, int) else value + "x"})
+        forged = _text(_canonical(changed), receipt.signature)
+        code, _ = _in_child(signer.current.public_key.to_text(), forged)
+        assert 1 == code, name

@@ -30,34 +30,47 @@ def _parse_time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
+def _row(record: CodeRecord) -> list[Any]:
+    row: list[Any] = [
+        record.code_id,
+        record.provider_id,
+        record.key_id,
+        base64.b64encode(record.digest).decode("ascii"),
+        record.issued_at.isoformat(),
+        record.expires_at.isoformat(),
+        record.service_id,
+        record.msisdn_ref,
+        record.recipient_ref,
+        record.state.value,
+        record.failed_attempts,
+        _time(record.finished_at),
+        record.redeemed_service_id,
+    ]
+    # Fields that most records leave empty are written only when one is set.
+    if record.request_ref is not None or record.receipt_key_id is not None:
+        row += [record.request_ref, record.request_inputs, record.receipt_key_id]
+    return row
+
+
 def encode_state(change: Commit) -> str:
     """The document for the subject's state after ``change``."""
-    codes = [
-        [
-            record.code_id,
-            record.provider_id,
-            record.key_id,
-            base64.b64encode(record.digest).decode("ascii"),
-            record.issued_at.isoformat(),
-            record.expires_at.isoformat(),
-            record.service_id,
-            record.msisdn_ref,
-            record.recipient_ref,
-            record.state.value,
-            record.failed_attempts,
-            _time(record.finished_at),
-            record.redeemed_service_id,
-        ]
-        for record in change.codes
-    ]
     logs = [
         [log.provider_id, [moment.isoformat() for moment in log.failures]]
         for log in change.failure_logs
     ]
+    codes = [_row(record) for record in change.codes]
     return json.dumps({"f": FORMAT, "c": codes, "l": logs}, separators=(",", ":"))
 
 
+_BASE_FIELDS = 13
+_OPTIONAL_FIELDS = 3
+
+
 def _record(subject_ref: str, row: list[Any]) -> CodeRecord:
+    optional = row[_BASE_FIELDS:]
+    if len(optional) not in (0, _OPTIONAL_FIELDS):
+        raise ValueError("a stored code has the wrong number of fields")
+    request_ref, request_inputs, receipt_key_id = optional or (None, None, None)
     (
         code_id,
         provider_id,
@@ -72,7 +85,7 @@ def _record(subject_ref: str, row: list[Any]) -> CodeRecord:
         failed_attempts,
         finished_at,
         redeemed_service_id,
-    ) = row
+    ) = row[:_BASE_FIELDS]
     return CodeRecord(
         code_id=code_id,
         subject_ref=subject_ref,
@@ -88,6 +101,9 @@ def _record(subject_ref: str, row: list[Any]) -> CodeRecord:
         failed_attempts=failed_attempts,
         finished_at=_parse_time(finished_at),
         redeemed_service_id=redeemed_service_id,
+        request_ref=request_ref,
+        request_inputs=request_inputs,
+        receipt_key_id=receipt_key_id,
     )
 
 

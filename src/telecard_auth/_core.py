@@ -13,12 +13,14 @@ attempt is counted) come back as a ``Decision`` holding both the commit and the 
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from datetime import datetime
 from typing import Generic, TypeVar
 
 import attrs
 
+from telecard_auth import events as audit
 from telecard_auth._errors import (
     BindingMismatch,
     BindingRequired,
@@ -26,13 +28,16 @@ from telecard_auth._errors import (
     CodeExpired,
     CodeLocked,
     CodeRevoked,
+    CodeSuperseded,
     ConfigurationError,
     FailureBudgetExhausted,
     InvalidBinding,
     InvalidIdentifier,
     InvalidInput,
+    InvalidRequestId,
     LiveCodeLimitReached,
     NotEligible,
+    RequestConflict,
     ServiceMismatch,
     ServiceNotAllowed,
     TelecardAuthError,
@@ -52,21 +57,28 @@ from telecard_auth._model import (
 )
 from telecard_auth._normalize import MAX_INPUT_LENGTH, normalize_msisdn
 from telecard_auth._policy import Policy
+from telecard_auth._receipt import ReceiptSigner
 from telecard_auth._storage import CodeRecord, Commit, FailureLog, SubjectSnapshot
 
 T = TypeVar("T")
 
 _MSISDN_BINDING = ("mobile number", "رقم الجوال")
 _RECIPIENT_BINDING = ("recipient", "هوية المستلم")
+#: A request id: 1-64 printable ASCII characters, no spaces.
+_REQUEST_ID = re.compile(r"[!-~]{1,64}", re.ASCII)
 
 
 @attrs.frozen
 class Decision(Generic[T]):
-    """What a ``decide_*`` function returns: a change to commit (or none), a result or an error."""
+    """What a ``decide_*`` function returns: a change to commit (or none), a result or an error.
+
+    ``events`` tell what the decision did, for the issuer's sinks once the commit has landed.
+    """
 
     commit: Commit | None
     result: T | None = None
     error: TelecardAuthError | None = None
+    events: tuple[audit.AuditEvent, ...] = ()
 
     def outcome(self) -> T:
         """The result, or raise the error; call only once the commit (if any) has landed."""
@@ -98,6 +110,9 @@ class RedeemRequest:
     code: str = attrs.field(repr=False)
     msisdn_ref: str | None
     recipient_ref: str | None
+    request_id: str | None = None
+    request_ref: str | None = None
+    request_inputs: str | None = None
 
 
 # --- preparing requests: validation that needs no storage -----------------------------------
@@ -223,19 +238,36 @@ def prepare_redeem(
     service: object,
     msisdn: object,
     recipient: object,
+    request_id: object = None,
 ) -> RedeemRequest:
-    """Validate and normalise a redemption. A malformed code is refused here, uncounted."""
+    """Validate and normalise a redemption. A malformed code is refused here, uncounted.
+
+    A ``request_id`` makes the redemption idempotent: its pseudonym, and one of the other inputs
+    (provider, service, bindings), are stored with the redeemed code.
+    """
     checked = check_subject(policy, subject)
     resolved_provider = policy.provider(provider)
     resolved_service = check_service(policy, checked.kind, service)
     normalized = policy.code_format.normalize(code)
+    msisdn_ref = _msisdn_ref(keyring, msisdn)
+    recipient_ref = _recipient_ref(policy, keyring, recipient)
+    request_ref = request_inputs = None
+    if request_id is not None:
+        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
+            raise InvalidRequestId()
+        request_ref = keyring.pseudonym("request", request_id)
+        inputs = (request_id, resolved_provider.id, resolved_service.id, msisdn_ref, recipient_ref)
+        request_inputs = keyring.pseudonym("request-inputs", repr(inputs))
     return RedeemRequest(
         subject_ref=subject_ref(keyring, checked),
         provider=resolved_provider,
         service=resolved_service,
         code=normalized,
-        msisdn_ref=_msisdn_ref(keyring, msisdn),
-        recipient_ref=_recipient_ref(policy, keyring, recipient),
+        msisdn_ref=msisdn_ref,
+        recipient_ref=recipient_ref,
+        request_id=request_id,
+        request_ref=request_ref,
+        request_inputs=request_inputs,
     )
 
 
@@ -333,17 +365,27 @@ def decide_issue(
     *,
     code: str,
     code_id: str,
+    observed: bool = True,
 ) -> Decision[IssuedCode]:
-    """Issue ``code`` for the request, unless the subject already holds too many live codes.
+    """Issue ``code`` for the request; at the live-code limit, refuse or supersede the oldest.
 
     The code is valid for the service's TTL when bound to a service; unbound, for the longest TTL
     among the services the subject may use, and redemption then applies the chosen service's TTL.
+    With ``observed`` false (nobody listens), the decision carries no events.
     """
     live = [record for record in snapshot.codes if is_live(record, now)]
+    superseded: list[CodeRecord] = []
     if len(live) >= policy.max_live_codes:
-        raise LiveCodeLimitReached(
-            limit=policy.max_live_codes, next_free=min(record.expires_at for record in live)
-        )
+        if policy.on_live_code_limit != "supersede":
+            raise LiveCodeLimitReached(
+                limit=policy.max_live_codes, next_free=min(record.expires_at for record in live)
+            )
+        # Oldest first; codes issued at the same instant stay in the order they were issued.
+        live.sort(key=lambda record: record.issued_at)
+        superseded = [
+            _changed(record, state=CodeState.SUPERSEDED, finished_at=now)
+            for record in live[: len(live) - policy.max_live_codes + 1]
+        ]
     service = request.service
     lifetime = policy.ttl_for(service.id) if service else policy.longest_ttl(request.kind)
     key_id = keyring.current.key_id
@@ -368,8 +410,34 @@ def decide_issue(
         service=service,
         issued_at=record.issued_at,
         expires_at=record.expires_at,
+        superseded_code_ids=tuple(old.code_id for old in superseded),
     )
-    return Decision(next_state(policy, snapshot, now, codes=(record,)), issued)
+    if not observed:
+        return Decision(next_state(policy, snapshot, now, codes=(*superseded, record)), issued)
+    events: list[audit.AuditEvent] = [
+        audit.CodeSuperseded(
+            at=now,
+            subject_ref=old.subject_ref,
+            code_id=old.code_id,
+            provider_id=old.provider_id,
+            superseded_by=code_id,
+        )
+        for old in superseded
+    ]
+    events.append(
+        audit.CodeIssued(
+            at=now,
+            subject_ref=record.subject_ref,
+            code_id=code_id,
+            provider_id=record.provider_id,
+            service_id=record.service_id,
+            expires_at=record.expires_at,
+            key_id=key_id,
+        )
+    )
+    return Decision(
+        next_state(policy, snapshot, now, codes=(*superseded, record)), issued, events=tuple(events)
+    )
 
 
 def _changed(
@@ -379,8 +447,14 @@ def _changed(
     finished_at: datetime | None,
     failed_attempts: int | None = None,
     redeemed_service_id: str | None = None,
+    request_ref: str | None = None,
+    request_inputs: str | None = None,
+    receipt_key_id: str | None = None,
 ) -> CodeRecord:
-    """``record`` with a new state (what ``attrs.evolve`` does, at half the cost on a hot path)."""
+    """``record`` in a new state (what ``attrs.evolve`` does, at half the cost on a hot path).
+
+    Only a live record changes state, so the fields a finished record carries start empty.
+    """
     return CodeRecord(
         code_id=record.code_id,
         subject_ref=record.subject_ref,
@@ -396,6 +470,9 @@ def _changed(
         failed_attempts=record.failed_attempts if failed_attempts is None else failed_attempts,
         finished_at=finished_at,
         redeemed_service_id=redeemed_service_id,
+        request_ref=request_ref,
+        request_inputs=request_inputs,
+        receipt_key_id=receipt_key_id,
     )
 
 
@@ -404,38 +481,76 @@ def _recent_failures(policy: Policy, log: FailureLog, now: datetime) -> tuple[da
     return tuple(moment for moment in log.failures if moment > start)
 
 
+def _refusal(
+    request: RedeemRequest, now: datetime, error: TelecardAuthError, code_id: str | None
+) -> audit.RedemptionRefused:
+    return audit.RedemptionRefused(
+        at=now,
+        subject_ref=request.subject_ref,
+        code_id=code_id,
+        provider_id=request.provider.id,
+        reason=error.code,
+        service_id=request.service.id,
+    )
+
+
+def _refuse(
+    request: RedeemRequest, now: datetime, error: TelecardAuthError, code_id: str | None = None
+) -> Decision[Redemption]:
+    """A refusal that changes nothing: no commit, the error and its event."""
+    return Decision(None, error=error, events=(_refusal(request, now, error, code_id),))
+
+
 def _charge_failure(
     policy: Policy,
+    request: RedeemRequest,
     snapshot: SubjectSnapshot,
     *,
-    provider_id: str,
     charged: list[CodeRecord],
     recent: tuple[datetime, ...],
     now: datetime,
     error: TelecardAuthError,
+    code_id: str | None,
 ) -> Decision[Redemption]:
     """Count one wrong attempt: on each charged code (locking at the limit) and on the budget."""
     updated = []
+    events: list[audit.AuditEvent] = [_refusal(request, now, error, code_id)]
     for record in charged:
         attempts = record.failed_attempts + 1
         if attempts >= policy.max_failed_attempts:
             updated.append(
                 _changed(record, state=CodeState.LOCKED, finished_at=now, failed_attempts=attempts)
             )
-        else:
-            updated.append(
-                _changed(
-                    record,
-                    state=record.state,
-                    finished_at=record.finished_at,
+            events.append(
+                audit.CodeLocked(
+                    at=now,
+                    subject_ref=record.subject_ref,
+                    code_id=record.code_id,
+                    provider_id=record.provider_id,
                     failed_attempts=attempts,
-                    redeemed_service_id=record.redeemed_service_id,
                 )
             )
-    log = FailureLog(provider_id=provider_id, failures=(*recent, now)[-policy.failure_budget :])
-    return Decision(
-        next_state(policy, snapshot, now, codes=tuple(updated), failure_log=log), error=error
+        else:
+            # A charged record is live: still active, with nothing of a finished code set.
+            updated.append(
+                _changed(record, state=record.state, finished_at=None, failed_attempts=attempts)
+            )
+    log = FailureLog(
+        provider_id=request.provider.id, failures=(*recent, now)[-policy.failure_budget :]
     )
+    return Decision(
+        next_state(policy, snapshot, now, codes=tuple(updated), failure_log=log),
+        error=error,
+        events=tuple(events),
+    )
+
+
+def _matches(keyring: Keyring, request: RedeemRequest, record: CodeRecord) -> bool:
+    digest = keyring.code_digest(
+        record.key_id, request.subject_ref, request.provider.id, request.code
+    )
+    # A record whose key was retired can no longer match: its code is void.
+    return digest is not None and hmac.compare_digest(digest, record.digest)
 
 
 def _find_match(
@@ -461,25 +576,79 @@ def _find_match(
     return best
 
 
+def _redemption(
+    request: RedeemRequest, record: CodeRecord, signer: ReceiptSigner | None
+) -> Redemption:
+    """What ``redeem`` returns for a redeemed ``record``: the same for a first call and a retry."""
+    redeemed_at = record.finished_at
+    assert redeemed_at is not None  # noqa: S101 - a redeemed record has its time
+    receipt = None
+    if signer is not None:
+        receipt = signer.sign(
+            code_id=record.code_id,
+            provider_id=record.provider_id,
+            service_id=request.service.id,
+            redeemed_at=redeemed_at,
+            subject_ref=record.subject_ref,
+            key_id=record.receipt_key_id,
+        )
+    return Redemption(
+        code_id=record.code_id,
+        subject_ref=record.subject_ref,
+        provider=request.provider,
+        service=request.service,
+        issued_at=record.issued_at,
+        redeemed_at=redeemed_at,
+        receipt=receipt,
+    )
+
+
+_REFUSED_STATES: dict[CodeState, type[TelecardAuthError]] = {
+    CodeState.REDEEMED: CodeAlreadyUsed,
+    CodeState.REVOKED: CodeRevoked,
+    CodeState.LOCKED: CodeLocked,
+    CodeState.SUPERSEDED: CodeSuperseded,
+}
+
+
 def decide_redeem(
     policy: Policy,
     keyring: Keyring,
     request: RedeemRequest,
     snapshot: SubjectSnapshot,
     now: datetime,
+    *,
+    signer: ReceiptSigner | None = None,
+    observed: bool = True,
 ) -> Decision[Redemption]:
     """Accept the code once, for one service, at the provider it was issued for, in time.
 
-    Order matters: an exhausted failure budget refuses before the code is even compared, so a
+    Order matters: a retry of a redemption already made under the same request id gets that
+    redemption back; an exhausted failure budget refuses before the code is even compared, so a
     locked-out guesser learns nothing; a wrong code is counted against every live code of this
     subject at this provider and against the budget; a right code that cannot be used is refused
     without counting, since it is not a guess.
     """
     provider_id = request.provider.id
+    prior = None
+    if request.request_ref is not None:
+        prior = next((r for r in snapshot.codes if r.request_ref == request.request_ref), None)
+        # Only a code already used can answer a retry, so comparing it tells a guesser nothing.
+        if (
+            prior is not None
+            and prior.provider_id == provider_id
+            and _matches(keyring, request, prior)
+        ):
+            assert prior.request_inputs is not None  # noqa: S101 - stored with request_ref
+            assert request.request_inputs is not None  # noqa: S101 - made with request_ref
+            if not hmac.compare_digest(prior.request_inputs, request.request_inputs):
+                return _refuse(request, now, RequestConflict(), prior.code_id)
+            return Decision(None, _redemption(request, prior, signer))
+
     recent = _recent_failures(policy, snapshot.failure_log(provider_id), now)
     if len(recent) >= policy.failure_budget:
         retry_after = recent[len(recent) - policy.failure_budget] + policy.failure_window
-        raise FailureBudgetExhausted(retry_after=retry_after)
+        return _refuse(request, now, FailureBudgetExhausted(retry_after=retry_after))
 
     candidates = [record for record in snapshot.codes if record.provider_id == provider_id]
     record = _find_match(keyring, request, candidates, now)
@@ -487,28 +656,29 @@ def decide_redeem(
         live = [candidate for candidate in candidates if is_live(candidate, now)]
         return _charge_failure(
             policy,
+            request,
             snapshot,
-            provider_id=provider_id,
             charged=live,
             recent=recent,
             now=now,
             error=WrongCode(),
+            code_id=None,
         )
+    if prior is not None:
+        # This request id already redeemed another code: a retry repeats its inputs exactly.
+        return _refuse(request, now, RequestConflict(), record.code_id)
 
-    if record.state is CodeState.REDEEMED:
-        raise CodeAlreadyUsed()
-    if record.state is CodeState.REVOKED:
-        raise CodeRevoked()
-    if record.state is CodeState.LOCKED:
-        raise CodeLocked()
+    refused = _REFUSED_STATES.get(record.state)
+    if refused is not None:
+        return _refuse(request, now, refused(), record.code_id)
     if now >= record.expires_at:
-        raise CodeExpired(expired_at=record.expires_at)
+        return _refuse(request, now, CodeExpired(expired_at=record.expires_at), record.code_id)
     service = request.service
     if record.service_id is not None and record.service_id != service.id:
-        raise ServiceMismatch()
+        return _refuse(request, now, ServiceMismatch(), record.code_id)
     deadline = min(record.expires_at, record.issued_at + policy.ttl_for(service.id))
     if now >= deadline:
-        raise CodeExpired(expired_at=deadline)
+        return _refuse(request, now, CodeExpired(expired_at=deadline), record.code_id)
 
     for bound, presented, (label, label_ar) in (
         (record.msisdn_ref, request.msisdn_ref, _MSISDN_BINDING),
@@ -519,30 +689,44 @@ def decide_redeem(
         if presented is None:
             raise BindingRequired(binding=label, binding_ar=label_ar)
         if not hmac.compare_digest(bound, presented):
-            mismatch = BindingMismatch(binding=label, binding_ar=label_ar)
             return _charge_failure(
                 policy,
+                request,
                 snapshot,
-                provider_id=provider_id,
                 charged=[record],
                 recent=recent,
                 now=now,
-                error=mismatch,
+                error=BindingMismatch(binding=label, binding_ar=label_ar),
+                code_id=record.code_id,
             )
 
     redeemed = _changed(
-        record, state=CodeState.REDEEMED, finished_at=now, redeemed_service_id=service.id
+        record,
+        state=CodeState.REDEEMED,
+        finished_at=now,
+        redeemed_service_id=service.id,
+        request_ref=request.request_ref,
+        request_inputs=request.request_inputs,
+        receipt_key_id=None if signer is None else signer.current.key_id,
+    )
+    if not observed:
+        return Decision(
+            next_state(policy, snapshot, now, codes=(redeemed,)),
+            _redemption(request, redeemed, signer),
+        )
+    event = audit.CodeRedeemed(
+        at=now,
+        subject_ref=record.subject_ref,
+        code_id=record.code_id,
+        provider_id=provider_id,
+        service_id=service.id,
+        receipt_key_id=redeemed.receipt_key_id,
+        request_id=request.request_id,
     )
     return Decision(
         next_state(policy, snapshot, now, codes=(redeemed,)),
-        Redemption(
-            code_id=record.code_id,
-            subject_ref=record.subject_ref,
-            provider=request.provider,
-            service=service,
-            issued_at=record.issued_at,
-            redeemed_at=now,
-        ),
+        _redemption(request, redeemed, signer),
+        events=(event,),
     )
 
 
@@ -573,6 +757,14 @@ def decide_revoke(
     if not is_live(record, now):
         return Decision(None, status_of(policy, record, now))
     revoked = _changed(record, state=CodeState.REVOKED, finished_at=now)
+    event = audit.CodeRevoked(
+        at=now,
+        subject_ref=record.subject_ref,
+        code_id=record.code_id,
+        provider_id=record.provider_id,
+    )
     return Decision(
-        next_state(policy, snapshot, now, codes=(revoked,)), status_of(policy, revoked, now)
+        next_state(policy, snapshot, now, codes=(revoked,)),
+        status_of(policy, revoked, now),
+        events=(event,),
     )

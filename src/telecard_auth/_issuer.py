@@ -9,7 +9,7 @@ in ``_Shell``, and the two issuers differ only in whether ``_run`` awaits the st
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -25,7 +25,9 @@ from telecard_auth._errors import (
 from telecard_auth._keyring import Keyring
 from telecard_auth._model import CodeStatus, IssuedCode, Provider, Redemption, Service, Subject
 from telecard_auth._policy import Policy
+from telecard_auth._receipt import ReceiptSigner
 from telecard_auth._storage import AsyncStorage, Storage, SubjectSnapshot
+from telecard_auth.events import EventSink, deliver
 
 __all__ = ["AsyncCodeIssuer", "CodeIssuer"]
 
@@ -61,6 +63,8 @@ class _Shell(Generic[S]):
         keyring: Keyring,
         policy: Policy | None = None,
         clock: Clock | None = None,
+        signer: ReceiptSigner | None = None,
+        events: EventSink | Sequence[EventSink] = (),
     ) -> None:
         self._check_storage(storage)
         if not isinstance(keyring, Keyring):
@@ -71,10 +75,19 @@ class _Shell(Generic[S]):
         clock = SystemClock() if clock is None else clock
         if not isinstance(clock, Clock):
             raise ConfigurationError(reason="clock must provide now()")
+        if signer is not None and not isinstance(signer, ReceiptSigner):
+            raise ConfigurationError(reason="signer must be a ReceiptSigner")
+        given: object = events
+        candidates = list(given) if isinstance(given, list | tuple) else [given]
+        sinks = tuple(sink for sink in candidates if isinstance(sink, EventSink))
+        if len(sinks) != len(candidates):
+            raise ConfigurationError(reason="events must be an EventSink or a sequence of them")
         self.storage: S = storage
         self.keyring = keyring
         self.policy = policy
         self.clock = clock
+        self.signer = signer
+        self.sinks: tuple[EventSink, ...] = sinks
 
     def _check_storage(self, storage: object) -> None:
         kind = "an AsyncStorage" if self._asynchronous else "a Storage"
@@ -107,7 +120,14 @@ class _Shell(Generic[S]):
         return _Plan(
             request.subject_ref,
             lambda snapshot, now: _core.decide_issue(
-                self.policy, self.keyring, request, snapshot, now, code=code, code_id=code_id
+                self.policy,
+                self.keyring,
+                request,
+                snapshot,
+                now,
+                code=code,
+                code_id=code_id,
+                observed=bool(self.sinks),
             ),
         )
 
@@ -120,6 +140,7 @@ class _Shell(Generic[S]):
         service: object,
         msisdn: object,
         recipient: object,
+        request_id: object,
     ) -> _Plan[Redemption]:
         request = _core.prepare_redeem(
             self.policy,
@@ -130,11 +151,18 @@ class _Shell(Generic[S]):
             service=service,
             msisdn=msisdn,
             recipient=recipient,
+            request_id=request_id,
         )
         return _Plan(
             request.subject_ref,
             lambda snapshot, now: _core.decide_redeem(
-                self.policy, self.keyring, request, snapshot, now
+                self.policy,
+                self.keyring,
+                request,
+                snapshot,
+                now,
+                signer=self.signer,
+                observed=bool(self.sinks),
             ),
         )
 
@@ -230,12 +258,19 @@ class CodeIssuer(_Shell[Storage]):
         *,
         msisdn: str | None = None,
         recipient: Subject | None = None,
+        request_id: str | None = None,
     ) -> Redemption:
         """Use ``code`` once, for ``service``, at ``provider``, on behalf of ``subject`` (R4, R6).
 
         The code may be typed with Arabic-Indic digits, spaces or hyphens. Bound codes need the
         matching ``msisdn`` or ``recipient``. Every refusal is a ``RedemptionRefused``; a wrong
         code or binding is counted, and the code locks at the policy's attempt limit.
+
+        ``request_id`` (1-64 printable ASCII characters, chosen by the caller) makes a retry
+        safe: repeating the same request with the same id returns the first call's
+        ``Redemption`` (and receipt) instead of ``CodeAlreadyUsed``; the same id with any other
+        input is refused with ``RequestConflict``. Retries are recognised for as long as the
+        code's record is kept (its expiry plus the policy's ``retention``).
         """
         return self._run(
             self._plan_redeem(
@@ -245,6 +280,7 @@ class CodeIssuer(_Shell[Storage]):
                 service=service,
                 msisdn=msisdn,
                 recipient=recipient,
+                request_id=request_id,
             )
         )
 
@@ -277,16 +313,18 @@ class CodeIssuer(_Shell[Storage]):
             except Exception as error:
                 raise _storage_error(error) from error
             decision = plan.decide(self._checked(loaded, plan), now)
-            if decision.commit is None:
-                return decision.outcome()
-            try:
-                landed = storage.commit(decision.commit)
-            except TelecardAuthError:
-                raise
-            except Exception as error:
-                raise _storage_error(error) from error
-            if landed:
-                return decision.outcome()
+            if decision.commit is not None:
+                try:
+                    landed = storage.commit(decision.commit)
+                except TelecardAuthError:
+                    raise
+                except Exception as error:
+                    raise _storage_error(error) from error
+                if not landed:
+                    continue
+            if self.sinks and decision.events:
+                deliver(self.sinks, decision.events)
+            return decision.outcome()
         raise StorageContention()
 
     @staticmethod
@@ -347,6 +385,7 @@ class AsyncCodeIssuer(_Shell[AsyncStorage]):
         *,
         msisdn: str | None = None,
         recipient: Subject | None = None,
+        request_id: str | None = None,
     ) -> Redemption:
         """Use a code once; see ``CodeIssuer.redeem``."""
         return await self._run(
@@ -357,6 +396,7 @@ class AsyncCodeIssuer(_Shell[AsyncStorage]):
                 service=service,
                 msisdn=msisdn,
                 recipient=recipient,
+                request_id=request_id,
             )
         )
 
@@ -379,6 +419,8 @@ class AsyncCodeIssuer(_Shell[AsyncStorage]):
             snapshot = self._checked(await self._call(self.storage.load, plan.subject_ref), plan)
             decision = plan.decide(snapshot, now)
             if decision.commit is None or await self._call(self.storage.commit, decision.commit):
+                if self.sinks and decision.events:
+                    deliver(self.sinks, decision.events)
                 return decision.outcome()
         raise StorageContention()
 

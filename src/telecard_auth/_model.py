@@ -9,12 +9,15 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from telecard_auth._errors import InvalidIdentifier, InvalidInput, InvalidPolicy
 from telecard_auth._normalize import MAX_INPUT_LENGTH, fold_digits, luhn_valid
+
+if TYPE_CHECKING:
+    from telecard_auth._receipt import Receipt
 
 __all__ = [
     "ACTIVATION_FOR_ACTUAL_USER",
@@ -245,6 +248,7 @@ class CodeState(enum.Enum):
     REDEEMED = "redeemed"
     REVOKED = "revoked"
     LOCKED = "locked"
+    SUPERSEDED = "superseded"
     EXPIRED = "expired"
 
 
@@ -253,6 +257,8 @@ class IssuedCode:
     """What ``issue`` returns: the plaintext code, shown to the customer once and never stored.
 
     ``repr`` leaves the code out so that logging the object does not leak it.
+    ``superseded_code_ids`` names the older codes this one replaced, when the policy supersedes
+    the oldest live code at its limit.
     """
 
     code: str = attrs.field(repr=False)
@@ -261,6 +267,7 @@ class IssuedCode:
     service: Service | None
     issued_at: datetime
     expires_at: datetime
+    superseded_code_ids: tuple[str, ...] = ()
 
     @property
     def display(self) -> str:
@@ -273,6 +280,8 @@ class Redemption:
     """What a successful ``redeem`` returns: which code was used, where, for what, and when.
 
     ``subject_ref`` is the keyed pseudonym of the subject, never the identity number.
+    ``receipt`` is the signed proof for the operator, when the issuer has a ``ReceiptSigner``.
+    A retry with the same ``request_id`` returns an equal ``Redemption``, receipt included.
     """
 
     code_id: str
@@ -281,6 +290,7 @@ class Redemption:
     service: Service
     issued_at: datetime
     redeemed_at: datetime
+    receipt: Receipt | None = None
 
 
 @attrs.frozen(kw_only=True)

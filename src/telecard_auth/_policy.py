@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import attrs
 
@@ -39,6 +39,11 @@ _GOVERNMENT_ID = re.compile(r"7[0-9]{9}", re.ASCII)
 _MAX_CODE_LENGTH = 32
 #: The period the per-subject figure of ``GuessRisk`` covers.
 _DAY = timedelta(hours=24)
+
+
+def _limit_action(_instance: object, _attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str) or value not in ("refuse", "supersede"):
+        raise InvalidPolicy(reason="on_live_code_limit must be 'refuse' or 'supersede'")
 
 
 def _positive_int(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
@@ -343,6 +348,9 @@ class Policy:
     - ``failure_budget`` / ``failure_window``: wrong attempts allowed per subject and provider in
       any sliding window (10 per 24 hours). Issuing a new code does not reset it.
     - ``max_live_codes``: how many unexpired, unused codes one subject may hold at once (3).
+    - ``on_live_code_limit``: what issuing one more code at that limit does: ``"refuse"`` (the
+      default: ``LiveCodeLimitReached``) or ``"supersede"`` (the oldest live code stops working,
+      in the same atomic change that issues the new one).
     - ``retention``: how long a code's record is kept after it expires, so that a late attempt
       still hears "already used" or "expired" rather than "wrong code" (24 hours).
     - ``transfer_services``: services for which a code may be bound to a recipient.
@@ -396,6 +404,9 @@ class Policy:
         default=timedelta(hours=24), validator=_positive_duration
     )
     max_live_codes: int = attrs.field(default=3, validator=_positive_int)
+    on_live_code_limit: Literal["refuse", "supersede"] = attrs.field(
+        default="refuse", validator=_limit_action
+    )
     retention: timedelta = attrs.field(default=timedelta(hours=24), validator=_positive_duration)
     transfer_services: frozenset[str] = attrs.field(
         default=frozenset({"number_transfer"}), converter=_str_set
@@ -505,6 +516,19 @@ class Policy:
         if service_id is None:
             return self.ttl
         return self.ttl_by_service.get(service_id, self.ttl)
+
+    @property
+    def key_retirement_delay(self) -> timedelta:
+        """How long after a new HMAC key becomes current the previous key can be retired.
+
+        The longest life of any code (every code digested with the old key has expired by then)
+        plus ``retention`` (its record is gone, so no late attempt hears "wrong code" instead of
+        "already used" or "expired"). 28 hours with the defaults.
+
+        >>> Policy().key_retirement_delay
+        datetime.timedelta(days=1, seconds=14400)
+        """
+        return max(self._longest_ttl.values()) + self.retention
 
     def longest_ttl(self, kind: SubjectKind | str) -> timedelta:
         """The longest validity among the services ``kind`` may use: the life of an unbound code."""

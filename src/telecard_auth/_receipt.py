@@ -345,6 +345,13 @@ class ReceiptSigner:
             raise KeyringError(reason=f"no receipt signing key has the id {clip(key_id)}")
         return attrs.evolve(self, keys=kept)
 
+    def key(self, key_id: str) -> SigningKey:
+        """The key with ``key_id``, or :attr:`current` when that key is no longer held."""
+        for key in self.keys:
+            if key.key_id == key_id:
+                return key
+        return self.current
+
     def verify_keys(self) -> tuple[VerifyKey, ...]:
         """The public keys of every key held, oldest first: older receipts still verify."""
         return tuple(key.public_key for key in self.keys)
@@ -357,13 +364,15 @@ class ReceiptSigner:
         service_id: str,
         redeemed_at: datetime,
         subject_ref: str,
+        key_id: str | None = None,
     ) -> Receipt:
-        """A receipt for these fields, signed with :attr:`current`.
+        """A receipt for these fields, signed with :attr:`current`, or with ``key_id`` if held.
 
-        Deterministic: the same fields and key always give the same receipt. A field that a
-        receipt cannot hold is a ``MalformedReceipt``; a naive time is an ``InvalidTime``.
+        Deterministic: the same fields and key always give the same receipt, which is how a
+        retried redemption gets the very receipt it got the first time. A field that a receipt
+        cannot hold is a ``MalformedReceipt``; a naive time is an ``InvalidTime``.
         """
-        key = self.current
+        key = self.current if key_id is None else self.key(key_id)
         unsigned = Receipt(
             version=RECEIPT_VERSION,
             code_id=code_id,

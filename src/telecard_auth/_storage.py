@@ -28,8 +28,11 @@ __all__ = ["AsyncStorage", "CodeRecord", "Commit", "FailureLog", "Storage", "Sub
 class CodeRecord:
     """One issued code as stored: its digest, never the code.
 
-    ``state`` is one of ``ACTIVE``, ``REDEEMED``, ``REVOKED`` and ``LOCKED``; expiry is derived
-    from ``expires_at`` and the time of asking, never stored.
+    ``state`` is one of ``ACTIVE``, ``REDEEMED``, ``REVOKED``, ``LOCKED`` and ``SUPERSEDED``;
+    expiry is derived from ``expires_at`` and the time of asking, never stored. A redemption
+    made with a request id stores that id's keyed pseudonym (``request_ref``) and one of the
+    request's other inputs (``request_inputs``), so a retry is recognised; ``receipt_key_id``
+    names the key that signed its receipt, so a retry gets the very same receipt.
     """
 
     code_id: str
@@ -46,6 +49,9 @@ class CodeRecord:
     failed_attempts: int = 0
     finished_at: datetime | None = None
     redeemed_service_id: str | None = None
+    request_ref: str | None = None
+    request_inputs: str | None = None
+    receipt_key_id: str | None = None
 
 
 @attrs.frozen(kw_only=True)

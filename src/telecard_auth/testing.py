@@ -64,7 +64,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -74,6 +74,7 @@ from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar
 import attrs
 import pytest
 
+from telecard_auth import events as audit
 from telecard_auth._clock import ManualClock
 from telecard_auth._core import subject_ref
 from telecard_auth._errors import (
@@ -83,15 +84,19 @@ from telecard_auth._errors import (
     CodeExpired,
     CodeLocked,
     CodeRevoked,
+    CodeSuperseded,
     ConfigurationError,
     FailureBudgetExhausted,
+    InvalidRequestId,
     LiveCodeLimitReached,
+    RequestConflict,
     TelecardAuthError,
     UnknownCode,
+    UnknownSigningKey,
     WrongCode,
 )
 from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer
-from telecard_auth._keyring import Keyring
+from telecard_auth._keyring import HmacKey, Keyring
 from telecard_auth._model import (
     CodeState,
     CodeStatus,
@@ -103,6 +108,7 @@ from telecard_auth._model import (
 )
 from telecard_auth._normalize import luhn_valid
 from telecard_auth._policy import Policy
+from telecard_auth._receipt import ReceiptSigner, SigningKey
 from telecard_auth._storage import (
     AsyncStorage,
     CodeRecord,
@@ -111,6 +117,7 @@ from telecard_auth._storage import (
     Storage,
     SubjectSnapshot,
 )
+from telecard_auth.events import EventSink
 
 __all__ = [
     "START",
@@ -142,7 +149,7 @@ SERVICE = "new_line"
 TRANSFER = "number_transfer"
 
 _MICROSECOND = timedelta(microseconds=1)
-#: The four states storage keeps; ``EXPIRED`` is derived from time, never stored.
+#: The states storage keeps; ``EXPIRED`` is derived from time, never stored.
 _STORED_STATES = tuple(state for state in CodeState if state is not CodeState.EXPIRED)
 
 
@@ -337,10 +344,19 @@ class IssuerFactory(Protocol[I_co]):
     """The ``make_issuer`` fixture: an issuer over the storage under test, under ``policy``.
 
     Given ``lost``, the issuer's storage counts there the commits it loses to concurrent writers,
-    and lets other threads (or tasks) run after each load.
+    and lets other threads (or tasks) run after each load. ``signer`` and ``events`` are passed
+    to the issuer, and ``keyring`` instead of the ``keyring`` fixture.
     """
 
-    def __call__(self, policy: Policy, lost: LostCommits | None = None) -> I_co: ...
+    def __call__(
+        self,
+        policy: Policy,
+        lost: LostCommits | None = None,
+        *,
+        signer: ReceiptSigner | None = None,
+        events: Sequence[EventSink] = (),
+        keyring: Keyring | None = None,
+    ) -> I_co: ...
 
 
 # --- asyncio ----------------------------------------------------------------------------------
@@ -499,6 +515,7 @@ class BlockingIssuer:
         self.keyring = async_issuer.keyring
         self.policy = async_issuer.policy
         self.clock = async_issuer.clock
+        self.signer = async_issuer.signer
 
     def issue(
         self,
@@ -528,6 +545,7 @@ class BlockingIssuer:
         *,
         msisdn: str | None = None,
         recipient: Subject | None = None,
+        request_id: str | None = None,
     ) -> Redemption:
         """See ``CodeIssuer.redeem``."""
         return self.portal.call(
@@ -538,6 +556,7 @@ class BlockingIssuer:
             service,
             msisdn=msisdn,
             recipient=recipient,
+            request_id=request_id,
         )
 
     def revoke(self, subject: Subject, code_id: str) -> CodeStatus:
@@ -654,10 +673,25 @@ class StorageContract:
         self, storage: Storage, keyring: Keyring, clock: ManualClock
     ) -> IssuerFactory[CodeIssuer]:
         """Builds issuers over the storage under test, for tests that need another policy."""
+        ring = keyring
 
-        def build(policy: Policy, lost: LostCommits | None = None) -> CodeIssuer:
+        def build(
+            policy: Policy,
+            lost: LostCommits | None = None,
+            *,
+            signer: ReceiptSigner | None = None,
+            events: Sequence[EventSink] = (),
+            keyring: Keyring | None = None,
+        ) -> CodeIssuer:
             inner: Storage = storage if lost is None else _Counting(storage, lost)
-            return CodeIssuer(inner, keyring=keyring, policy=policy, clock=clock)
+            return CodeIssuer(
+                inner,
+                keyring=ring if keyring is None else keyring,
+                policy=policy,
+                clock=clock,
+                signer=signer,
+                events=events,
+            )
 
         return build
 
@@ -785,6 +819,9 @@ class StorageContract:
                 failed_attempts=index * 3,
                 finished_at=when + timedelta(microseconds=index),
                 redeemed_service_id=SERVICE if state is CodeState.REDEEMED else None,
+                request_ref=_ref("request") if state is CodeState.REDEEMED else None,
+                request_inputs=_ref("inputs") if state is CodeState.REDEEMED else None,
+                receipt_key_id="r1.2026-03" if state is CodeState.REDEEMED else None,
             )
             for index, state in enumerate(_STORED_STATES)
         ]
@@ -1049,6 +1086,225 @@ class StorageContract:
 
     # --- concurrency -------------------------------------------------------------------------
 
+    # --- trust and audit: receipts, idempotent retries, supersede, events, key rotation --------
+
+    def test_retry_with_the_same_request_id_gets_the_same_redemption(
+        self,
+        make_issuer: IssuerFactory[CodeIssuer],
+        policy: Policy,
+        clock: ManualClock,
+        subject: Subject,
+    ) -> None:
+        """A retry with the same request id and inputs: the same redemption and receipt."""
+        signer = ReceiptSigner.generate()
+        issuer = make_issuer(policy, signer=signer)
+        issued = issuer.issue(subject, PROVIDER)
+        first = issuer.redeem(subject, PROVIDER, issued.code, SERVICE, request_id="visit-0001")
+        clock.advance(minutes=3)
+        again = issuer.redeem(subject, PROVIDER, issued.code, SERVICE, request_id="visit-0001")
+        assert first == again
+        assert first.receipt is not None
+        assert again.receipt is not None
+        assert first.receipt.to_text() == again.receipt.to_text()
+        first.receipt.verify(signer.verify_keys())
+        assert (clock.now() - timedelta(minutes=3), issued.code_id) == (
+            first.receipt.redeemed_at,
+            first.receipt.code_id,
+        )
+        for request_id in ("visit-0002", None):
+            with pytest.raises(CodeAlreadyUsed):
+                issuer.redeem(subject, PROVIDER, issued.code, SERVICE, request_id=request_id)
+        status = issuer.status(subject, issued.code_id)
+        assert (CodeState.REDEEMED, 0) == (status.state, status.failed_attempts)
+
+    def test_same_request_id_with_other_inputs_is_refused(
+        self, make_issuer: IssuerFactory[CodeIssuer], policy: Policy, subject: Subject
+    ) -> None:
+        """The same request id with another service, code or binding is a RequestConflict."""
+        issuer = make_issuer(policy)
+        issued = issuer.issue(subject, PROVIDER)
+        other = issuer.issue(subject, PROVIDER)
+        issuer.redeem(subject, PROVIDER, issued.code, SERVICE, request_id="visit-1")
+        conflicting: list[dict[str, Any]] = [
+            {"code": issued.code, "service": "lost_sim_replacement"},
+            {"code": issued.code, "service": SERVICE, "msisdn": "0551234567"},
+            {"code": other.code, "service": SERVICE},
+        ]
+        for inputs in conflicting:
+            with pytest.raises(RequestConflict):
+                issuer.redeem(subject, PROVIDER, request_id="visit-1", **inputs)
+        assert CodeState.ACTIVE == issuer.status(subject, other.code_id).state
+        redeemed = issuer.redeem(subject, PROVIDER, other.code, SERVICE, request_id="visit-2")
+        assert other.code_id == redeemed.code_id
+
+    def test_request_ids_are_checked_before_anything_is_stored(
+        self, issuer: CodeIssuer, subject: Subject
+    ) -> None:
+        """A request id that is not 1-64 printable ASCII characters is refused, the code kept."""
+        issued = issuer.issue(subject, PROVIDER)
+        bad: list[Any] = ["", " ", "a b", "x" * 65, "طلب", "id\x00", "tab\t", 7, b"id", ["id"]]
+        for request_id in bad:
+            with pytest.raises(InvalidRequestId):
+                issuer.redeem(subject, PROVIDER, issued.code, SERVICE, request_id=request_id)
+        status = issuer.status(subject, issued.code_id)
+        assert (CodeState.ACTIVE, 0) == (status.state, status.failed_attempts)
+
+    def test_superseding_policy_replaces_the_oldest_live_code(
+        self,
+        make_issuer: IssuerFactory[CodeIssuer],
+        policy: Policy,
+        clock: ManualClock,
+        subject: Subject,
+    ) -> None:
+        """At the limit, a superseding policy retires the oldest live code in the same change."""
+        issuer = make_issuer(attrs.evolve(policy, on_live_code_limit="supersede"))
+        older = []
+        for _ in range(policy.max_live_codes):
+            older.append(issuer.issue(subject, PROVIDER))
+            clock.advance(minutes=1)
+        newest = issuer.issue(subject, OTHER_PROVIDER)
+        assert (older[0].code_id,) == newest.superseded_code_ids
+        status = issuer.status(subject, older[0].code_id)
+        assert (CodeState.SUPERSEDED, clock.now()) == (status.state, status.finished_at)
+        with pytest.raises(CodeSuperseded):
+            issuer.redeem(subject, PROVIDER, older[0].code, SERVICE)
+        assert CodeState.SUPERSEDED == issuer.revoke(subject, older[0].code_id).state
+        for issued in (*older[1:], newest):
+            assert CodeState.ACTIVE == issuer.status(subject, issued.code_id).state
+        redeemed = issuer.redeem(subject, OTHER_PROVIDER, newest.code, SERVICE)
+        assert newest.code_id == redeemed.code_id
+
+    def test_events_tell_what_happened(
+        self,
+        make_issuer: IssuerFactory[CodeIssuer],
+        policy: Policy,
+        clock: ManualClock,
+        subject: Subject,
+    ) -> None:
+        """Each change gives its event, after it landed; no event holds a code or the ID."""
+        sink = audit.CollectingSink()
+        strict = attrs.evolve(policy, max_failed_attempts=2, on_live_code_limit="supersede")
+        issuer = make_issuer(strict, events=[sink])
+        used = issuer.issue(subject, PROVIDER, service=SERVICE)
+        issuer.redeem(subject, PROVIDER, used.code, SERVICE, request_id="r-1")
+        with pytest.raises(CodeAlreadyUsed):
+            issuer.redeem(subject, PROVIDER, used.code, SERVICE)
+        guessed = issuer.issue(subject, PROVIDER)
+        for _ in range(2):
+            with pytest.raises(WrongCode):
+                issuer.redeem(subject, PROVIDER, _other_code(strict, guessed.code), SERVICE)
+        cancelled = issuer.issue(subject, OTHER_PROVIDER)
+        issuer.revoke(subject, cancelled.code_id)
+        live = [issuer.issue(subject, PROVIDER) for _ in range(strict.max_live_codes)]
+        newest = issuer.issue(subject, PROVIDER)
+        expected: list[tuple[type[audit.AuditEvent], str | None]] = [
+            (audit.CodeIssued, used.code_id),
+            (audit.CodeRedeemed, used.code_id),
+            (audit.RedemptionRefused, used.code_id),
+            (audit.CodeIssued, guessed.code_id),
+            (audit.RedemptionRefused, None),
+            (audit.RedemptionRefused, None),
+            (audit.CodeLocked, guessed.code_id),
+            (audit.CodeIssued, cancelled.code_id),
+            (audit.CodeRevoked, cancelled.code_id),
+            *[(audit.CodeIssued, issued.code_id) for issued in live],
+            (audit.CodeSuperseded, live[0].code_id),
+            (audit.CodeIssued, newest.code_id),
+        ]
+        assert expected == [(type(event), event.code_id) for event in sink.events]
+        refusals = sink.of_type(audit.RedemptionRefused)
+        assert ["code_already_used", "wrong_code", "wrong_code"] == [e.reason for e in refusals]
+        assert {clock.now()} == {event.at for event in sink.events}
+        (redeemed,) = sink.of_type(audit.CodeRedeemed)
+        assert ("r-1", SERVICE) == (redeemed.request_id, redeemed.service_id)
+        (superseded,) = sink.of_type(audit.CodeSuperseded)
+        assert newest.code_id == superseded.superseded_by
+        text = repr([event.fields() for event in sink.events])
+        plaintexts = [subject.identifier, used.code, guessed.code, newest.code]
+        assert [] == [secret for secret in plaintexts if secret in text]
+
+    def test_a_failing_sink_never_undoes_a_change(
+        self,
+        storage: Storage,
+        make_issuer: IssuerFactory[CodeIssuer],
+        keyring: Keyring,
+        policy: Policy,
+        subject: Subject,
+    ) -> None:
+        """A sink that raises: the code is issued and redeemed all the same, other sinks hear."""
+
+        class Broken:
+            def emit(self, event: audit.AuditEvent) -> None:
+                raise RuntimeError("the sink is down")
+
+        sink = audit.CollectingSink()
+        issuer = make_issuer(policy, events=[Broken(), sink])
+        issued = issuer.issue(subject, PROVIDER)
+        redemption = issuer.redeem(subject, PROVIDER, issued.code, SERVICE)
+        assert issued.code_id == redemption.code_id
+        record = _record_of(storage, subject_ref(keyring, subject), issued.code_id)
+        assert CodeState.REDEEMED == record.state
+        assert [audit.CodeIssued, audit.CodeRedeemed] == [type(e) for e in sink.events]
+
+    def test_key_rotation_end_to_end(
+        self,
+        storage: Storage,
+        make_issuer: IssuerFactory[CodeIssuer],
+        policy: Policy,
+        clock: ManualClock,
+        subject: Subject,
+    ) -> None:
+        """Add a key, use it, keep the old one verifying, retire it once nothing depends on it."""
+        signer = ReceiptSigner.generate("r1")
+        before = make_issuer(policy, signer=signer)
+        keyring = before.keyring
+        ref = subject_ref(keyring, subject)
+        old_code = before.issue(subject, PROVIDER)
+        spent = before.issue(subject, OTHER_PROVIDER)
+        old_receipt = before.redeem(subject, OTHER_PROVIDER, spent.code, SERVICE, request_id="a")
+        assert old_receipt.receipt is not None
+        assert "r1" == old_receipt.receipt.key_id
+        # Rotation: a new HMAC key and a new signing key become current together.
+        clock.advance(hours=1)
+        rotated_at = clock.now()
+        ring = keyring.with_key(HmacKey(key_id="k2", secret=bytes(range(32, 64))))
+        signer2 = signer.with_key(SigningKey.generate("r2"))
+        after = make_issuer(policy, signer=signer2, keyring=ring)
+        new_code = after.issue(subject, PROVIDER)
+        keys = {record.code_id: record.key_id for record in storage.load(ref).codes}
+        assert ("k1", "k2") == (keys[old_code.code_id], keys[new_code.code_id])
+        # A retry after the rotation still gets the receipt the first call got.
+        assert old_receipt == after.redeem(
+            subject, OTHER_PROVIDER, spent.code, SERVICE, request_id="a"
+        )
+        # The code made under k1 still redeems; its receipt is signed with r2; both verify.
+        redeemed = after.redeem(subject, PROVIDER, old_code.code, SERVICE)
+        assert redeemed.receipt is not None
+        assert "r2" == redeemed.receipt.key_id
+        for receipt in (old_receipt.receipt, redeemed.receipt):
+            receipt.verify(signer2.verify_keys())
+        # Retire k1 once every code it made has expired and its record's retention has ended.
+        leftover = before.issue(subject, "zain")
+        clock.set(rotated_at + policy.key_retirement_delay)
+        with pytest.raises(CodeExpired):
+            after.redeem(subject, "zain", leftover.code, SERVICE)
+        retired = make_issuer(
+            policy, signer=signer2.without_key("r1"), keyring=ring.without_key("k1")
+        )
+        assert [] == [
+            r.code_id
+            for r in storage.load(ref).codes
+            if r.key_id == "k1" and r.state is CodeState.ACTIVE and clock.now() < r.expires_at
+        ]
+        fresh = retired.issue(subject, PROVIDER)
+        final = retired.redeem(subject, PROVIDER, fresh.code, SERVICE)
+        assert final.receipt is not None
+        assert "r2" == final.receipt.key_id
+        # Operators keep old public keys for as long as old receipts must be provable.
+        old_receipt.receipt.verify(signer2.verify_keys())
+        with pytest.raises(UnknownSigningKey):
+            old_receipt.receipt.verify(signer2.without_key("r1").verify_keys())
+
     @pytest.mark.usefixtures("interleaved")
     def test_concurrent_commits_at_one_version_land_once(
         self, storage: Storage, race_pool: ThreadPoolExecutor
@@ -1133,6 +1389,37 @@ class StorageContract:
             redeem = partial(issuer.redeem, subject, PROVIDER, issued.code, SERVICE)
             outcomes = _together(race_pool, [redeem] * THREADS)
             assert {Redemption: 1, CodeAlreadyUsed: THREADS - 1} == _kinds(outcomes)
+            record = _record_of(storage, subject_ref(keyring, subject), issued.code_id)
+            assert (CodeState.REDEEMED, 0) == (record.state, record.failed_attempts)
+        assert 0 < lost.count
+
+    @pytest.mark.usefixtures("interleaved")
+    def test_concurrent_retries_of_one_request_get_one_receipt(
+        self,
+        storage: Storage,
+        make_issuer: IssuerFactory[CodeIssuer],
+        keyring: Keyring,
+        policy: Policy,
+        race_pool: ThreadPoolExecutor,
+    ) -> None:
+        """32 threads retry one idempotent redemption together: one receipt, identical for all."""
+        lost = LostCommits()
+        signer = ReceiptSigner.generate()
+        issuer = make_issuer(policy, lost, signer=signer)
+        for round_ in range(max(1, self.race_rounds // 10)):
+            subject = _citizen(round_)
+            issued = issuer.issue(subject, PROVIDER)
+            retry = partial(
+                issuer.redeem, subject, PROVIDER, issued.code, SERVICE, request_id=f"req-{round_}"
+            )
+            outcomes = _together(race_pool, [retry] * THREADS)
+            assert {Redemption: THREADS} == _kinds(outcomes)
+            assert 1 == len(set(outcomes))
+            (receipt,) = {
+                outcome.receipt for outcome in outcomes if isinstance(outcome, Redemption)
+            }
+            assert receipt is not None
+            receipt.verify(signer.verify_keys())
             record = _record_of(storage, subject_ref(keyring, subject), issued.code_id)
             assert (CodeState.REDEEMED, 0) == (record.state, record.failed_attempts)
         assert 0 < lost.count
@@ -1234,10 +1521,25 @@ class AsyncStorageContract(StorageContract):
         self, async_storage: AsyncStorage, portal: Portal, keyring: Keyring, clock: ManualClock
     ) -> IssuerFactory[BlockingIssuer]:
         """Builds ``AsyncCodeIssuer``s over the async storage, behind blocking facades."""
+        ring = keyring
 
-        def build(policy: Policy, lost: LostCommits | None = None) -> BlockingIssuer:
+        def build(
+            policy: Policy,
+            lost: LostCommits | None = None,
+            *,
+            signer: ReceiptSigner | None = None,
+            events: Sequence[EventSink] = (),
+            keyring: Keyring | None = None,
+        ) -> BlockingIssuer:
             inner = async_storage if lost is None else _AsyncCounting(async_storage, lost)
-            issuer = AsyncCodeIssuer(inner, keyring=keyring, policy=policy, clock=clock)
+            issuer = AsyncCodeIssuer(
+                inner,
+                keyring=ring if keyring is None else keyring,
+                policy=policy,
+                clock=clock,
+                signer=signer,
+                events=events,
+            )
             return BlockingIssuer(issuer, portal)
 
         return build
@@ -1300,6 +1602,36 @@ class AsyncStorageContract(StorageContract):
         expected = ({Redemption: 1, CodeAlreadyUsed: THREADS - 1}, CodeState.REDEEMED, 0)
         for round_ in range(self.race_rounds):
             assert expected == portal.call(race, round_)
+        assert 0 < lost.count
+
+    def test_tasks_retrying_one_request_get_one_receipt(
+        self,
+        async_storage: AsyncStorage,
+        keyring: Keyring,
+        policy: Policy,
+        clock: ManualClock,
+        portal: Portal,
+    ) -> None:
+        """32 tasks retry one idempotent redemption together: one receipt, identical for all."""
+        lost = LostCommits()
+        counting = _AsyncCounting(async_storage, lost)
+        signer = ReceiptSigner.generate()
+        issuer = AsyncCodeIssuer(
+            counting, keyring=keyring, policy=policy, clock=clock, signer=signer
+        )
+
+        async def race(round_: int) -> tuple[Counter[type], int, CodeState]:
+            subject = _citizen(round_)
+            issued = await issuer.issue(subject, PROVIDER)
+            retry = partial(
+                issuer.redeem, subject, PROVIDER, issued.code, SERVICE, request_id=f"r{round_}"
+            )
+            outcomes = await _gathered([retry] * THREADS)
+            (record,) = (await async_storage.load(subject_ref(keyring, subject))).codes
+            return _kinds(outcomes), len(set(outcomes)), record.state
+
+        for round_ in range(max(1, self.race_rounds // 10)):
+            assert ({Redemption: THREADS}, 1, CodeState.REDEEMED) == portal.call(race, round_)
         assert 0 < lost.count
 
     def test_tasks_guessing_wrong_lock_the_code_at_exactly_the_limit(

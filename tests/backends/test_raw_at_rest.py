@@ -41,7 +41,9 @@ from telecard_auth import (
     Keyring,
     ManualClock,
     MemoryStorage,
+    Policy,
     PostgresStorage,
+    ReceiptSigner,
     RedisStorage,
     SQLiteStorage,
     Storage,
@@ -68,6 +70,8 @@ MOBILES = (
     "+966 50-111-2225",
 )
 WRONG_MOBILE = "0599999999"
+#: Request ids that look like what an operator's system sends; none may be stored as typed.
+REQUEST_IDS = ("req-7f3a9c21-0001", "ORDER/2026/000417", "agent42:visit:8812")
 PROVIDERS = ("stc", "mobily", "zain", "virgin", "lebara", "salam", "redbull", "friendi")
 
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
@@ -103,7 +107,7 @@ class Run:
             self.issuer.redeem(subject, *args, **kwargs)
 
 
-def drive(run: Run, clock: ManualClock, early: CodeIssuer) -> None:
+def drive(run: Run, clock: ManualClock, early: CodeIssuer, superseding: CodeIssuer) -> None:
     """A day of traffic: every kind of subject, binding, outcome and wrong attempt."""
     issuer = run.issuer
     subjects = (
@@ -135,7 +139,16 @@ def drive(run: Run, clock: ManualClock, early: CodeIssuer) -> None:
         )
         run.refused(BindingRequired, subject, first.provider, first.code, "new_line")
         typed = first.code.translate(ARABIC_INDIC)
-        issuer.redeem(subject, first.provider, typed, "new_line", msisdn=mobile)
+        request_id = REQUEST_IDS[index % len(REQUEST_IDS)]
+        once = issuer.redeem(
+            subject, first.provider, typed, "new_line", msisdn=mobile, request_id=request_id
+        )
+        # A retry with the same request id is answered from storage, receipt and all.
+        again = issuer.redeem(
+            subject, first.provider, first.code, "new_line", msisdn=mobile, request_id=request_id
+        )
+        assert once == again
+        assert once.receipt is not None
         # Second code: a wrong recipient, then revoked or redeemed by the right recipient.
         transfer = (second.provider, second.code, "number_transfer")
         run.refused(BindingMismatch, subject, *transfer, recipient=subject)
@@ -159,6 +172,13 @@ def drive(run: Run, clock: ManualClock, early: CodeIssuer) -> None:
         fresh = issuer.issue(subject, "stc", msisdn=MOBILES[(index + 2) % len(MOBILES)])
         run.codes.append(fresh)
         run.owners.append(subject)
+        if index % 2 == 0:
+            # Three more codes under a superseding policy: the third supersedes ``fresh``.
+            for _ in range(3):
+                newer = superseding.issue(subject, "mobily")
+                run.codes.append(newer)
+                run.owners.append(subject)
+            assert newer.superseded_code_ids == (fresh.code_id,)
 
 
 # --- reading each backend raw -----------------------------------------------------------------
@@ -270,10 +290,14 @@ def run(
     if migrate is not None:
         migrate()
     rotated = keyring.with_key(HmacKey(key_id="k2", secret=K2_SECRET))
-    issuer = CodeIssuer(storage, keyring=rotated, clock=clock)
+    signer = ReceiptSigner.generate()
+    issuer = CodeIssuer(storage, keyring=rotated, clock=clock, signer=signer)
     early = CodeIssuer(storage, keyring=keyring, clock=clock)
+    superseding = CodeIssuer(
+        storage, keyring=rotated, clock=clock, policy=Policy(on_live_code_limit="supersede")
+    )
     result = Run(backend=backend, storage=storage, issuer=issuer, raw=reader(storage, request))
-    drive(result, clock, early)
+    drive(result, clock, early, superseding)
     yield result
     close_storage(storage)
 
@@ -288,6 +312,7 @@ def forbidden_of(run: Run) -> set[str]:
         code = issued.code
         forbidden |= {code, issued.display, f"{code[:4]}-{code[4:]}"}
     forbidden |= set(CITIZENS + RESIDENTS + COMPANIES + GOVERNMENT)
+    forbidden |= set(REQUEST_IDS)
     for typed in (*MOBILES, WRONG_MOBILE):
         core = mobile_core(typed)
         forbidden |= {core, "0" + core, "966" + core, "+966" + core, "00966" + core}
