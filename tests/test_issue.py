@@ -641,8 +641,8 @@ def test_endless_contention_ends_in_storage_contention(
         lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring="secret", clock=clock),  # type: ignore[arg-type]
         lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, policy={}, clock=clock),  # type: ignore[arg-type]
         lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, clock=object()),  # type: ignore[arg-type]
-        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, signer=keyring),  # type: ignore[arg-type]
-        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, events=[print]),
+        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, signer=keyring),
+        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, events=[print]),  # type: ignore[list-item]
         lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, events=object()),  # type: ignore[arg-type]
     ],
     ids=["storage", "keyring", "policy", "clock", "signer", "events", "events-type"],
