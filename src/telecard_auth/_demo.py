@@ -13,6 +13,7 @@ from telecard_auth._errors import CodeAlreadyUsed, CodeExpired, RedemptionRefuse
 from telecard_auth._issuer import CodeIssuer
 from telecard_auth._keyring import Keyring
 from telecard_auth._model import ACTIVATION_FOR_ACTUAL_USER, NEW_LINE, Subject
+from telecard_auth._receipt import ReceiptSigner, VerifyKey, verify_receipt
 from telecard_auth._storage import Storage
 
 __all__ = ["run_demo"]
@@ -68,7 +69,8 @@ def run_demo(storage: Storage, out: Callable[[str], object] = print) -> int:
     keyring makes the walk independent of anything ``storage`` already holds.
     """
     clock = ManualClock(datetime(2026, 11, 25, 6, 0, tzinfo=UTC))
-    issuer = CodeIssuer(storage, keyring=Keyring.generate(), clock=clock)
+    signer = ReceiptSigner.generate("r1")
+    issuer = CodeIssuer(storage, keyring=Keyring.generate(), clock=clock, signer=signer)
     walk = _Walk(out)
     customer = Subject.citizen("1000000008")
     out("telecard-auth: SIM authentication codes, end to end")
@@ -94,16 +96,41 @@ def run_demo(storage: Storage, out: Callable[[str], object] = print) -> int:
         "The STC agent uses it, in place of the fingerprint, to activate a SIM for its user.",
         "يستخدمه موظف STC بدلًا من البصمة لتفعيل بطاقة الاتصال للمستخدم الفعلي.",
     )
-    redemption = issuer.redeem(customer, "stc", issued.code, ACTIVATION_FOR_ACTUAL_USER)
+    visit = "stc-counter-7-visit-1"
+    redemption = issuer.redeem(
+        customer, "stc", issued.code, ACTIVATION_FOR_ACTUAL_USER, request_id=visit
+    )
     walk.show(
         f"accepted for: {redemption.service.name_en}",
         f"قُبل الرمز لخدمة: {redemption.service.name_ar}",
     )
     walk.check(redemption.code_id == issued.code_id, "the code was accepted", "قُبل الرمز")
+    receipt = redemption.receipt
+    text = "" if receipt is None else receipt.to_text()
+    walk.show(f"signed receipt: {text[:40]}…", "إيصال موقّع يثبت الاستخدام")
+    public_line = signer.current.public_key.to_text()
+    walk.check(
+        verify_receipt(text, VerifyKey.from_text(public_line)) == receipt,
+        "the receipt verifies with STC's copy of the public key alone",
+        "يتحقق STC من الإيصال بالمفتاح العام وحده",
+    )
 
     walk.step(
-        "The agent tries to use the same code a second time.",
-        "يحاول الموظف استخدام الرمز نفسه مرة ثانية.",
+        "STC's system lost the answer and sends the same request again.",
+        "فقد نظام STC الرد فأعاد إرسال الطلب نفسه.",
+    )
+    retried = issuer.redeem(
+        customer, "stc", issued.code, ACTIVATION_FOR_ACTUAL_USER, request_id=visit
+    )
+    walk.check(
+        retried == redemption,
+        "the same redemption and the same receipt come back, not 'already used'",
+        "يعود الاستخدام نفسه والإيصال نفسه، لا رسالة 'مستخدم من قبل'",
+    )
+
+    walk.step(
+        "The agent tries to use the same code a second time, for another service.",
+        "يحاول الموظف استخدام الرمز نفسه مرة ثانية لخدمة أخرى.",
     )
     walk.refused(lambda: issuer.redeem(customer, "stc", issued.code, NEW_LINE), CodeAlreadyUsed)
 
