@@ -1,0 +1,340 @@
+"""Load and soak: several processes issue and redeem at full speed, then every invariant is checked.
+
+Usage::
+
+    python benchmarks/soak.py --backend URL --workers N --minutes M [--seed S]
+
+``URL`` is any storage URL the library accepts (``sqlite:///soak.db``, ``redis://…``,
+``postgresql://…``); the SQL schema is created first. ``--minutes`` may be fractional.
+
+Each worker process runs its own ``CodeIssuer`` over the shared backend with one common keyring and
+a realistic mix of traffic:
+
+- it issues a code for a customer at a random operator: one of its own customers, or, one time in
+  five, one of a few customers shared by every worker, so that workers collide;
+- one time in ten, the customer keeps the code and comes back with it between half an hour and
+  six hours later in service time: a third of those codes have expired by then, and customers who
+  keep codes reach the live-code limit;
+- one time in ten, it first types a wrong code;
+- it redeems the right code with a fresh request id;
+- one time in twenty, it retries: the same request again, which must return the very same
+  redemption, or the same code without a request id, which must be refused as already used.
+
+Time moves: every process reads one clock, which runs from a fixed start at a constant multiple of
+real time, so that the run covers up to 20 hours of the service: codes expire, and failure
+budgets fill and drain.
+
+At the end the parent checks, over everything the workers were told:
+
+- every acknowledged redemption is recorded as redeemed, for the service it was acknowledged for;
+- no code was acknowledged as redeemed by two different requests;
+- every retry with the same request id got the same redemption.
+
+The last line printed is a JSON summary with the keys ``operations``, ``errors`` (unexpected
+exceptions by kind), ``refusals`` (the library's refusals by code), ``p50_ms``, ``p99_ms`` and
+``invariant_violations``. The exit status is 0 only when there were neither errors nor violations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import multiprocessing
+import os
+import random
+import secrets
+import statistics
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from telecard_auth import (
+    CodeIssuer,
+    CodeState,
+    HmacKey,
+    Keyring,
+    Policy,
+    Redemption,
+    Subject,
+    TelecardAuthError,
+    luhn_valid,
+    storage_from_url,
+)
+
+#: Where the simulated service time starts.
+START = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
+#: The longest stretch of service time a run covers: within retention, so no record is purged.
+SIMULATED = timedelta(hours=20)
+PROVIDERS = ("stc", "mobily", "zain", "virgin", "lebara", "salam", "redbull", "friendi")
+SERVICES = ("activation_for_actual_user", "lost_sim_replacement", "new_line")
+SHARED_CUSTOMERS = 40
+OWN_CUSTOMERS = 5_000
+#: Most codes one worker's customers keep for later at once.
+MAX_KEPT = 2_000
+
+
+class ScaledClock:
+    """Service time: ``START`` plus real time since ``origin`` (epoch seconds), times ``speed``."""
+
+    def __init__(self, origin: float, speed: float) -> None:
+        self.origin = origin
+        self.speed = speed
+
+    def now(self) -> datetime:
+        """The current service time."""
+        return START + timedelta(seconds=(time.time() - self.origin) * self.speed)
+
+
+@dataclass
+class Ack:
+    """A redemption the library acknowledged: what must be found redeemed afterwards."""
+
+    customer: str
+    code_id: str
+    service_id: str
+    request_id: str
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did and saw."""
+
+    operations: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
+    acks: list[Ack] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+
+def national_ids(first: str, count: int, skip: int = 0) -> list[str]:
+    """``count`` valid ten-digit identifiers starting with ``first`` (Luhn check digit)."""
+    found: list[str] = []
+    number = skip * 10
+    while len(found) < count:
+        candidate = f"{first}{number:09d}"
+        number += 1
+        if luhn_valid(candidate):
+            found.append(candidate)
+    return found
+
+
+def _keyring(secret: bytes, pseudonym_secret: bytes) -> Keyring:
+    return Keyring(keys=(HmacKey(key_id="k1", secret=secret),), pseudonym_secret=pseudonym_secret)
+
+
+class Worker:
+    """One process's traffic against the shared backend."""
+
+    def __init__(self, index: int, config: dict[str, Any]) -> None:
+        self.index = index
+        self.rng = random.Random(config["seed"] * 1000 + index)  # noqa: S311 - traffic, not keys
+        self.deadline = config["deadline"]
+        self.storage = storage_from_url(config["url"])
+        self.issuer = CodeIssuer(
+            self.storage,
+            keyring=_keyring(config["secret"], config["pseudonym_secret"]),
+            policy=Policy(),
+            clock=ScaledClock(config["origin"], config["speed"]),
+        )
+        self.own = national_ids("1", OWN_CUSTOMERS, skip=(index + 1) * OWN_CUSTOMERS)
+        self.shared = national_ids("2", SHARED_CUSTOMERS)
+        self.report = WorkerReport()
+        self.requests = 0
+        self.clock = self.issuer.clock
+        #: Codes customers kept, by the service time they come back: (time, count, visit).
+        self.kept: list[tuple[datetime, int, tuple[Subject, str, str]]] = []
+
+    def timed(self, action: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one library call; time it; return its result or the refusal it raised."""
+        began = time.perf_counter()
+        try:
+            return action(*args, **kwargs)
+        except TelecardAuthError as error:
+            if error.code in ("storage_error", "storage_contention"):
+                self.report.errors[error.code] += 1
+            else:
+                self.report.refusals[error.code] += 1
+            return error
+        except Exception as error:  # counted: the soak goes on
+            self.report.errors[type(error).__name__] += 1
+            return error
+        finally:
+            self.report.operations += 1
+            self.report.latencies_ms.append((time.perf_counter() - began) * 1000)
+
+    def request_id(self) -> str:
+        """A request id no other request of the run uses."""
+        self.requests += 1
+        return f"w{self.index}-{self.requests}"
+
+    def visit(self) -> None:
+        """One customer's visit: a code, maybe a wrong attempt, a redemption, maybe a retry."""
+        rng = self.rng
+        service = rng.choice(SERVICES)
+        if self.kept and self.kept[0][0] <= self.clock.now() and rng.random() < 0.1:  # noqa: PLR2004
+            subject, provider, code = heapq.heappop(self.kept)[2]
+        else:
+            pool = self.shared if rng.random() < 0.2 else self.own  # noqa: PLR2004 - the mix
+            subject = _subject(rng.choice(pool))
+            provider = rng.choice(PROVIDERS)
+            issued = self.timed(self.issuer.issue, subject, provider)
+            if isinstance(issued, BaseException):
+                return
+            code = issued.code
+            if rng.random() < 0.1 and len(self.kept) < MAX_KEPT:  # noqa: PLR2004 - the mix
+                later = issued.issued_at + timedelta(minutes=rng.uniform(30, 360))
+                heapq.heappush(self.kept, (later, self.requests, (subject, provider, code)))
+                self.requests += 1
+                return
+        if rng.random() < 0.1:  # noqa: PLR2004 - the mix
+            wrong = f"{(int(code) + 1 + rng.randrange(10**7)) % 10**8:08d}"
+            self.timed(self.issuer.redeem, subject, provider, wrong, service)
+        request_id = self.request_id()
+        first = self.timed(
+            self.issuer.redeem, subject, provider, code, service, request_id=request_id
+        )
+        if not isinstance(first, Redemption):
+            return
+        self.report.acks.append(Ack(subject.identifier, first.code_id, service, request_id))
+        if rng.random() < 0.05:  # noqa: PLR2004 - the mix
+            if rng.random() < 0.5:  # noqa: PLR2004 - half of the retries repeat the request
+                again = self.timed(
+                    self.issuer.redeem, subject, provider, code, service, request_id=request_id
+                )
+                if again != first:
+                    self.report.violations.append(
+                        f"retry of {request_id} got {again!r}, not the first redemption"
+                    )
+            else:
+                again = self.timed(self.issuer.redeem, subject, provider, code, service)
+                if isinstance(again, Redemption):
+                    self.report.violations.append(
+                        f"code {first.code_id} was redeemed again without its request id"
+                    )
+
+    def run(self) -> WorkerReport:
+        """Visits until the deadline."""
+        try:
+            while time.time() < self.deadline:
+                self.visit()
+        finally:
+            close = getattr(self.storage, "close", None)
+            if close is not None:
+                close()
+        return self.report
+
+
+def _work(index: int, config: dict[str, Any]) -> WorkerReport:
+    return Worker(index, config).run()
+
+
+def _subject(customer: str) -> Subject:
+    return Subject.resident(customer) if customer[0] == "2" else Subject.citizen(customer)
+
+
+def check(config: dict[str, Any], reports: list[WorkerReport]) -> list[str]:
+    """Every invariant over everything the workers were told; the violations found."""
+    violations = [violation for report in reports for violation in report.violations]
+    by_code: dict[str, set[str]] = {}
+    for report in reports:
+        for ack in report.acks:
+            by_code.setdefault(ack.code_id, set()).add(ack.request_id)
+    violations += [
+        f"code {code_id} was acknowledged to {len(requests)} requests"
+        for code_id, requests in by_code.items()
+        if len(requests) > 1
+    ]
+    storage = storage_from_url(config["url"])
+    try:
+        auditor = CodeIssuer(
+            storage,
+            keyring=_keyring(config["secret"], config["pseudonym_secret"]),
+            clock=ScaledClock(config["origin"], config["speed"]),
+        )
+        for report in reports:
+            for ack in report.acks:
+                status = auditor.status(_subject(ack.customer), ack.code_id)
+                if (status.state, status.redeemed_service_id) != (
+                    CodeState.REDEEMED,
+                    ack.service_id,
+                ):
+                    violations.append(
+                        f"acknowledged redemption of {ack.code_id} is stored as {status.state}"
+                    )
+    finally:
+        close = getattr(storage, "close", None)
+        if close is not None:
+            close()
+    return violations
+
+
+def soak(url: str, workers: int, minutes: float, seed: int) -> dict[str, Any]:
+    """Run the soak; return the summary."""
+    storage = storage_from_url(url)
+    migrate = getattr(storage, "migrate", None)
+    if migrate is not None:
+        migrate()
+    close = getattr(storage, "close", None)
+    if close is not None:
+        close()
+    seconds = minutes * 60
+    origin = time.time()
+    config = {
+        "url": url,
+        "seed": seed,
+        "secret": secrets.token_bytes(32),
+        "pseudonym_secret": secrets.token_bytes(32),
+        "origin": origin,
+        "speed": SIMULATED.total_seconds() / max(seconds, 1.0),
+        "deadline": origin + seconds,
+    }
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers) as pool:
+        reports = pool.starmap(_work, [(index, config) for index in range(workers)])
+    violations = check(config, reports)
+    latencies = sorted(ms for report in reports for ms in report.latencies_ms)
+    errors: Counter[str] = Counter()
+    refusals: Counter[str] = Counter()
+    for report in reports:
+        errors.update(report.errors)
+        refusals.update(report.refusals)
+    for violation in violations[:20]:
+        print("violation:", violation, file=sys.stderr)
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return {
+        "backend": url.split(":", 1)[0],
+        "workers": workers,
+        "minutes": minutes,
+        "operations": sum(report.operations for report in reports),
+        "redemptions_acknowledged": sum(len(report.acks) for report in reports),
+        "operations_per_s": round(sum(report.operations for report in reports) / seconds, 1),
+        "errors": dict(errors),
+        "refusals": dict(refusals),
+        "p50_ms": round(quantiles[49], 3),
+        "p99_ms": round(quantiles[98], 3),
+        "invariant_violations": len(violations),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, run the soak, print the summary as the last line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", required=True, help="storage URL, e.g. sqlite:///soak.db")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--minutes", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.workers < 1 or args.minutes <= 0:
+        parser.error("--workers must be at least 1 and --minutes positive")
+    summary = soak(args.backend, args.workers, args.minutes, args.seed)
+    print(json.dumps(summary, sort_keys=True))
+    return 0 if not summary["errors"] and not summary["invariant_violations"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
