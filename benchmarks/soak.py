@@ -41,6 +41,7 @@ import argparse
 import heapq
 import json
 import multiprocessing
+import multiprocessing.pool
 import os
 import random
 import secrets
@@ -237,7 +238,37 @@ def _subject(customer: str) -> Subject:
     return Subject.resident(customer) if customer[0] == "2" else Subject.citizen(customer)
 
 
-def check(config: dict[str, Any], reports: list[WorkerReport]) -> list[str]:
+def _audit(config: dict[str, Any], acks: list[Ack]) -> list[str]:
+    """The acknowledged redemptions in ``acks`` that storage does not hold as redeemed."""
+    storage = storage_from_url(config["url"])
+    violations = []
+    try:
+        auditor = CodeIssuer(
+            storage,
+            keyring=_keyring(config["secret"], config["pseudonym_secret"]),
+            clock=ScaledClock(config["origin"], config["speed"]),
+        )
+        for ack in acks:
+            try:
+                status = auditor.status(_subject(ack.customer), ack.code_id)
+            except TelecardAuthError as error:
+                violations.append(f"acknowledged redemption of {ack.code_id}: {error.code}")
+                continue
+            if (status.state, status.redeemed_service_id) != (CodeState.REDEEMED, ack.service_id):
+                violations.append(
+                    f"acknowledged redemption of {ack.code_id} for {ack.service_id} is stored as"
+                    f" {status.state.value} for {status.redeemed_service_id}"
+                )
+    finally:
+        close = getattr(storage, "close", None)
+        if close is not None:
+            close()
+    return violations
+
+
+def check(
+    config: dict[str, Any], reports: list[WorkerReport], pool: multiprocessing.pool.Pool, size: int
+) -> list[str]:
     """Every invariant over everything the workers were told; the violations found."""
     violations = [violation for report in reports for violation in report.violations]
     by_code: dict[str, set[str]] = {}
@@ -249,27 +280,10 @@ def check(config: dict[str, Any], reports: list[WorkerReport]) -> list[str]:
         for code_id, requests in by_code.items()
         if len(requests) > 1
     ]
-    storage = storage_from_url(config["url"])
-    try:
-        auditor = CodeIssuer(
-            storage,
-            keyring=_keyring(config["secret"], config["pseudonym_secret"]),
-            clock=ScaledClock(config["origin"], config["speed"]),
-        )
-        for report in reports:
-            for ack in report.acks:
-                status = auditor.status(_subject(ack.customer), ack.code_id)
-                if (status.state, status.redeemed_service_id) != (
-                    CodeState.REDEEMED,
-                    ack.service_id,
-                ):
-                    violations.append(
-                        f"acknowledged redemption of {ack.code_id} is stored as {status.state}"
-                    )
-    finally:
-        close = getattr(storage, "close", None)
-        if close is not None:
-            close()
+    acks = [ack for report in reports for ack in report.acks]
+    chunks = [(config, acks[start::size]) for start in range(size)]
+    for found in pool.starmap(_audit, chunks):
+        violations += found
     return violations
 
 
@@ -296,7 +310,7 @@ def soak(url: str, workers: int, minutes: float, seed: int) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers) as pool:
         reports = pool.starmap(_work, [(index, config) for index in range(workers)])
-    violations = check(config, reports)
+        violations = check(config, reports, pool, workers)
     latencies = sorted(ms for report in reports for ms in report.latencies_ms)
     errors: Counter[str] = Counter()
     refusals: Counter[str] = Counter()
