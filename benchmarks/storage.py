@@ -56,7 +56,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,7 +77,7 @@ from telecard_auth import (
     WrongCode,
     luhn_valid,
 )
-from telecard_auth._codec import encode_state
+from telecard_auth._codec import encode_state, micros
 from telecard_auth._sqlite import (
     _INSERT,
     _LOAD,
@@ -85,7 +85,6 @@ from telecard_auth._sqlite import (
     _UPDATE_STATE,
     AsyncSQLiteStorage,
     SQLiteStorage,
-    micros,
 )
 
 POSTGRES_URL = os.environ.get("TELECARD_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
@@ -716,6 +715,34 @@ def _memory_backend(name: str, documents: Documents, keyring: Keyring) -> Backen
     return Backend(name, MemoryStorage(), floor, lambda: None, [open_async])
 
 
+#: The commit script's ARGV: expected version, document, keep_until (µs), expiry (ms).
+RedisArgs = tuple[str, str, int, int]
+#: The fields ``RedisStorage.load`` reads.
+REDIS_FIELDS = ["v", "d", "k"]
+
+
+def _redis_script_args(storage: Any, documents: Documents) -> Callable[[int, Write], RedisArgs]:
+    """How the Redis floor builds the commit script's ARGV, checked against ``storage``'s own."""
+    grace_ms = math.ceil(storage.expiry_grace / timedelta(milliseconds=1))
+
+    def script_args(version: int, write: Write) -> RedisArgs:
+        return (str(version), write.document, write.keep_micros, write.keep_ms + grace_ms)
+
+    # The floor sends what the library sends: the library's arguments for the same commits.
+    writes = (
+        documents.new_issue,
+        documents.new_redeem,
+        documents.returning_issue,
+        documents.returning_redeem,
+    )
+    for change, write in zip(documents.commits, writes, strict=True):
+        library = [str(argument) for argument in storage._arguments(change)]
+        floor = [str(argument) for argument in script_args(change.expected_version, write)]
+        if library != floor:
+            raise FloorFailed(f"the floor's script arguments {floor} are not {library}")
+    return script_args
+
+
 def _redis_backend(name: str, documents: Documents) -> Backend:
     import redis  # noqa: PLC0415 - the client library is needed only for this backend
 
@@ -733,37 +760,34 @@ def _redis_backend(name: str, documents: Documents) -> Backend:
     storage.migrate()
     client = redis.Redis.from_url(REDIS_URL)
     sha = str(client.script_load(COMMIT_SCRIPT))
+    script_args = _redis_script_args(storage, documents)
 
     class RedisFloor(Floor):
         """redis-py: HMGET, EVALSHA, HMGET, EVALSHA."""
 
         def seed(self, refs: list[str]) -> None:
-            write = self.documents.new_redeem
+            # What the commit script leaves behind for the pair's second write.
+            _, document, keep_until, expiry_ms = script_args(1, self.documents.new_redeem)
             with client.pipeline(transaction=False) as pipe:
                 for ref in refs:
                     key = storage.key(ref)
-                    pipe.hset(key, mapping={"v": "2", "d": write.document})
-                    pipe.pexpire(key, write.keep_ms)
+                    pipe.hset(key, mapping={"v": "2", "d": document, "k": keep_until})
+                    pipe.pexpire(key, expiry_ms)
                 pipe.execute()
 
         def run(self, refs: list[str], *, returning: bool) -> float:
             issue, redeem, base = self.writes(returning=returning)
             steps = [
-                (
-                    storage.key(ref),
-                    (str(base), issue.document, issue.keep_ms),
-                    (str(base + 1), redeem.document, redeem.keep_ms),
-                )
+                (storage.key(ref), script_args(base, issue), script_args(base + 1, redeem))
                 for ref in refs
             ]
             hmget, evalsha = client.hmget, client.evalsha
-            fields = ["v", "d"]
             start = time.perf_counter()
             for key, first, second in steps:
-                hmget(key, fields)
+                hmget(key, REDIS_FIELDS)
                 if evalsha(sha, 1, key, *first) != 1:
                     raise FloorFailed(key)
-                hmget(key, fields)
+                hmget(key, REDIS_FIELDS)
                 if evalsha(sha, 1, key, *second) != 1:
                     raise FloorFailed(key)
             return time.perf_counter() - start
@@ -797,21 +821,16 @@ def _redis_backend(name: str, documents: Documents) -> Backend:
         await store.migrate()
         async_sha = str(await async_client.script_load(COMMIT_SCRIPT))
         issue, redeem = documents.new_issue, documents.new_redeem
-        fields = ["v", "d"]
 
-        def prepare(ref: str) -> tuple[str, tuple[str, str, int], tuple[str, str, int]]:
-            return (
-                store.key(ref),
-                ("0", issue.document, issue.keep_ms),
-                ("1", redeem.document, redeem.keep_ms),
-            )
+        def prepare(ref: str) -> tuple[str, RedisArgs, RedisArgs]:
+            return store.key(ref), script_args(0, issue), script_args(1, redeem)
 
-        async def raw_pair(step: tuple[str, tuple[str, str, int], tuple[str, str, int]]) -> None:
+        async def raw_pair(step: tuple[str, RedisArgs, RedisArgs]) -> None:
             key, first, second = step
-            await async_client.hmget(key, fields)
+            await async_client.hmget(key, REDIS_FIELDS)
             if await async_client.evalsha(async_sha, 1, key, *first) != 1:
                 raise FloorFailed(key)
-            await async_client.hmget(key, fields)
+            await async_client.hmget(key, REDIS_FIELDS)
             if await async_client.evalsha(async_sha, 1, key, *second) != 1:
                 raise FloorFailed(key)
 

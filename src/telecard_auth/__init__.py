@@ -71,10 +71,12 @@ from telecard_auth._normalize import fold_digits, luhn_valid, normalize_msisdn
 from telecard_auth._policy import CodeFormat, GuessRisk, Policy, default_government_id_validator
 from telecard_auth._receipt import Receipt, ReceiptSigner, SigningKey, VerifyKey, verify_receipt
 from telecard_auth._storage import (
+    AsyncPurgeReporting,
     AsyncStorage,
     CodeRecord,
     Commit,
     FailureLog,
+    PurgeReporting,
     Storage,
     SubjectSnapshot,
 )
@@ -126,6 +128,7 @@ __all__ = [
     "AsyncCodeIssuer",
     "AsyncMemoryStorage",
     "AsyncPostgresStorage",
+    "AsyncPurgeReporting",
     "AsyncRedisStorage",
     "AsyncSQLiteStorage",
     "AsyncStorage",
@@ -175,6 +178,7 @@ __all__ = [
     "Policy",
     "PostgresStorage",
     "Provider",
+    "PurgeReporting",
     "QueueSink",
     "Receipt",
     "ReceiptNotVerified",

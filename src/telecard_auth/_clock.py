@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -41,6 +42,19 @@ def ensure_utc(moment: object, *, what: str = "time") -> datetime:
         raise InvalidTime(
             reason=f"{what} is out of range", reason_ar="الوقت خارج النطاق المسموح"
         ) from None
+
+
+def _amount(value: object) -> float:
+    """A keyword amount of ``ManualClock.advance`` as an exact int or float; else InvalidTime."""
+    # Checked by type, and copied out of a subclass without calling anything it overrides.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return operator.index(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    raise InvalidTime(
+        reason="the amounts to advance by must be numbers",
+        reason_ar="يجب أن تكون مقادير التقديم أرقامًا",
+    )
 
 
 class SystemClock:
@@ -83,12 +97,28 @@ class ManualClock:
         seconds: float = 0,
         microseconds: float = 0,
     ) -> datetime:
-        """Move forward by ``delta`` (or by the keyword amounts) and return the new time."""
+        """Move forward by ``delta`` (or by the keyword amounts) and return the new time.
+
+        The keyword amounts are ints or floats; anything else, or an amount too large for a
+        ``timedelta``, is ``InvalidTime``.
+        """
+        hours, minutes, seconds, microseconds = amounts = (
+            _amount(hours),
+            _amount(minutes),
+            _amount(seconds),
+            _amount(microseconds),
+        )
         if delta is None:
-            delta = timedelta(
-                hours=hours, minutes=minutes, seconds=seconds, microseconds=microseconds
-            )
-        elif not isinstance(delta, timedelta) or any((hours, minutes, seconds, microseconds)):
+            try:
+                delta = timedelta(
+                    hours=hours, minutes=minutes, seconds=seconds, microseconds=microseconds
+                )
+            except (ValueError, OverflowError):
+                raise InvalidTime(
+                    reason="the amounts to advance by are out of range",
+                    reason_ar="مقادير التقديم خارج النطاق المسموح",
+                ) from None
+        elif not isinstance(delta, timedelta) or any(amounts):
             raise InvalidTime(
                 reason="advance takes one timedelta or keyword amounts",
                 reason_ar="يجب أن يكون مقدار التقديم مدة زمنية واحدة",

@@ -3,23 +3,39 @@
 A subject's codes and failure logs are stored as one compact JSON document: positional arrays,
 times in ISO 8601 (UTC), digests in base64. It holds digests and pseudonyms only, never a code or an
 identity number. ``FORMAT`` is written into each document so that a later release can read old ones.
+
+Backends that index times (SQLite's and Redis's ``keep_until``) store them as whole microseconds
+since the Unix epoch: ``micros`` and ``from_micros``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from telecard_auth._errors import StorageError
 from telecard_auth._model import CodeState
 from telecard_auth._storage import CodeRecord, Commit, FailureLog, SubjectSnapshot
 
-__all__ = ["FORMAT", "decode_state", "encode_state"]
+__all__ = ["FORMAT", "decode_deleted", "decode_state", "encode_state", "from_micros", "micros"]
 
 #: Version of the document layout below.
 FORMAT = 1
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch: how SQLite and Redis index times."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(count: int) -> datetime:
+    """The UTC moment ``count`` microseconds after the Unix epoch: the inverse of ``micros``."""
+    return _EPOCH + timedelta(microseconds=count)
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -130,3 +146,18 @@ def decode_state(
         )
     except (ValueError, TypeError, KeyError) as error:
         raise StorageError(reason="a stored record cannot be read") from error
+
+
+def decode_deleted(
+    subject_ref: str, version: int, document: str | bytes, keep_until: datetime | None = None
+) -> SubjectSnapshot:
+    """The snapshot of a subject a purge has just deleted, as ``decode_state`` reads it.
+
+    The subject is gone already, so an unreadable document cannot stop the purge: it is reported
+    as the subject at ``version`` with no codes and no failure logs, rather than as an error that
+    would lose the rest of the batch.
+    """
+    try:
+        return decode_state(subject_ref, version, document, keep_until)
+    except StorageError:
+        return SubjectSnapshot(subject_ref=subject_ref, version=version, keep_until=keep_until)

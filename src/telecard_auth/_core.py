@@ -43,6 +43,7 @@ from telecard_auth._errors import (
     TelecardAuthError,
     UnknownCode,
     WrongCode,
+    plain,
 )
 from telecard_auth._keyring import Keyring
 from telecard_auth._model import (
@@ -255,6 +256,8 @@ def prepare_redeem(
     if request_id is not None:
         if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
             raise InvalidRequestId()
+        # Plain text from here on: it is repr()'d below and handed back in events.
+        request_id = plain(request_id)
         request_ref = keyring.pseudonym("request", request_id)
         inputs = (request_id, resolved_provider.id, resolved_service.id, msisdn_ref, recipient_ref)
         request_inputs = keyring.pseudonym("request-inputs", repr(inputs))
@@ -276,7 +279,11 @@ def prepare_lookup(
 ) -> tuple[str, str]:
     """Validate a status or revoke request; return the subject's pseudonym and the code id."""
     checked = check_subject(policy, subject)
-    if not isinstance(code_id, str) or not 0 < len(code_id) <= MAX_INPUT_LENGTH:
+    if not isinstance(code_id, str):
+        raise UnknownCode()
+    # Plain text, so that comparing it with stored ids calls nothing of a str subclass.
+    code_id = plain(code_id)
+    if not 0 < len(code_id) <= MAX_INPUT_LENGTH:
         raise UnknownCode()
     return subject_ref(keyring, checked), code_id
 

@@ -6,10 +6,12 @@ never repeat a code or an identity number back: they name what is wrong, not the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 __all__ = [
     "BindingMismatch",
@@ -96,6 +98,8 @@ class TelecardAuthError(Exception):
 
 
 _LONGEST_SHOWN = 40
+#: Longest message of a client library passed on as the reason of an error.
+_LONGEST_REASON = 200
 
 
 class _Shown(dict[str, object]):
@@ -110,11 +114,67 @@ def _show(value: object) -> object:
     return value
 
 
-def clip(value: object) -> str:
-    """A caller's value made safe to echo in a message: text, and one line's worth at most."""
-    text = value if isinstance(value, str) else type(value).__name__
+def clip(value: object, longest: int = _LONGEST_SHOWN) -> str:
+    """A caller's value made safe to echo in a message: text, and one line's worth at most.
+
+    Text is shown (cut to ``longest`` characters); anything else by its type's name only, so
+    neither ``repr`` nor ``str`` of a caller's object is ever called.
+    """
+    text = plain(value) if isinstance(value, str) else type(value).__name__
     # Junk input echoed back must not turn one line of error into a page.
-    return text if len(text) <= _LONGEST_SHOWN else text[:_LONGEST_SHOWN] + "…"
+    return text if len(text) <= longest else text[:longest] + "…"
+
+
+def driver_reason(error: BaseException, secrets: tuple[str | None, ...] = ()) -> str | None:
+    """A client library's message, made safe to pass on: its first line, clipped.
+
+    ``None`` when it repeats any of ``secrets`` (a password, say, as written or percent-decoded):
+    the caller then says what went wrong in its own words.
+    """
+    lines = str(error).strip().splitlines()
+    message = lines[0] if lines else type(error).__name__
+    if any(secret and secret in message for secret in secrets):
+        return None
+    return clip(message, _LONGEST_REASON)
+
+
+#: A password in a connection URL's user info, or a ``password`` keyword or query option.
+_PASSWORDS = re.compile(
+    r"^[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*:(?P<info>[^@/?#]*)@"
+    r"|password\s*=\s*(?P<option>'(?:[^'\\]|\\.)*'|[^\s&#]*)",
+    re.IGNORECASE,
+)
+
+
+def passwords_in(url: str) -> tuple[str, ...]:
+    """Every password ``url`` (a URL or a libpq ``key=value`` string) holds, as written and
+    percent-decoded: what no message may repeat."""
+    found: list[str] = []
+    for match in _PASSWORDS.finditer(url):
+        written = match.group("info") or (match.group("option") or "").strip("'")
+        found += [written, unquote(written, errors="replace")]
+    return tuple(secret for secret in found if secret)
+
+
+def plain(text: str) -> str:
+    """``text`` as an exact ``str``, without calling any method a ``str`` subclass overrides.
+
+    Entry points turn text into plain ``str`` first, so that a subclass whose ``==``, ``hash()``
+    or ``repr()`` raise (or lie) never reaches a comparison, a dict or a message.
+    """
+    # str.__str__ copies a subclass's characters into a new exact str; it calls nothing of its.
+    return text if type(text) is str else str.__str__(text)
+
+
+def plain_text(value: str) -> str:
+    """An attrs converter: text becomes a plain ``str`` (see ``plain``); the rest is unchanged.
+
+    Typed ``str`` to ``str`` so that a field keeps its declared type; anything else passes
+    through as it came, for the field's validator to refuse.
+    """
+    if type(value) is str or not isinstance(value, str):
+        return value
+    return str.__str__(value)
 
 
 def _rebuild(cls: type[TelecardAuthError], details: dict[str, Any]) -> TelecardAuthError:

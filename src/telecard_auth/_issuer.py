@@ -9,6 +9,7 @@ in ``_Shell``, and the two issuers differ only in whether ``_run`` awaits the st
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -18,16 +19,31 @@ from telecard_auth._clock import Clock, SystemClock, ensure_utc
 from telecard_auth._errors import (
     ConfigurationError,
     InvalidInput,
+    InvalidTime,
     StorageContention,
     StorageError,
     TelecardAuthError,
 )
 from telecard_auth._keyring import Keyring
-from telecard_auth._model import CodeStatus, IssuedCode, Provider, Redemption, Service, Subject
+from telecard_auth._model import (
+    CodeState,
+    CodeStatus,
+    IssuedCode,
+    Provider,
+    Redemption,
+    Service,
+    Subject,
+)
 from telecard_auth._policy import Policy
 from telecard_auth._receipt import ReceiptSigner
-from telecard_auth._storage import AsyncStorage, Storage, SubjectSnapshot
-from telecard_auth.events import EventSink, deliver
+from telecard_auth._storage import (
+    AsyncPurgeReporting,
+    AsyncStorage,
+    PurgeReporting,
+    Storage,
+    SubjectSnapshot,
+)
+from telecard_auth.events import CodeExpired, EventSink, deliver
 
 __all__ = ["AsyncCodeIssuer", "CodeIssuer"]
 
@@ -37,6 +53,13 @@ S = TypeVar("S", Storage, AsyncStorage)
 
 #: How many times one request re-reads and re-decides after losing a compare-and-set race.
 MAX_CONFLICTS = 64
+#: The clock's time must fall in [1970-01-01, 9000-01-01) UTC: storage counts time from the Unix
+#: epoch, and a policy's durations (a year at most each) added to any time in range stay far
+#: inside what ``datetime`` holds. A clock outside is refused with ``InvalidTime``.
+FIRST_YEAR = 1970
+END_YEAR = 9000
+#: The largest ``purge`` limit passed on to storage; a larger limit means the same: all of them.
+MAX_PURGE_LIMIT = 2**31 - 1
 
 
 class _Plan(Generic[T]):
@@ -96,6 +119,13 @@ class _Shell(Generic[S]):
             for name in ("load", "commit", "purge")
         ):
             raise ConfigurationError(reason=f"storage must be {kind} (load, commit, purge)")
+        # The optional capability, if there, must be of the same kind as the rest.
+        reporting = AsyncPurgeReporting if self._asynchronous else PurgeReporting
+        if isinstance(storage, reporting) and (
+            inspect.iscoroutinefunction(storage.purge_snapshots) != self._asynchronous
+        ):
+            awaited = "a coroutine function" if self._asynchronous else "a plain function"
+            raise ConfigurationError(reason=f"the storage's purge_snapshots must be {awaited}")
 
     def _plan_issue(
         self,
@@ -183,9 +213,20 @@ class _Shell(Generic[S]):
             moment = self.clock.now()
         except Exception as error:
             raise ConfigurationError(reason="the clock failed") from error
-        if type(moment) is datetime and moment.tzinfo is UTC:
+        if (
+            type(moment) is datetime
+            and moment.tzinfo is UTC
+            and FIRST_YEAR <= moment.year < END_YEAR
+        ):
             return moment  # the common case, already checked
-        return ensure_utc(moment, what="the clock's time")
+        moment = ensure_utc(moment, what="the clock's time")
+        if not FIRST_YEAR <= moment.year < END_YEAR:
+            # Kept out of the rules: _core may add a policy's durations to any time it is given.
+            raise InvalidTime(
+                reason=f"the clock's time must be from {FIRST_YEAR} to {END_YEAR - 1}",
+                reason_ar=f"يجب أن يكون وقت الساعة بين عامي {FIRST_YEAR} و{END_YEAR - 1}",
+            )
+        return moment
 
     @staticmethod
     def _checked(snapshot: object, plan: _Plan[Any]) -> SubjectSnapshot:
@@ -195,9 +236,34 @@ class _Shell(Generic[S]):
 
     @staticmethod
     def _purge_limit(limit: object) -> int:
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        if not isinstance(limit, int) or isinstance(limit, bool):
             raise InvalidInput()
-        return limit
+        # An exact int (an int subclass's own methods are not called), capped: every storage
+        # takes the cap, and a limit larger than it deletes the same, everything that is due.
+        exact = operator.index(limit)
+        if exact < 1:
+            raise InvalidInput()
+        return min(exact, MAX_PURGE_LIMIT)
+
+    @staticmethod
+    def _expired(deleted: object, now: datetime) -> list[CodeExpired]:
+        """One ``CodeExpired`` per code that ``deleted`` (purged snapshots) held unused, expired."""
+        if not isinstance(deleted, list | tuple) or not all(
+            isinstance(snapshot, SubjectSnapshot) for snapshot in deleted
+        ):
+            raise StorageError(reason="purge_snapshots() returned something other than snapshots")
+        return [
+            CodeExpired(
+                at=now,
+                subject_ref=snapshot.subject_ref,
+                code_id=record.code_id,
+                provider_id=record.provider_id,
+                expired_at=record.expires_at,
+            )
+            for snapshot in deleted
+            for record in snapshot.codes
+            if record.state is CodeState.ACTIVE and record.expires_at <= now
+        ]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(storage={self.storage!r}, clock={self.clock!r})"
@@ -210,6 +276,9 @@ def _storage_error(error: Exception) -> StorageError:
 
 class CodeIssuer(_Shell[Storage]):
     """Issues and redeems SIM authentication codes under a policy, over a storage.
+
+    Every verb reads the clock first; a time before 1970 or after 8999 (UTC) is refused with
+    ``InvalidTime``, before anything is loaded or stored.
 
     >>> from telecard_auth import Keyring, ManualClock, MemoryStorage, Subject
     >>> issuer = CodeIssuer(MemoryStorage(), keyring=Keyring.generate(), clock=ManualClock())
@@ -268,9 +337,11 @@ class CodeIssuer(_Shell[Storage]):
 
         ``request_id`` (1-64 printable ASCII characters, chosen by the caller) makes a retry
         safe: repeating the same request with the same id returns the first call's
-        ``Redemption`` (and receipt) instead of ``CodeAlreadyUsed``; the same id with any other
-        input is refused with ``RequestConflict``. Retries are recognised for as long as the
-        code's record is kept (its expiry plus the policy's ``retention``).
+        ``Redemption`` (and receipt) instead of ``CodeAlreadyUsed``; the same id with another
+        provider, service, binding or right code of the subject is refused with
+        ``RequestConflict``. A wrong code stays ``WrongCode`` (and counts), request id or not.
+        Request ids belong to one subject, and retries are recognised for as long as the code's
+        record is kept (its expiry plus the policy's ``retention``).
         """
         return self._run(
             self._plan_redeem(
@@ -298,9 +369,26 @@ class CodeIssuer(_Shell[Storage]):
         A subject's data matters until its last code's expiry plus the policy's ``retention``,
         and until its last wrong attempt has left the failure window. Call in a loop until it
         returns 0; each call is one bounded batch that never blocks redeemers for long.
+        ``limit`` is a whole number of at least 1 (else ``InvalidInput``); any limit above
+        ``MAX_PURGE_LIMIT`` (2^31 - 1) is taken as that, which means the same: all that is due.
+
+        With event sinks, every code still unused (never redeemed, revoked, locked or superseded)
+        in a deleted subject is reported as one ``events.CodeExpired``, after the deletion: ``at``
+        is the time of this purge and ``expired_at`` the code's expiry. That takes a storage with
+        ``purge_snapshots`` (``PurgeReporting``), as every storage of this package has; over a
+        storage without it, purging works the same but reports no expired codes. Without sinks,
+        the storage's plain ``purge`` is called.
         """
         limit = self._purge_limit(limit)
-        return self._call(self.storage.purge, self._now(), limit)
+        now = self._now()
+        storage = self.storage
+        if self.sinks and isinstance(storage, PurgeReporting):
+            deleted = self._call(storage.purge_snapshots, now, limit)
+            expired = self._expired(deleted, now)
+            if expired:
+                deliver(self.sinks, expired)
+            return len(deleted)
+        return self._call(storage.purge, now, limit)
 
     def _run(self, plan: _Plan[T]) -> T:
         storage = self.storage
@@ -409,9 +497,22 @@ class AsyncCodeIssuer(_Shell[AsyncStorage]):
         return await self._run(self._plan_status(subject, code_id))
 
     async def purge(self, limit: int = 1000) -> int:
-        """Delete one bounded batch of finished subjects; see ``CodeIssuer.purge``."""
+        """Delete one bounded batch of finished subjects; see ``CodeIssuer.purge``.
+
+        With event sinks and an ``AsyncPurgeReporting`` storage, each code found expired unused in
+        the deleted subjects is reported as an ``events.CodeExpired``, as ``CodeIssuer.purge``
+        does.
+        """
         limit = self._purge_limit(limit)
-        return await self._call(self.storage.purge, self._now(), limit)
+        now = self._now()
+        storage = self.storage
+        if self.sinks and isinstance(storage, AsyncPurgeReporting):
+            deleted = await self._call(storage.purge_snapshots, now, limit)
+            expired = self._expired(deleted, now)
+            if expired:
+                deliver(self.sinks, expired)
+            return len(deleted)
+        return await self._call(storage.purge, now, limit)
 
     async def _run(self, plan: _Plan[T]) -> T:
         for _ in range(MAX_CONFLICTS):

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from telecard_auth._errors import KeyringError
+from telecard_auth._errors import InvalidInput, KeyringError, plain, plain_text
 
 __all__ = ["MIN_SECRET_BYTES", "HmacKey", "Keyring"]
 
@@ -42,7 +42,7 @@ def _key_id(_instance: object, _attribute: attrs.Attribute[str], value: object) 
 class HmacKey:
     """One HMAC-SHA256 key and the id stored beside each digest it made."""
 
-    key_id: str = attrs.field(validator=_key_id)
+    key_id: str = attrs.field(converter=plain_text, validator=_key_id)
     secret: bytes = attrs.field(repr=False, validator=_secret)
 
 
@@ -104,7 +104,10 @@ class Keyring:
 
     def without_key(self, key_id: str) -> Keyring:
         """A copy with ``key_id`` retired: codes digested with it can no longer be redeemed."""
-        return attrs.evolve(self, keys=tuple(k for k in self.keys if k.key_id != key_id))
+        if not isinstance(key_id, str):
+            raise KeyringError(reason="a key id is text")
+        retired = plain(key_id)
+        return attrs.evolve(self, keys=tuple(k for k in self.keys if k.key_id != retired))
 
     def code_digest(
         self, key_id: str, subject_ref: str, provider_id: str, code: str
@@ -112,19 +115,35 @@ class Keyring:
         """The digest of ``code`` under ``key_id``, or ``None`` when that key is not in the ring.
 
         The subject and provider are part of the message, so a digest is worthless anywhere
-        but on its own record.
+        but on its own record. Every argument is a plain ``str``: the issuer calls this with
+        values it has already checked; anything but text is ``InvalidInput``.
         """
-        keyed = self._by_id.get(key_id)
-        if keyed is None:
-            return None
+        # A try costs nothing until it catches: the hot path pays no check for the guard.
+        try:
+            keyed = self._by_id.get(key_id)
+            if keyed is None:
+                return None
+            message = _SEP.join(
+                (b"code", subject_ref.encode(), provider_id.encode(), code.encode())
+            )
+        except (AttributeError, TypeError):  # not text
+            raise InvalidInput() from None
         mac = keyed.copy()
-        mac.update(_SEP.join((b"code", subject_ref.encode(), provider_id.encode(), code.encode())))
+        mac.update(message)
         return mac.digest()
 
     def pseudonym(self, domain: str, value: str) -> str:
-        """A stable keyed pseudonym (128 bits, hex) of ``value`` within ``domain``."""
+        """A stable keyed pseudonym (128 bits, hex) of ``value`` within ``domain``.
+
+        ``domain`` and ``value`` are plain ``str``, as the issuer passes them; anything but text
+        is ``InvalidInput``.
+        """
+        try:
+            message = _SEP.join((domain.encode(), value.encode()))
+        except (AttributeError, TypeError):  # not text (the try costs nothing until it catches)
+            raise InvalidInput() from None
         mac = self._pseudonym_mac.copy()
-        mac.update(_SEP.join((domain.encode(), value.encode())))
+        mac.update(message)
         return mac.digest()[:16].hex()
 
 

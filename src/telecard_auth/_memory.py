@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import datetime
+from itertools import islice
 
 from telecard_auth._storage import Commit, SubjectSnapshot
 
@@ -43,16 +44,25 @@ class MemoryStorage:
 
     def purge(self, now: datetime, limit: int) -> int:
         """Delete up to ``limit`` subjects kept until ``now`` or earlier; see ``Storage.purge``."""
+        return len(self.purge_snapshots(now, limit))
+
+    def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
+        """``purge``, returning the deleted snapshots; see ``PurgeReporting.purge_snapshots``."""
         with self._lock:
-            done = [
-                ref
-                for ref, snapshot in self._subjects.items()
-                # Every stored snapshot has the keep_until of the commit that wrote it.
-                if snapshot.keep_until is not None and snapshot.keep_until <= now
-            ]
-            for ref in done[:limit]:
-                del self._subjects[ref]
-            return min(len(done), limit)
+            done = list(
+                islice(
+                    (
+                        snapshot
+                        for snapshot in self._subjects.values()
+                        # Every stored snapshot has the keep_until of the commit that wrote it.
+                        if snapshot.keep_until is not None and snapshot.keep_until <= now
+                    ),
+                    limit,
+                )
+            )
+            for snapshot in done:
+                del self._subjects[snapshot.subject_ref]
+        return done
 
     def snapshots(self) -> Iterator[SubjectSnapshot]:
         """Every subject's snapshot: the whole content of the storage, for audits and tests."""
@@ -84,6 +94,10 @@ class AsyncMemoryStorage:
     async def purge(self, now: datetime, limit: int) -> int:
         """See ``Storage.purge``."""
         return self.sync.purge(now, limit)
+
+    async def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
+        """See ``MemoryStorage.purge_snapshots``."""
+        return self.sync.purge_snapshots(now, limit)
 
     def snapshots(self) -> Iterator[SubjectSnapshot]:
         """Every subject's snapshot; see ``MemoryStorage.snapshots``."""

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from telecard_auth._errors import InvalidIdentifier, InvalidInput, InvalidPolicy
+from telecard_auth._errors import (
+    InvalidIdentifier,
+    InvalidInput,
+    InvalidPolicy,
+    clip,
+    plain,
+    plain_text,
+)
 from telecard_auth._normalize import MAX_INPUT_LENGTH, fold_digits, luhn_valid
 
 if TYPE_CHECKING:
@@ -64,7 +71,7 @@ class SubjectKind(enum.Enum):
             return value
         if isinstance(value, str):
             try:
-                return cls(value)
+                return cls(plain(value))
             except ValueError:
                 pass
         raise InvalidInput()
@@ -164,9 +171,13 @@ class Subject:
 
 def _slug(what: str) -> Any:
     def check(_instance: object, attribute: attrs.Attribute[str], value: object) -> None:
-        if not isinstance(value, str) or not _SLUG.fullmatch(value):
+        if not isinstance(value, str):
+            raise InvalidPolicy(reason=f"a {what} id must be text, not {clip(value)}")
+        if not _SLUG.fullmatch(value):
+            # Shown clipped: an id of a megabyte must not make a message of one.
             raise InvalidPolicy(
-                reason=f"{what} id {value!r} must be 1-32 lowercase letters, digits, '_' or '-'"
+                reason=f"{what} id {clip(value)!r} must be 1-32 lowercase letters, digits, "
+                "'_' or '-'"
             )
 
     return check
@@ -181,18 +192,18 @@ def _name(_instance: object, attribute: attrs.Attribute[str], value: object) -> 
 class Provider:
     """A mobile operator (service provider) a code can be issued for (rule R2)."""
 
-    id: str = attrs.field(validator=_slug("provider"))
-    name_en: str = attrs.field(validator=_name)
-    name_ar: str = attrs.field(validator=_name)
+    id: str = attrs.field(converter=plain_text, validator=_slug("provider"))
+    name_en: str = attrs.field(converter=plain_text, validator=_name)
+    name_ar: str = attrs.field(converter=plain_text, validator=_name)
 
 
 @attrs.frozen(kw_only=True)
 class Service:
     """A service a code can be used for, once (rules R4, R5)."""
 
-    id: str = attrs.field(validator=_slug("service"))
-    name_en: str = attrs.field(validator=_name)
-    name_ar: str = attrs.field(validator=_name)
+    id: str = attrs.field(converter=plain_text, validator=_slug("service"))
+    name_en: str = attrs.field(converter=plain_text, validator=_name)
+    name_ar: str = attrs.field(converter=plain_text, validator=_name)
 
 
 #: The Saudi operators: three networks and five virtual operators. Replace through the policy.

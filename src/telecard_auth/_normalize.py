@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from telecard_auth._errors import InvalidMsisdn
+from telecard_auth._errors import InvalidInput, InvalidMsisdn, plain
 
 __all__ = ["MAX_INPUT_LENGTH", "fold_digits", "luhn_valid", "normalize_msisdn"]
 
@@ -35,26 +35,36 @@ _MSISDN = re.compile(r"(?:\+966|00966|966|0)?(5[0-9]{8})", re.ASCII)
 def fold_digits(text: str) -> str:
     """Translate Arabic-Indic digits to ASCII and drop spaces, hyphens and direction marks.
 
-    Nothing else changes: the caller still validates the result against ASCII patterns.
+    Nothing else changes: the caller still validates the result against ASCII patterns. The
+    result is always a plain ``str``; anything but text is ``InvalidInput``.
 
     >>> fold_digits("١٠٠٠ ٠٠٠-٠٠٨")
     '1000000008'
     """
-    return text.translate(_FOLD)
+    if not isinstance(text, str):
+        raise InvalidInput()
+    # str.translate, not text.translate: a str subclass cannot step in, and the result is a str.
+    return str.translate(text, _FOLD)
 
 
-def luhn_valid(digits: str) -> bool:
-    """True when the ASCII digit string passes the Luhn (mod 10) check over all its digits.
+def luhn_valid(digits: object) -> bool:
+    """True when ``digits`` is a string of ASCII digits that passes the Luhn (mod 10) check.
 
     The rightmost digit is the check digit; every second digit leftwards from it is doubled.
+    Anything else (an empty string, any character but ``0``-``9``, a value that is not text) is
+    simply not valid: ``False``, never an error. Fold other digit scripts first (``fold_digits``).
 
-    >>> luhn_valid("1000000008"), luhn_valid("1234567890")
-    (True, False)
+    >>> luhn_valid("1000000008"), luhn_valid("1234567890"), luhn_valid("١٠٠٠٠٠٠٠٠٨")
+    (True, False, False)
     """
-    if not digits:
+    if not isinstance(digits, str):
+        return False
+    text = plain(digits)
+    # Among ASCII characters, isdigit() is true for 0-9 only.
+    if not text or not text.isascii() or not text.isdigit():
         return False
     total = 0
-    for position, char in enumerate(reversed(digits)):
+    for position, char in enumerate(reversed(text)):
         value = ord(char) - 48
         if position % 2:
             value *= 2

@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
@@ -21,6 +22,8 @@ from telecard_auth._errors import (
     UnknownProvider,
     UnknownService,
     clip,
+    plain,
+    plain_text,
 )
 from telecard_auth._model import (
     DEFAULT_SERVICES,
@@ -39,17 +42,35 @@ _GOVERNMENT_ID = re.compile(r"7[0-9]{9}", re.ASCII)
 _MAX_CODE_LENGTH = 32
 #: The period the per-subject figure of ``GuessRisk`` covers.
 _DAY = timedelta(hours=24)
+#: Largest count a policy takes (attempts, failure budget, live codes): far past any real need,
+#: and small enough that every figure computed from it stays exact and short to print.
+_MAX_COUNT = 10**9
+#: Longest duration a policy takes (TTLs, failure window, retention): a year, leap day included.
+#: Times are bounded too (see ``CodeIssuer``), so no sum of them leaves what ``datetime`` holds.
+_MAX_DURATION = timedelta(days=366)
+#: Largest figure a ``GuessRisk`` takes: past the combinations of the longest code format.
+_MAX_FIGURE = 10**100
+#: How many unknown ids a refusal names before it only counts the rest.
+_IDS_SHOWN = 5
 
 
 def _limit_action(_instance: object, _attribute: attrs.Attribute[str], value: object) -> None:
-    if not isinstance(value, str) or value not in ("refuse", "supersede"):
+    # A plain str by now (the field's converter): comparing it calls nothing of the caller's.
+    if type(value) is not str or value not in ("refuse", "supersede"):
         raise InvalidPolicy(reason="on_live_code_limit must be 'refuse' or 'supersede'")
 
 
-def _positive_int(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
-    # bool is an int in Python; True attempts is a configuration mistake, not 1.
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidPolicy(reason=f"{attribute.name} must be a whole number of at least 1")
+def _whole_number(most: int, shown: str) -> Callable[[object, attrs.Attribute[int], object], None]:
+    def check(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+        # bool is an int in Python; True attempts is a configuration mistake, not 1.
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+            raise InvalidPolicy(reason=f"{attribute.name} must be a whole number from 1 to {shown}")
+
+    return check
+
+
+_positive_int = _whole_number(_MAX_COUNT, "10^9")
+_figure = _whole_number(_MAX_FIGURE, "10^100")
 
 
 def _real_bool(_instance: object, attribute: attrs.Attribute[bool], value: object) -> None:
@@ -59,8 +80,14 @@ def _real_bool(_instance: object, attribute: attrs.Attribute[bool], value: objec
 
 
 def _positive_duration(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidPolicy(reason=f"{attribute.name} must be a positive timedelta")
+    _check_duration(value, attribute.name)
+
+
+def _check_duration(value: object, what: str) -> None:
+    if not isinstance(value, timedelta) or not timedelta(0) < value <= _MAX_DURATION:
+        raise InvalidPolicy(
+            reason=f"{what} must be a positive timedelta of at most {_MAX_DURATION.days} days"
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -83,7 +110,7 @@ class CodeFormat:
     MIN_COMBINATIONS: ClassVar[int] = 10**8
 
     length: int = attrs.field(default=8, validator=_positive_int)
-    alphabet: str = "0123456789"
+    alphabet: str = attrs.field(default="0123456789", converter=plain_text)
     _pattern: re.Pattern[str] = attrs.field(init=False, repr=False, eq=False)
     _fold_case: Callable[[str], str] | None = attrs.field(init=False, repr=False, eq=False)
 
@@ -154,8 +181,9 @@ class CodeFormat:
 
 
 def _chance(tries: int, combinations: int) -> float:
-    # int / int is correctly rounded, so comparing with a threshold is exact up to one ulp.
-    return min(1.0, tries / combinations)
+    # int / int is correctly rounded, so comparing with a threshold is exact up to one ulp; it is
+    # only computed below 1, where no quotient of whole numbers can overflow a float.
+    return 1.0 if tries >= combinations else tries / combinations
 
 
 def _one_in(tries: int, combinations: int) -> int:
@@ -198,6 +226,9 @@ class GuessRisk:
     subject, who re-issues each code as it locks. An attacker guessing for many subjects faces
     these odds for each of them.
 
+    Each count is a whole number from 1 to 10^100 (``InvalidPolicy`` otherwise); a policy's
+    figures are far smaller.
+
     The default policy: ``N = 10^8``, ``A = 5``, ``P = 8``, ``G = 10 * ceil(24 h / 24 h) = 10``,
     ``L = 3``:
 
@@ -214,15 +245,15 @@ class GuessRisk:
     """
 
     #: How many distinct codes the format can produce (``N``).
-    combinations: int = attrs.field(validator=_positive_int)
+    combinations: int = attrs.field(validator=_figure)
     #: Wrong attempts after which a code locks (``A``).
-    max_failed_attempts: int = attrs.field(validator=_positive_int)
+    max_failed_attempts: int = attrs.field(validator=_figure)
     #: How many providers one subject can be guessed at (``P``).
-    providers: int = attrs.field(validator=_positive_int)
+    providers: int = attrs.field(validator=_figure)
     #: Most wrong guesses counted at one provider in any 24 hours (``G``).
-    guesses_per_day: int = attrs.field(validator=_positive_int)
+    guesses_per_day: int = attrs.field(validator=_figure)
     #: Most live codes one wrong guess is compared with (``L``).
-    codes_tested_per_guess: int = attrs.field(validator=_positive_int)
+    codes_tested_per_guess: int = attrs.field(validator=_figure)
     #: Worst-case chance that one code is guessed before it locks: ``min(1, A / N)``.
     per_code: float = attrs.field(init=False)
     #: Worst-case chance that a subject's live code is guessed in 24 h: ``min(1, P*G*L / N)``.
@@ -273,13 +304,27 @@ def _limit(chance: float) -> str:
     return f"1 in {1 / chance:,.0f} ({chance:.3g})"
 
 
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Turn whatever a caller's container raises while it is read into ``InvalidPolicy``."""
+    try:
+        yield
+    except InvalidPolicy:
+        raise
+    except Exception as error:
+        # Its iteration, hashing or comparison is the caller's code: any exception may come out.
+        raise InvalidPolicy(reason=f"{what} could not be read") from error
+
+
 def _catalogue(value: object, kind: type[Any], what: str) -> tuple[Any, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise InvalidPolicy(reason=f"{what} must be a sequence of {kind.__name__}")
-    items = tuple(value)
+    with _reading(what):
+        items = tuple(value)
     if not items or not all(isinstance(item, kind) for item in items):
         raise InvalidPolicy(reason=f"{what} must be a non-empty sequence of {kind.__name__}")
-    if len({item.id for item in items}) != len(items):
+    # Ids are text (the classes' validators) and hashed as plain str: nothing of a subclass runs.
+    if len({plain(item.id) for item in items}) != len(items):
         raise InvalidPolicy(reason=f"{what} ids must be unique")
     return items
 
@@ -295,42 +340,53 @@ def _services(value: object) -> tuple[Service, ...]:
 def _kinds(value: object) -> frozenset[SubjectKind]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise InvalidPolicy(reason="eligible_kinds must be a set of SubjectKind")
-    try:
-        kinds = frozenset(value)
-    except TypeError:
-        raise InvalidPolicy(reason="eligible_kinds must be a set of SubjectKind") from None
-    if not kinds or not all(isinstance(kind, SubjectKind) for kind in kinds):
+    with _reading("eligible_kinds"):
+        items = tuple(value)
+    if not items or not all(isinstance(kind, SubjectKind) for kind in items):
         raise InvalidPolicy(reason="eligible_kinds must be a non-empty set of SubjectKind")
-    return kinds
+    return frozenset(items)
 
 
 def _str_set(value: object) -> frozenset[str]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise InvalidPolicy(reason="expected a set of service ids")
-    try:
-        items = frozenset(value)
-    except TypeError:
-        raise InvalidPolicy(reason="expected a set of service ids") from None
+    with _reading("a set of service ids"):
+        items = tuple(value)
     if not all(isinstance(item, str) for item in items):
         raise InvalidPolicy(reason="expected a set of service ids")
-    return items
+    return frozenset(plain(item) for item in items)
 
 
 def _services_by_kind(value: object) -> Mapping[SubjectKind, frozenset[str]] | None:
     if value is None:
         return None
-    if not isinstance(value, Mapping) or not all(isinstance(k, SubjectKind) for k in value):
+    if not isinstance(value, Mapping):
         raise InvalidPolicy(reason="services_by_kind must map SubjectKind to sets of service ids")
-    return MappingProxyType({kind: _str_set(ids) for kind, ids in value.items()})
+    with _reading("services_by_kind"):
+        pairs = list(value.items())
+    if not all(isinstance(kind, SubjectKind) for kind, _ in pairs):
+        raise InvalidPolicy(reason="services_by_kind must map SubjectKind to sets of service ids")
+    return MappingProxyType({kind: _str_set(ids) for kind, ids in pairs})
 
 
 def _ttl_by_service(value: object) -> Mapping[str, timedelta]:
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+    if not isinstance(value, Mapping):
         raise InvalidPolicy(reason="ttl_by_service must map service ids to timedeltas")
-    for ttl in value.values():
-        if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
-            raise InvalidPolicy(reason="every ttl_by_service value must be a positive timedelta")
-    return MappingProxyType(dict(value))
+    with _reading("ttl_by_service"):
+        pairs = list(value.items())
+    if not all(isinstance(service_id, str) for service_id, _ in pairs):
+        raise InvalidPolicy(reason="ttl_by_service must map service ids to timedeltas")
+    for _, ttl in pairs:
+        _check_duration(ttl, "every ttl_by_service value")
+    return MappingProxyType({plain(service_id): ttl for service_id, ttl in pairs})
+
+
+def _listed(ids: Iterable[str]) -> str:
+    """Ids for a message: sorted, each clipped, and only the first few named."""
+    shown = sorted(ids)
+    listed = ", ".join(clip(service_id) for service_id in shown[:_IDS_SHOWN])
+    rest = len(shown) - _IDS_SHOWN
+    return f"{listed} and {rest:,} more" if rest > 0 else listed
 
 
 @attrs.frozen(kw_only=True)
@@ -356,6 +412,11 @@ class Policy:
     - ``transfer_services``: services for which a code may be bound to a recipient.
     - ``government_id_validator``: decides whether a government body's identifier is valid.
     - ``accept_guess_risk``: build the policy even if its ``guess_risk`` is above the limits.
+
+    Counts (``max_failed_attempts``, ``failure_budget``, ``max_live_codes``) are whole numbers
+    from 1 to ``MAX_COUNT`` (10^9); durations (``ttl``, each ``ttl_by_service`` value,
+    ``failure_window``, ``retention``) are positive and at most ``MAX_DURATION`` (366 days).
+    Anything else is ``InvalidPolicy``.
 
     ``guess_risk`` gives the worst-case chance that a code is guessed (see ``GuessRisk``). A
     policy is refused unless both figures are within the limits, or ``accept_guess_risk=True``:
@@ -386,6 +447,10 @@ class Policy:
     MAX_GUESS_CHANCE_PER_CODE: ClassVar[float] = 1e-6
     #: Highest ``guess_risk.per_subject_per_day`` a policy may have without ``accept_guess_risk``.
     MAX_GUESS_CHANCE_PER_SUBJECT_DAY: ClassVar[float] = 1e-5
+    #: Largest count a policy takes: attempts, failure budget, live codes.
+    MAX_COUNT: ClassVar[int] = _MAX_COUNT
+    #: Longest duration a policy takes: TTLs, failure window, retention.
+    MAX_DURATION: ClassVar[timedelta] = _MAX_DURATION
 
     providers: tuple[Provider, ...] = attrs.field(default=SAUDI_PROVIDERS, converter=_providers)
     services: tuple[Service, ...] = attrs.field(default=DEFAULT_SERVICES, converter=_services)
@@ -405,7 +470,7 @@ class Policy:
     )
     max_live_codes: int = attrs.field(default=3, validator=_positive_int)
     on_live_code_limit: Literal["refuse", "supersede"] = attrs.field(
-        default="refuse", validator=_limit_action
+        default="refuse", converter=plain_text, validator=_limit_action
     )
     retention: timedelta = attrs.field(default=timedelta(hours=24), validator=_positive_duration)
     transfer_services: frozenset[str] = attrs.field(
@@ -433,7 +498,7 @@ class Policy:
             unknown.update(*self.services_by_kind.values())
         unknown -= set(services)
         if unknown:
-            raise InvalidPolicy(reason=f"unknown service ids: {', '.join(sorted(unknown))}")
+            raise InvalidPolicy(reason=f"unknown service ids: {_listed(unknown)}")
         allowed = {
             kind: (
                 frozenset(services)
@@ -493,28 +558,45 @@ class Policy:
 
     def provider(self, value: object) -> Provider:
         """The registered provider for ``value`` (a ``Provider`` or its id)."""
-        key = value.id if isinstance(value, Provider) else value
-        found = self._provider_by_id.get(key) if isinstance(key, str) else None
-        if found is None or (isinstance(value, Provider) and value != found):
-            raise UnknownProvider(provider=clip(key))
-        return found
+        if isinstance(value, Provider):
+            found = self._provider_by_id.get(value.id)
+            if found is None or value != found:
+                raise UnknownProvider(provider=clip(value.id))
+            return found
+        if isinstance(value, str):
+            found = self._provider_by_id.get(value if type(value) is str else plain(value))
+            if found is not None:
+                return found
+        raise UnknownProvider(provider=clip(value))
 
     def service(self, value: object) -> Service:
         """The catalogue's service for ``value`` (a ``Service`` or its id)."""
-        key = value.id if isinstance(value, Service) else value
-        found = self._service_by_id.get(key) if isinstance(key, str) else None
-        if found is None or (isinstance(value, Service) and value != found):
-            raise UnknownService(service=clip(key))
-        return found
+        if isinstance(value, Service):
+            found = self._service_by_id.get(value.id)
+            if found is None or value != found:
+                raise UnknownService(service=clip(value.id))
+            return found
+        if isinstance(value, str):
+            found = self._service_by_id.get(value if type(value) is str else plain(value))
+            if found is not None:
+                return found
+        raise UnknownService(service=clip(value))
 
     def services_for(self, kind: SubjectKind | str) -> frozenset[str]:
         """Ids of the services a subject of ``kind`` may use codes for."""
         return self._allowed[SubjectKind.parse(kind)]
 
     def ttl_for(self, service_id: str | None) -> timedelta:
-        """How long a code is good for the given service (the default ``ttl`` if not overridden)."""
+        """How long a code is good for the given service (the default ``ttl`` if not overridden).
+
+        Any id but text is ``UnknownService``; an id the catalogue lacks gets the default.
+        """
         if service_id is None:
             return self.ttl
+        if type(service_id) is not str:
+            if not isinstance(service_id, str):
+                raise UnknownService(service=clip(service_id))
+            service_id = plain(service_id)
         return self.ttl_by_service.get(service_id, self.ttl)
 
     @property

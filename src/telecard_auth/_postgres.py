@@ -8,12 +8,21 @@ the table grows. A commit is acknowledged only after PostgreSQL has made it dura
 server's ``synchronous_commit`` (``on`` by default: flushed to the WAL on disk).
 
 ``purge`` deletes in bounded batches and skips rows a redeemer holds locked (``SKIP LOCKED``), so it
-never makes a redemption wait.
+never makes a redemption wait. ``purge_snapshots`` is the same statement with ``RETURNING``: it
+reads back exactly the rows it deleted, as they were.
+
+Lost connections: the pool does not test a connection when it hands one out (that would cost a
+round trip on every call). When the server ends connections (a restart, a failover, an
+administrator's ``pg_terminate_backend``), the call that meets a dead one fails with
+``StorageError``, and before it raises, the pool checks every idle connection and replaces the
+dead ones (``ConnectionPool.check``): the next call gets a live connection, however many idle
+ones the pool held.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime
 from typing import Any
 
@@ -27,8 +36,8 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
 
     raise MissingExtra(backend="PostgreSQL", extra="postgres") from error
 
-from telecard_auth._codec import decode_state, encode_state
-from telecard_auth._errors import ConfigurationError, StorageError
+from telecard_auth._codec import decode_deleted, decode_state, encode_state
+from telecard_auth._errors import ConfigurationError, StorageError, driver_reason, passwords_in
 from telecard_auth._storage import Commit, SubjectSnapshot
 
 __all__ = ["AsyncPostgresStorage", "PostgresStorage"]
@@ -52,14 +61,39 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 _MIGRATION_LOCK = 0x7E1E_CA2D
 
 
+def _conninfo_problem(error: Exception, conninfo: str) -> str:
+    """What is wrong with ``conninfo``, in libpq's words unless they might give a password away."""
+    if isinstance(error, UnicodeError):
+        return "it is not valid UTF-8 text once percent-decoded"
+    secrets = passwords_in(conninfo)
+    reason = driver_reason(error, secrets)
+    # libpq quotes the token it stumbled on, which may be a piece of the password.
+    if reason is None or (secrets and '"' in reason):
+        return "libpq cannot parse it (its message is withheld, as it may quote the password)"
+    return reason
+
+
+def _lost_connection(error: psycopg.Error) -> bool:
+    """Whether ``error`` says the connection, or the server behind it, is gone."""
+    # OperationalError: the server closed or ended the connection, or it could not be used.
+    # A pool timeout is one too, but it says the pool is busy, not that a connection is dead.
+    return isinstance(error, psycopg.OperationalError) and not isinstance(error, PoolTimeout)
+
+
 class _Tables:
     """One PostgreSQL schema's statements and migrations: shared by both PostgreSQL storages."""
 
     def __init__(self, conninfo: str, schema: str, timeout: float) -> None:
+        if not isinstance(conninfo, str):
+            raise ConfigurationError(reason="the PostgreSQL connection info must be a str")
+        if not isinstance(schema, str) or not schema:
+            raise ConfigurationError(reason="the PostgreSQL schema must be a non-empty str")
         try:
             conninfo_to_dict(conninfo)
-        except psycopg.Error as error:
-            raise ConfigurationError(reason=f"the PostgreSQL connection info: {error}") from None
+        except (psycopg.Error, UnicodeError) as error:
+            raise ConfigurationError(
+                reason=f"the PostgreSQL connection info: {_conninfo_problem(error, conninfo)}"
+            ) from None
         self.schema = schema
         self._conninfo = conninfo
         self._timeout = timeout
@@ -87,11 +121,26 @@ class _Tables:
             " (SELECT subject_ref FROM {0} WHERE keep_until <= %s ORDER BY keep_until"
             " LIMIT %s FOR UPDATE SKIP LOCKED)"
         ).format(table)
+        self._purge_returning = self._purge + sql.SQL(
+            " RETURNING subject_ref, version, state, keep_until"
+        )
         # Rendered to bytes once: composing a query on every call costs more than sending it.
-        self._statements = {
-            name: getattr(self, name).as_bytes(None)
-            for name in ("_load", "_insert", "_update", "_update_state", "_purge")
-        }
+        try:
+            self._statements = {
+                name: getattr(self, name).as_bytes(None)
+                for name in (
+                    "_load",
+                    "_insert",
+                    "_update",
+                    "_update_state",
+                    "_purge",
+                    "_purge_returning",
+                )
+            }
+        except UnicodeError:
+            raise ConfigurationError(
+                reason="the PostgreSQL schema name cannot be encoded (lone surrogates)"
+            ) from None
 
     def _commit_statement(self, change: Commit) -> tuple[bytes, tuple[Any, ...]]:
         state = encode_state(change)
@@ -115,6 +164,14 @@ class _Tables:
         if row is None:
             return SubjectSnapshot(subject_ref=subject_ref)
         return decode_state(subject_ref, row[0], row[1], row[2])
+
+    @staticmethod
+    def _deleted(rows: list[tuple[Any, ...]]) -> list[SubjectSnapshot]:
+        """The snapshots of the rows ``_purge_returning`` deleted."""
+        return [
+            decode_deleted(subject_ref, version, state, keep_until)
+            for subject_ref, version, state, keep_until in rows
+        ]
 
     def _why_no_connection(self) -> str:
         # The pool only says it timed out; one direct attempt tells the caller why.
@@ -202,7 +259,24 @@ class PostgresStorage(_Tables):
                 cursor = connection.execute(statement, parameters)
                 return cursor.rowcount, cursor.fetchone() if cursor.description else None
         except psycopg.Error as error:
+            self._after(error)
             raise self._error(error) from error
+
+    def _execute_all(self, statement: bytes, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Run one statement in its own transaction; return every row it returned."""
+        try:
+            with self.pool.connection() as connection:
+                return connection.execute(statement, parameters).fetchall()
+        except psycopg.Error as error:
+            self._after(error)
+            raise self._error(error) from error
+
+    def _after(self, error: psycopg.Error) -> None:
+        """After a lost connection, replace every dead idle one, so that the next call works."""
+        if _lost_connection(error):
+            # The failing call pays for it, not every call (as a check on checkout would).
+            with contextlib.suppress(Exception):
+                self.pool.check()
 
     def migrate(self) -> None:
         """Create the schema, or bring an older one up to date. Safe to call at every start."""
@@ -226,6 +300,15 @@ class PostgresStorage(_Tables):
         """Delete up to ``limit`` subjects past their ``keep_until``, skipping locked rows."""
         count, _ = self._execute(self._statements["_purge"], (now, now, limit))
         return count
+
+    def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
+        """``purge`` with ``RETURNING``; see ``PurgeReporting.purge_snapshots``.
+
+        One statement: the rows returned are exactly the rows deleted, as they were. A row a
+        concurrent commit holds locked is skipped, and once that commit lands it is no longer due.
+        """
+        rows = self._execute_all(self._statements["_purge_returning"], (now, now, limit))
+        return self._deleted(rows)
 
     def close(self) -> None:
         """Close the pool and its connections."""
@@ -286,7 +369,29 @@ class AsyncPostgresStorage(_Tables):
             why = await asyncio.to_thread(self._why_no_connection)
             raise self._error(error, why) from error
         except psycopg.Error as error:
+            await self._after(error)
             raise self._error(error) from error
+
+    async def _execute_all(
+        self, statement: bytes, parameters: tuple[Any, ...]
+    ) -> list[tuple[Any, ...]]:
+        try:
+            async with (await self._pool()).connection() as connection:
+                cursor = await connection.execute(statement, parameters)
+                rows: list[tuple[Any, ...]] = await cursor.fetchall()
+                return rows
+        except PoolTimeout as error:
+            why = await asyncio.to_thread(self._why_no_connection)
+            raise self._error(error, why) from error
+        except psycopg.Error as error:
+            await self._after(error)
+            raise self._error(error) from error
+
+    async def _after(self, error: psycopg.Error) -> None:
+        """See ``PostgresStorage._after``."""
+        if _lost_connection(error):
+            with contextlib.suppress(Exception):
+                await self.pool.check()
 
     async def migrate(self) -> None:
         """See ``PostgresStorage.migrate``; runs once, on a short-lived connection of its own."""
@@ -315,6 +420,11 @@ class AsyncPostgresStorage(_Tables):
         """See ``PostgresStorage.purge``."""
         count, _ = await self._execute(self._statements["_purge"], (now, now, limit))
         return count
+
+    async def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
+        """See ``PostgresStorage.purge_snapshots``."""
+        rows = await self._execute_all(self._statements["_purge_returning"], (now, now, limit))
+        return self._deleted(rows)
 
     async def close(self) -> None:
         """Close the pool and its connections; the storage cannot be used afterwards."""

@@ -76,6 +76,8 @@ from telecard_auth._errors import (
     ReceiptNotVerified,
     UnknownSigningKey,
     clip,
+    plain,
+    plain_text,
 )
 
 if TYPE_CHECKING:
@@ -224,7 +226,7 @@ class VerifyKey:
     'tar1-public:r1:A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg'
     """
 
-    key_id: str = attrs.field(validator=_key_id)
+    key_id: str = attrs.field(converter=plain_text, validator=_key_id)
     public_key: Ed25519PublicKey = attrs.field(validator=_is_public, eq=False, repr=_show_public)
     _raw: bytes = attrs.field(init=False, repr=False)
 
@@ -263,7 +265,7 @@ class SigningKey:
     'tar1-public:r1:A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg'
     """
 
-    key_id: str = attrs.field(validator=_key_id)
+    key_id: str = attrs.field(converter=plain_text, validator=_key_id)
     private_key: Ed25519PrivateKey = attrs.field(validator=_is_private, repr=False, eq=False)
     # Equality and hashing go by the public half: it identifies the pair, and is no secret.
     _public_raw: bytes = attrs.field(init=False, repr=False)
@@ -340,15 +342,24 @@ class ReceiptSigner:
 
         Retiring a key the signer does not hold, or its last key, is a ``KeyringError``.
         """
-        kept = tuple(key for key in self.keys if key.key_id != key_id)
+        if not isinstance(key_id, str):
+            raise KeyringError(reason=f"a key id is text, not {clip(key_id)}")
+        retired = plain(key_id)
+        kept = tuple(key for key in self.keys if key.key_id != retired)
         if len(kept) == len(self.keys):
-            raise KeyringError(reason=f"no receipt signing key has the id {clip(key_id)}")
+            raise KeyringError(reason=f"no receipt signing key has the id {clip(retired)}")
         return attrs.evolve(self, keys=kept)
 
     def key(self, key_id: str) -> SigningKey:
-        """The key with ``key_id``, or :attr:`current` when that key is no longer held."""
+        """The key with ``key_id``, or :attr:`current` when that key is no longer held.
+
+        A key id that is not text is a ``KeyringError``.
+        """
+        if not isinstance(key_id, str):
+            raise KeyringError(reason=f"a key id is text, not {clip(key_id)}")
+        wanted = plain(key_id)
         for key in self.keys:
-            if key.key_id == key_id:
+            if key.key_id == wanted:
                 return key
         return self.current
 
@@ -458,8 +469,13 @@ def _pick(keys: object, key_id: str) -> Ed25519PublicKey:
         raise KeyringError(
             reason="verify takes a VerifyKey, an Ed25519PublicKey or an iterable of VerifyKey"
         )
+    try:
+        # The caller's iterable: whatever its iteration raises is a keyring mistake.
+        candidates = tuple(keys)
+    except Exception as error:
+        raise KeyringError(reason="the verify keys could not be read") from error
     found: VerifyKey | None = None
-    for key in keys:
+    for key in candidates:
         if not isinstance(key, VerifyKey):
             raise KeyringError(reason="verify keys must all be VerifyKey")
         if key.key_id == key_id:
@@ -507,12 +523,12 @@ class Receipt:
     """
 
     version: int = attrs.field(validator=_version)
-    code_id: str = attrs.field(validator=_token)
-    provider_id: str = attrs.field(validator=_token)
-    service_id: str = attrs.field(validator=_token)
+    code_id: str = attrs.field(converter=plain_text, validator=_token)
+    provider_id: str = attrs.field(converter=plain_text, validator=_token)
+    service_id: str = attrs.field(converter=plain_text, validator=_token)
     redeemed_at: datetime = attrs.field(converter=_utc)
-    subject_ref: str = attrs.field(validator=_pseudonym)
-    key_id: str = attrs.field(validator=_receipt_key_id)
+    subject_ref: str = attrs.field(converter=plain_text, validator=_pseudonym)
+    key_id: str = attrs.field(converter=plain_text, validator=_receipt_key_id)
     signature: bytes = attrs.field(validator=_signature, repr=False)
 
     def payload(self) -> bytes:

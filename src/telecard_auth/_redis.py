@@ -1,12 +1,43 @@
-"""Redis storage (extra ``redis``): one hash per subject, changed only by one Lua script.
+"""Redis storage (extra ``redis``): one hash per subject, changed only by Lua scripts.
 
-Layout: ``<prefix>:{<subject_ref>}`` is a hash holding ``v`` (the version) and ``d`` (the state
-document). The braces are a hash tag: everything about one subject lives on one cluster slot, and
-so will any key added beside it later. The key expires when nothing of the subject matters any more
-(``Commit.keep_until``), so Redis purges by itself and ``purge`` has nothing to do.
+Layout: ``<prefix>:{<subject_ref>}`` is a hash holding ``v`` (the version), ``d`` (the state
+document) and ``k`` (``Commit.keep_until``, in whole microseconds since the Unix epoch). The braces
+are a hash tag: everything about one subject lives on one cluster slot, and so will any key added
+beside it later.
 
 Loading is one ``HMGET``; committing is one ``EVALSHA`` of ``lua/commit.lua``, loaded once per
-server and called by its SHA (redis-py reloads it if the server forgot it).
+server and called by its SHA (reloaded, on the same connection, if the server forgot it).
+
+A commit is sent once, never again. redis-py retries a command whose connection failed (a
+``redis.Redis`` built directly does, by default; one from a URL with ``retry_on_timeout`` does
+on a timeout), and a compare-and-set re-sent after its answer was lost fails on its own write:
+the issuer would refuse the very redemption that landed. So each commit takes a connection from
+the client's pool and runs the script on it outside redis-py's retry loop; if the connection
+fails, the caller gets ``StorageError`` (retrying with the same ``request_id`` then returns the
+redemption that landed). Loads and purges still follow the client's retry settings: repeating
+them is harmless. A client without a connection pool (``redis.cluster.RedisCluster``) runs the
+commit through the client itself: give such a client ``retry=Retry(NoBackoff(), 0)``.
+
+Purging: ``purge`` and ``purge_snapshots`` walk the prefix's keys with ``SCAN`` (``MATCH
+<prefix>:{*}``) and hand each key to ``lua/purge.lua``, which deletes it only if its ``k`` is at or
+before ``now``, checked and deleted atomically, and returns what the hash held. A commit that lands
+first moves ``k`` on, so the key is not deleted; one that comes after finds no version and starts
+over from an empty subject, exactly as on the SQL backends. One key per script call keeps it
+Redis Cluster safe. The storage object remembers where its ``SCAN`` stopped, so successive calls
+move on through the keyspace; a call ends once it has deleted ``limit`` subjects, or once it has
+scanned one whole ``SCAN`` cycle (from cursor 0 back to 0), so a call that returns less than
+``limit`` has looked at every key. ``SCAN`` walks the whole database, other applications' keys
+too, so a database of its own keeps purges short. Keys written before ``k`` was stored are left to
+expire by themselves.
+
+Native expiry stays as the backstop: every commit sets the key to expire ``keep_until - written_at
++ expiry_grace`` after writing it (``expiry_grace``: one hour unless told otherwise). A purge that
+runs within the grace period deletes the subject itself, and so reports its expired codes
+(``CodeIssuer.purge`` with event sinks); a subject nobody purges still goes, at the end of the
+grace period, without a report. Expiry runs on the Redis server's clock, from the moment of each
+write; with ``expiry_grace=timedelta(0)`` a key expires at its ``keep_until`` itself, and a purge
+finds only what has not expired yet. Storage URLs take the grace period as ``?expiry_grace=``, in
+seconds.
 
 Durability is the server's: an acknowledged redemption survives a Redis restart only if the server
 persists every write (``appendonly yes`` with ``appendfsync always``), or replicates it before
@@ -15,9 +46,13 @@ answering. Configure the server accordingly where that guarantee is needed.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import inspect
 import math
-from collections.abc import Callable
-from datetime import datetime
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from importlib.resources import files
 from typing import Any
 
@@ -29,40 +64,206 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
 
     raise MissingExtra(backend="Redis", extra="redis") from error
 
-from telecard_auth._codec import decode_state, encode_state
-from telecard_auth._errors import ConfigurationError, StorageError
+from telecard_auth._codec import decode_deleted, decode_state, encode_state, from_micros, micros
+from telecard_auth._errors import ConfigurationError, StorageError, driver_reason, passwords_in
 from telecard_auth._storage import Commit, SubjectSnapshot
 
-__all__ = ["COMMIT_SCRIPT", "AsyncRedisStorage", "RedisStorage"]
+__all__ = [
+    "COMMIT_SCRIPT",
+    "DEFAULT_EXPIRY_GRACE",
+    "PURGE_SCRIPT",
+    "AsyncRedisStorage",
+    "RedisStorage",
+]
 
 #: The compare-and-set script, shipped as a package resource.
 COMMIT_SCRIPT = files("telecard_auth").joinpath("lua/commit.lua").read_text(encoding="utf-8")
+#: The script that deletes one subject if it is due and returns what it held.
+PURGE_SCRIPT = files("telecard_auth").joinpath("lua/purge.lua").read_text(encoding="utf-8")
+_COMMIT_SHA = hashlib.sha1(COMMIT_SCRIPT.encode("utf-8"), usedforsecurity=False).hexdigest()
+#: How long a subject's key outlives its ``keep_until`` before Redis expires it by itself.
+DEFAULT_EXPIRY_GRACE = timedelta(hours=1)
+#: How many keys one ``SCAN`` call is asked to look at.
+SCAN_COUNT = 1000
+_FIELDS = ("v", "d", "k")
+_MILLISECOND = timedelta(milliseconds=1)
+
+Key = bytes | str
+
+
+def _text(value: Key) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a ``SCAN MATCH`` pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+class _Scan:
+    """One purge's walk through the keys: where ``SCAN`` stands, and the keys it gave not yet seen.
+
+    A walk resumes where the last one stopped. It is over when the keys in hand are used up and
+    it has scanned a whole cycle: from cursor 0 until ``SCAN`` answers cursor 0 again.
+    """
+
+    def __init__(self, cursor: int, pending: Sequence[Key]) -> None:
+        self.cursor = cursor
+        self.keys: deque[Key] = deque(pending)
+        self._from_start = False
+
+    def next_key(self) -> Key | None:
+        """The next key to look at, or ``None`` when a ``SCAN`` is needed (or the walk is over)."""
+        return self.keys.popleft() if self.keys else None
+
+    @property
+    def over(self) -> bool:
+        """Whether a whole cycle has been scanned and every key it gave was looked at."""
+        return not self.keys and self.cursor == 0 and self._from_start
+
+    def scan_from(self) -> int:
+        """The cursor to ``SCAN`` from next."""
+        if self.cursor == 0:
+            self._from_start = True
+        return self.cursor
+
+    def scanned(self, answer: tuple[int | bytes | str, list[Key]]) -> None:
+        """Take in what ``SCAN`` answered: the next cursor and a batch of keys."""
+        cursor, keys = answer
+        self.cursor = int(cursor)
+        self.keys.extend(keys)
+
+    def state(self) -> tuple[int, tuple[Key, ...]]:
+        """Where the next walk resumes."""
+        return self.cursor, tuple(self.keys)
 
 
 class _Layout:
-    """Where a subject lives and what the script is given: shared by both Redis storages."""
+    """Where a subject lives and what the scripts are given: shared by both Redis storages."""
 
     prefix: str
+    expiry_grace: timedelta
+
+    def _configure(self, prefix: str, expiry_grace: timedelta) -> None:
+        if not isinstance(expiry_grace, timedelta) or expiry_grace < timedelta(0):
+            raise ConfigurationError(reason="expiry_grace must be a timedelta of zero or more")
+        self.prefix = prefix
+        self.expiry_grace = expiry_grace
+        self._grace_ms = math.ceil(expiry_grace / _MILLISECOND)
+        self._pattern = _glob_escape(prefix) + ":{*}"
+        self._scan_state: tuple[int, tuple[Key, ...]] = (0, ())
 
     def key(self, subject_ref: str) -> str:
         """The hash that holds everything about ``subject_ref``."""
         return f"{self.prefix}:{{{subject_ref}}}"
 
-    @staticmethod
-    def _arguments(change: Commit) -> list[Any]:
+    def _subject_ref(self, key: Key) -> str:
+        return _text(key)[len(self.prefix) + 2 : -1]
+
+    def _arguments(self, change: Commit) -> list[Any]:
         keep_ms = max(1, math.ceil((change.keep_until - change.written_at).total_seconds() * 1000))
-        return [change.expected_version, encode_state(change), keep_ms]
+        return [
+            change.expected_version,
+            encode_state(change),
+            micros(change.keep_until),
+            keep_ms + self._grace_ms,
+        ]
 
     @staticmethod
     def _snapshot(
-        subject_ref: str, version: bytes | str | None, state: bytes | str | None
+        subject_ref: str,
+        version: Key | None,
+        state: Key | None,
+        keep_until: Key | None,
     ) -> SubjectSnapshot:
         if version is None or state is None:
             return SubjectSnapshot(subject_ref=subject_ref)
-        return decode_state(subject_ref, int(version), state)
+        keep = None if keep_until is None else from_micros(int(keep_until))
+        return decode_state(subject_ref, int(version), state, keep)
+
+    def _deleted(self, key: Key, held: list[Key | None]) -> SubjectSnapshot:
+        """The snapshot of the hash the purge script deleted at ``key``."""
+        version, state, keep_until = held
+        ref = self._subject_ref(key)
+        if version is None or state is None:  # not written by this library: nothing to report
+            return SubjectSnapshot(subject_ref=ref)
+        keep = None if keep_until is None else from_micros(int(keep_until))
+        return decode_deleted(ref, int(version), state, keep)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self.prefix!r})"
+
+
+def _pool_of(client: Any) -> tuple[Any, tuple[str, ...]] | None:
+    """The client's connection pool and what its ``get_connection`` takes; ``None`` if it has none.
+
+    redis-py from 5.3 on takes no arguments (and warns about any); before, a command name.
+    """
+    pool: Any = getattr(client, "connection_pool", None)
+    if not callable(getattr(pool, "get_connection", None)) or not callable(
+        getattr(pool, "release", None)
+    ):
+        return None
+    try:
+        wanted = inspect.signature(pool.get_connection).parameters.get("command_name")
+    except (TypeError, ValueError):
+        wanted = None
+    named = wanted is not None and wanted.default is inspect.Parameter.empty
+    return pool, ("EVALSHA",) if named else ()
+
+
+def _evalsha(key: str, arguments: list[Any]) -> tuple[Any, ...]:
+    return ("EVALSHA", _COMMIT_SHA, 1, key, *arguments)
+
+
+def _commit_once(pool: Any, checkout: tuple[str, ...], key: str, arguments: list[Any]) -> Any:
+    """Run the commit script once on a connection of ``pool``, outside redis-py's retries."""
+    connection = pool.get_connection(*checkout)
+    try:
+        connection.send_command(*_evalsha(key, arguments))
+        try:
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:
+            pass  # the server ran nothing: it has lost the script (a restart, SCRIPT FLUSH)
+        connection.send_command("SCRIPT", "LOAD", COMMIT_SCRIPT)
+        connection.read_response()
+        connection.send_command(*_evalsha(key, arguments))
+        return connection.read_response()
+    except redis.ResponseError:
+        raise  # the server answered: the connection is in step
+    except BaseException:
+        # Whatever broke off mid-command, an answer may still be on its way: never reuse it.
+        with contextlib.suppress(Exception):
+            connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+
+
+async def _commit_once_async(
+    pool: Any, checkout: tuple[str, ...], key: str, arguments: list[Any]
+) -> Any:
+    """``_commit_once`` for ``redis.asyncio``."""
+    connection = await pool.get_connection(*checkout)
+    try:
+        await connection.send_command(*_evalsha(key, arguments))
+        try:
+            return await connection.read_response()
+        except redis.exceptions.NoScriptError:
+            pass  # the server ran nothing: it has lost the script (a restart, SCRIPT FLUSH)
+        await connection.send_command("SCRIPT", "LOAD", COMMIT_SCRIPT)
+        await connection.read_response()
+        await connection.send_command(*_evalsha(key, arguments))
+        return await connection.read_response()
+    except redis.ResponseError:
+        raise  # the server answered: the connection is in step
+    except BaseException:
+        # Cancelled or broken off mid-command: an answer may still be on its way.
+        with contextlib.suppress(Exception):
+            await connection.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(connection)
 
 
 def _client(url: str, factory: Callable[[str], Any]) -> Any:
@@ -71,47 +272,92 @@ def _client(url: str, factory: Callable[[str], Any]) -> Any:
         pool = client.connection_pool
         # Building (not opening) a connection checks the URL's options now, not later.
         pool.connection_class(**pool.connection_kwargs)
-    except (ValueError, TypeError) as error:
-        raise ConfigurationError(reason=f"the Redis URL is not valid: {error}") from None
+    except (ValueError, TypeError, redis.RedisError) as error:
+        # redis-py's message, clipped; never one that repeats the URL's password.
+        why = driver_reason(error, passwords_in(url)) or "redis-py refuses its settings"
+        raise ConfigurationError(reason=f"the Redis URL is not valid: {why}") from None
     return client
 
 
 class RedisStorage(_Layout):
-    """Storage in Redis. ``client`` is a ``redis.Redis`` or a ``redis://`` / ``rediss://`` URL."""
+    """Storage in Redis. ``client`` is a ``redis.Redis`` or a ``redis://`` / ``rediss://`` URL.
 
-    def __init__(self, client: redis.Redis | str, *, prefix: str = "telecard") -> None:
+    Keys are named ``<prefix>:{<subject_ref>}``. ``expiry_grace`` is how long a subject's key
+    outlives its ``keep_until`` before Redis expires it by itself (default one hour): purge within
+    it to have every subject deleted, and its expired codes reported, by ``purge``.
+
+    A commit is never re-sent, whatever the client's ``retry`` setting: see the module's notes.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | str,
+        *,
+        prefix: str = "telecard",
+        expiry_grace: timedelta = DEFAULT_EXPIRY_GRACE,
+    ) -> None:
+        self._configure(prefix, expiry_grace)
         self.client: redis.Redis = (
             _client(client, redis.Redis.from_url) if isinstance(client, str) else client
         )
-        self.prefix = prefix
         self._commit = self.client.register_script(COMMIT_SCRIPT)
+        self._purge = self.client.register_script(PURGE_SCRIPT)
+        self._pool = _pool_of(self.client)
 
     def migrate(self) -> None:
-        """Load the script on the server ahead of the first commit. There is no schema."""
+        """Load the scripts on the server ahead of their first use. There is no schema."""
         try:
             self.client.script_load(COMMIT_SCRIPT)
+            self.client.script_load(PURGE_SCRIPT)
         except redis.RedisError as error:
             raise StorageError(reason=f"Redis: {error}") from error
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
         """One ``HMGET``; see ``Storage.load``."""
         try:
-            version, state = self.client.hmget(self.key(subject_ref), ["v", "d"])
+            version, state, keep_until = self.client.hmget(self.key(subject_ref), _FIELDS)
         except redis.RedisError as error:
             raise StorageError(reason=f"Redis: {error}") from error
-        return self._snapshot(subject_ref, version, state)
+        return self._snapshot(subject_ref, version, state, keep_until)
 
     def commit(self, change: Commit) -> bool:
-        """One script call, compare-and-set; see ``Storage.commit``."""
+        """One script call, compare-and-set, sent once; see ``Storage.commit``."""
         arguments = self._arguments(change)
+        key = self.key(change.subject_ref)
         try:
-            return bool(self._commit(keys=[self.key(change.subject_ref)], args=arguments))
+            if self._pool is None:
+                return bool(self._commit(keys=[key], args=arguments))
+            return bool(_commit_once(*self._pool, key, arguments))
         except redis.RedisError as error:
             raise StorageError(reason=f"Redis: {error}") from error
 
     def purge(self, now: datetime, limit: int) -> int:
-        """Nothing to do: each subject's key expires by itself at its ``keep_until``."""
-        return 0
+        """Delete up to ``limit`` subjects past their ``keep_until``; see the module's notes."""
+        return len(self.purge_snapshots(now, limit))
+
+    def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
+        """``purge``, returning what it deleted; see ``PurgeReporting.purge_snapshots``.
+
+        ``SCAN`` from where the last call stopped, and one purge script call per key found.
+        """
+        scan = _Scan(*self._scan_state)
+        deleted: list[SubjectSnapshot] = []
+        arguments = [micros(now)]
+        try:
+            while len(deleted) < limit and not scan.over:
+                key = scan.next_key()
+                if key is None:
+                    cursor = scan.scan_from()
+                    scan.scanned(self.client.scan(cursor, match=self._pattern, count=SCAN_COUNT))
+                    continue
+                held = self._purge(keys=[key], args=arguments)
+                if held:
+                    deleted.append(self._deleted(key, held))
+        except redis.RedisError as error:
+            raise StorageError(reason=f"Redis: {error}") from error
+        finally:
+            self._scan_state = scan.state()
+        return deleted
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -125,41 +371,78 @@ class RedisStorage(_Layout):
 
 
 class AsyncRedisStorage(_Layout):
-    """``RedisStorage`` for asyncio (``redis.asyncio``): the same keys, script and documents."""
+    """``RedisStorage`` for asyncio (``redis.asyncio``): the same keys, scripts and documents.
 
-    def __init__(self, client: redis.asyncio.Redis | str, *, prefix: str = "telecard") -> None:
+    A commit is never re-sent, as with ``RedisStorage``.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | str,
+        *,
+        prefix: str = "telecard",
+        expiry_grace: timedelta = DEFAULT_EXPIRY_GRACE,
+    ) -> None:
+        self._configure(prefix, expiry_grace)
         self.client: redis.asyncio.Redis = (
             _client(client, redis.asyncio.Redis.from_url) if isinstance(client, str) else client
         )
-        self.prefix = prefix
         self._commit = self.client.register_script(COMMIT_SCRIPT)
+        self._purge = self.client.register_script(PURGE_SCRIPT)
+        self._pool = _pool_of(self.client)
 
     async def migrate(self) -> None:
         """See ``RedisStorage.migrate``."""
         try:
             await self.client.script_load(COMMIT_SCRIPT)
+            await self.client.script_load(PURGE_SCRIPT)
         except redis.RedisError as error:
             raise StorageError(reason=f"Redis: {error}") from error
 
     async def load(self, subject_ref: str) -> SubjectSnapshot:
         """See ``RedisStorage.load``."""
         try:
-            version, state = await self.client.hmget(self.key(subject_ref), ["v", "d"])
+            version, state, keep_until = await self.client.hmget(self.key(subject_ref), _FIELDS)
         except redis.RedisError as error:
             raise StorageError(reason=f"Redis: {error}") from error
-        return self._snapshot(subject_ref, version, state)
+        return self._snapshot(subject_ref, version, state, keep_until)
 
     async def commit(self, change: Commit) -> bool:
         """See ``RedisStorage.commit``."""
         arguments = self._arguments(change)
+        key = self.key(change.subject_ref)
         try:
-            return bool(await self._commit(keys=[self.key(change.subject_ref)], args=arguments))
+            if self._pool is None:
+                return bool(await self._commit(keys=[key], args=arguments))
+            return bool(await _commit_once_async(*self._pool, key, arguments))
         except redis.RedisError as error:
             raise StorageError(reason=f"Redis: {error}") from error
 
     async def purge(self, now: datetime, limit: int) -> int:
         """See ``RedisStorage.purge``."""
-        return 0
+        return len(await self.purge_snapshots(now, limit))
+
+    async def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
+        """See ``RedisStorage.purge_snapshots``."""
+        scan = _Scan(*self._scan_state)
+        deleted: list[SubjectSnapshot] = []
+        arguments = [micros(now)]
+        try:
+            while len(deleted) < limit and not scan.over:
+                key = scan.next_key()
+                if key is None:
+                    cursor = scan.scan_from()
+                    answer = await self.client.scan(cursor, match=self._pattern, count=SCAN_COUNT)
+                    scan.scanned(answer)
+                    continue
+                held = await self._purge(keys=[key], args=arguments)
+                if held:
+                    deleted.append(self._deleted(key, held))
+        except redis.RedisError as error:
+            raise StorageError(reason=f"Redis: {error}") from error
+        finally:
+            self._scan_state = scan.state()
+        return deleted
 
     async def close(self) -> None:
         """Close the client's connections."""

@@ -12,6 +12,8 @@ Durability choices, and why:
   CONFLICT DO NOTHING`` for a new subject, an ``UPDATE … WHERE version = ?`` otherwise. SQLite
   serialises writers; ``busy_timeout`` makes a writer wait its turn instead of failing.
 - One connection per thread (and per process: a connection is never used across ``fork``).
+- ``purge`` and ``purge_snapshots`` are one short ``DELETE`` each, bounded by their limit;
+  ``purge_snapshots`` reads the deleted rows back with ``RETURNING`` (SQLite 3.35 or later).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from datetime import datetime
+from typing import Any, Literal, TypeVar, cast
 
-from telecard_auth._codec import decode_state, encode_state
-from telecard_auth._errors import ConfigurationError, StorageError
+from telecard_auth._codec import decode_deleted, decode_state, encode_state, from_micros, micros
+from telecard_auth._errors import ConfigurationError, StorageError, plain
 from telecard_auth._storage import Commit, SubjectSnapshot
 
 __all__ = ["AsyncSQLiteStorage", "SQLiteStorage"]
@@ -67,14 +69,8 @@ _PURGE = (
     "DELETE FROM telecard_subjects WHERE subject_ref IN"
     " (SELECT subject_ref FROM telecard_subjects WHERE keep_until <= ? LIMIT ?)"
 )
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def micros(moment: datetime) -> int:
-    """Microseconds since the Unix epoch: how SQL backends index times."""
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+# The same deletion, reading each deleted row back as it was.
+_PURGE_RETURNING = _PURGE + " RETURNING subject_ref, version, state, keep_until"
 
 
 class SQLiteStorage:
@@ -96,10 +92,16 @@ class SQLiteStorage:
         synchronous: Literal["full", "normal"] = "full",
         timeout: float = 30.0,
     ) -> None:
-        if synchronous not in ("full", "normal"):
+        if not isinstance(synchronous, str) or plain(synchronous) not in ("full", "normal"):
             raise ConfigurationError(reason="synchronous must be 'full' or 'normal'")
-        self.path = os.fspath(path)
-        self.synchronous = synchronous
+        try:
+            where = os.fspath(path)
+        except TypeError:
+            raise ConfigurationError(reason="the SQLite path must be a str or a path") from None
+        if not isinstance(where, str) or "\x00" in plain(where):
+            raise ConfigurationError(reason="the SQLite path must be text without NUL characters")
+        self.path = plain(where)
+        self.synchronous = cast(Literal["full", "normal"], plain(synchronous))
         self._timeout = timeout
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -180,7 +182,7 @@ class SQLiteStorage:
             raise _storage_error(error) from error
         if row is None:
             return SubjectSnapshot(subject_ref=subject_ref)
-        return decode_state(subject_ref, row[0], row[1], _EPOCH + timedelta(microseconds=row[2]))
+        return decode_state(subject_ref, row[0], row[1], from_micros(row[2]))
 
     def commit(self, change: Commit) -> bool:
         """One statement, one transaction, compare-and-set; see ``Storage.commit``."""
@@ -210,6 +212,21 @@ class SQLiteStorage:
         except sqlite3.Error as error:
             raise _storage_error(error) from error
         return cursor.rowcount
+
+    def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
+        """``purge``, returning the deleted rows; see ``PurgeReporting.purge_snapshots``.
+
+        One statement, ``DELETE … RETURNING``: the rows returned are exactly the rows deleted,
+        as they were, and a commit cannot land between reading a row and deleting it.
+        """
+        try:
+            rows = self._connection().execute(_PURGE_RETURNING, (micros(now), limit)).fetchall()
+        except sqlite3.Error as error:
+            raise _storage_error(error) from error
+        return [
+            decode_deleted(subject_ref, version, state, from_micros(keep_until))
+            for subject_ref, version, state, keep_until in rows
+        ]
 
     def close(self) -> None:
         """Close every connection this storage opened (in this process)."""
@@ -275,6 +292,10 @@ class AsyncSQLiteStorage:
     async def purge(self, now: datetime, limit: int) -> int:
         """See ``Storage.purge``."""
         return await self._call(self.sync.purge, now, limit)
+
+    async def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
+        """See ``SQLiteStorage.purge_snapshots``."""
+        return await self._call(self.sync.purge_snapshots, now, limit)
 
     async def close(self) -> None:
         """Close the worker's connection and stop the worker; closing twice is harmless."""

@@ -10,6 +10,12 @@ durable by the backend's own guarantees.
 
 Nothing stored is secret or personal: codes are HMAC digests, subjects, mobile numbers and
 recipients are keyed pseudonyms.
+
+One capability is optional: ``PurgeReporting`` (``AsyncPurgeReporting`` for asyncio). A backend
+that has it also offers ``purge_snapshots``, which deletes exactly what ``purge`` deletes and
+returns the deleted subjects' snapshots, so that the issuer can tell its event sinks which codes
+expired unused (``events.CodeExpired``). Every backend of this package has it; a backend without it
+still works everywhere, and its purges simply report no expired codes.
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ import attrs
 
 from telecard_auth._model import CodeState
 
-__all__ = ["AsyncStorage", "CodeRecord", "Commit", "FailureLog", "Storage", "SubjectSnapshot"]
+__all__ = [
+    "AsyncPurgeReporting",
+    "AsyncStorage",
+    "CodeRecord",
+    "Commit",
+    "FailureLog",
+    "PurgeReporting",
+    "Storage",
+    "SubjectSnapshot",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -144,6 +159,9 @@ class Storage(Protocol):
         committed again while a purge runs is never deleted with its new state: a commit either
         lands first (and moves ``keep_until`` on) or fails its compare-and-set and starts over
         from an empty subject. Backends whose data expires by itself may return 0.
+
+        A backend may also offer ``purge_snapshots`` (``PurgeReporting``): the same deletion,
+        returning what was deleted.
         """
         ...
 
@@ -165,4 +183,36 @@ class AsyncStorage(Protocol):
 
     async def purge(self, now: datetime, limit: int) -> int:
         """See ``Storage.purge``."""
+        ...
+
+
+@runtime_checkable
+class PurgeReporting(Protocol):
+    """An optional capability of a ``Storage``: a purge that returns what it deleted.
+
+    A ``Storage`` that also has ``purge_snapshots`` lets ``CodeIssuer.purge`` report every code
+    that expired unused (``events.CodeExpired``) to the issuer's event sinks. The issuer uses it
+    only when it has sinks; otherwise, and for a storage without it, it calls ``purge``.
+    """
+
+    def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
+        """Delete exactly as ``purge`` does, and return the snapshots of the subjects deleted.
+
+        The same subjects (``keep_until`` at or before ``now``), the same bounded batch of at most
+        ``limit``, and the same guarantee: a subject committed concurrently is never deleted with
+        its new state. Each snapshot is the subject's state as it was when deleted, equal to what
+        ``load`` returned just before (``keep_until`` may be ``None`` as in ``load``); the list
+        has one snapshot per deleted subject, in no particular order, so its length is what
+        ``purge`` would have returned. Call again until it returns an empty list. May raise
+        ``StorageError`` and nothing else.
+        """
+        ...
+
+
+@runtime_checkable
+class AsyncPurgeReporting(Protocol):
+    """``PurgeReporting`` for an ``AsyncStorage``: ``purge_snapshots``, awaited."""
+
+    async def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
+        """See ``PurgeReporting.purge_snapshots``."""
         ...

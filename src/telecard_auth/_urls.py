@@ -7,12 +7,14 @@ only when its scheme is asked for.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
-from telecard_auth._errors import ConfigurationError, InvalidStorageUrl, clip
+from telecard_auth._errors import ConfigurationError, InvalidStorageUrl, clip, plain
 from telecard_auth._storage import AsyncStorage, Storage
 
 __all__ = ["async_storage_from_url", "storage_from_url"]
@@ -59,7 +61,8 @@ def _sqlite(parts: SplitResult, asynchronous: bool) -> Any:
     if synchronous not in ("full", "normal"):
         raise InvalidStorageUrl(reason="synchronous must be 'full' or 'normal'")
     backend = AsyncSQLiteStorage if asynchronous else SQLiteStorage
-    return backend(parts.path[1:], synchronous=synchronous)  # type: ignore[arg-type]
+    with _as_url_error():
+        return backend(parts.path[1:], synchronous=synchronous)  # type: ignore[arg-type]
 
 
 def _redis(parts: SplitResult, asynchronous: bool) -> Any:
@@ -70,10 +73,26 @@ def _redis(parts: SplitResult, asynchronous: bool) -> Any:
     prefix = next((value for key, value in pairs if key == "prefix"), "telecard")
     if not prefix:
         raise InvalidStorageUrl(reason="prefix cannot be empty")
-    query = urlencode([(k, v) for k, v in pairs if k != "prefix"], quote_via=quote)
+    grace = next((value for key, value in pairs if key == "expiry_grace"), None)
+    settings: dict[str, Any] = {"prefix": prefix}
+    if grace is not None:
+        settings["expiry_grace"] = _seconds(grace, "expiry_grace")
+    own = ("prefix", "expiry_grace")
+    query = urlencode([(k, v) for k, v in pairs if k not in own], quote_via=quote)
     backend = AsyncRedisStorage if asynchronous else RedisStorage
     with _as_url_error():
-        return backend(parts._replace(query=query).geturl(), prefix=prefix)
+        return backend(parts._replace(query=query).geturl(), **settings)
+
+
+def _seconds(text: str, name: str) -> timedelta:
+    """A URL option's number of seconds (0 or more, decimals allowed) as a duration."""
+    try:
+        seconds = float(text)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(text)
+        return timedelta(seconds=seconds)
+    except (ValueError, OverflowError):
+        raise InvalidStorageUrl(reason=f"{name} must be a number of seconds, 0 or more") from None
 
 
 def _postgres(parts: SplitResult, asynchronous: bool) -> Any:
@@ -106,7 +125,8 @@ def storage_from_url(url: str) -> Storage:
     ``memory://``                       ``MemoryStorage``
     ``sqlite:///codes.db``              ``SQLiteStorage`` (relative path; ``////`` absolute),
                                         option ``?synchronous=normal``
-    ``redis://host:6379/0``             ``RedisStorage``; ``rediss://`` for TLS; ``?prefix=``
+    ``redis://host:6379/0``             ``RedisStorage``; ``rediss://`` for TLS; ``?prefix=``,
+                                        ``?expiry_grace=`` (seconds)
     ``postgresql://user@host/db``       ``PostgresStorage``; option ``?schema=``
     ==================================  ======================================================
 
@@ -135,6 +155,12 @@ def async_storage_from_url(url: str) -> AsyncStorage:
 def _build(url: object, *, asynchronous: bool) -> Any:
     if not isinstance(url, str):
         raise InvalidStorageUrl(reason="a storage URL is a string")
+    url = plain(url)
+    try:
+        # Drivers encode what they are given: refuse what no encoding can carry (lone surrogates).
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidStorageUrl(reason="it holds characters that are not valid text") from None
     try:
         parts = urlsplit(url)
     except ValueError as error:

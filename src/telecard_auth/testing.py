@@ -40,11 +40,17 @@ when the 32 threads of a race call at once, 32 coroutines run at once on that on
 storage must stand concurrent use by many tasks (not by many threads). Tests of the asyncio side
 itself follow: races of 32 tasks gathered on the loop, and the manual clock driving expiry.
 
-Class attributes tune both suites: ``purges = False`` for a backend whose data expires by itself
-(its ``purge`` returns 0), ``race_rounds`` for how often the redemption race is repeated. The
-fixtures ``clock``, ``keyring``, ``policy``, ``issuer`` and ``make_issuer`` can be overridden the
-same way; the tests name the default catalogue's providers ``stc`` and ``mobily`` and its services
-``new_line`` and ``number_transfer``, so an overridden policy must keep those.
+Class attributes tune both suites: ``purges = False`` for a backend whose data only expires by
+itself (its ``purge`` deletes nothing and returns 0), ``race_rounds`` for how often the redemption
+race is repeated. The fixtures ``clock``, ``keyring``, ``policy``, ``issuer`` and ``make_issuer``
+can be overridden the same way; the tests name the default catalogue's providers ``stc`` and
+``mobily`` and its services ``new_line`` and ``number_transfer``, so an overridden policy must keep
+those.
+
+The optional ``PurgeReporting`` capability (``purge_snapshots``) has tests of its own, and a test
+that the issuer reports each code that expired unused as ``events.CodeExpired`` when it purges;
+for a storage without ``purge_snapshots`` the former skip and the latter checks that nothing is
+reported.
 
 The module-level fixtures ``clock``, ``keyring`` and ``portal`` serve other tests
 (``pytest_plugins = ["telecard_auth.testing"]`` in a ``conftest.py``). For detailed assertion
@@ -110,10 +116,12 @@ from telecard_auth._normalize import luhn_valid
 from telecard_auth._policy import Policy
 from telecard_auth._receipt import ReceiptSigner, SigningKey
 from telecard_auth._storage import (
+    AsyncPurgeReporting,
     AsyncStorage,
     CodeRecord,
     Commit,
     FailureLog,
+    PurgeReporting,
     Storage,
     SubjectSnapshot,
 )
@@ -128,6 +136,7 @@ __all__ = [
     "LostCommits",
     "Portal",
     "StorageContract",
+    "blocking_storage",
     "clock",
     "keyring",
     "portal",
@@ -501,6 +510,30 @@ class BlockingStorage:
         return f"BlockingStorage({self.async_storage!r})"
 
 
+class _BlockingPurgeReportingStorage(BlockingStorage):
+    """A ``BlockingStorage`` over an ``AsyncPurgeReporting`` storage: it reports purges too."""
+
+    async_storage: Any
+
+    def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
+        """See ``PurgeReporting.purge_snapshots``."""
+        result: list[SubjectSnapshot] = self.portal.call(
+            self.async_storage.purge_snapshots, now, limit
+        )
+        return result
+
+
+def blocking_storage(async_storage: AsyncStorage, portal: Portal) -> BlockingStorage:
+    """A ``BlockingStorage`` over ``async_storage``; a ``PurgeReporting`` one if it reports purges.
+
+    The facade has ``purge_snapshots`` exactly when the async storage has it, so that the tests
+    (and the issuer) see the capability the async storage really has.
+    """
+    if isinstance(async_storage, AsyncPurgeReporting):
+        return _BlockingPurgeReportingStorage(async_storage, portal)
+    return BlockingStorage(async_storage, portal)
+
+
 class BlockingIssuer:
     """``CodeIssuer``'s verbs over an ``AsyncCodeIssuer``, each call awaited on the portal's loop.
 
@@ -511,7 +544,7 @@ class BlockingIssuer:
     def __init__(self, async_issuer: AsyncCodeIssuer, portal: Portal) -> None:
         self.async_issuer = async_issuer
         self.portal = portal
-        self.storage = BlockingStorage(async_issuer.storage, portal)
+        self.storage = blocking_storage(async_issuer.storage, portal)
         self.keyring = async_issuer.keyring
         self.policy = async_issuer.policy
         self.clock = async_issuer.clock
@@ -621,8 +654,6 @@ class StorageContract:
     ::
 
         class TestRedisStorage(StorageContract):
-            purges = False  # keys expire by themselves
-
             @pytest.fixture
             def storage(self):
                 storage = RedisStorage("redis://127.0.0.1:6379/0", prefix="test")
@@ -630,8 +661,9 @@ class StorageContract:
                 storage.close()
     """
 
-    #: Whether ``purge`` deletes subjects itself. ``False`` for a backend whose data expires by
-    #: itself and whose ``purge`` returns 0.
+    #: Whether ``purge`` deletes subjects itself. ``False`` for a backend whose data only expires
+    #: by itself: its ``purge`` returns 0, and its ``purge_snapshots``, if it has one, returns
+    #: nothing. Every backend of this package purges (Redis too, ahead of its keys' own expiry).
     purges: ClassVar[bool] = True
     #: How many times the redemption race is run; the other races run a tenth or twentieth of it.
     race_rounds: ClassVar[int] = 200
@@ -906,6 +938,86 @@ class StorageContract:
             assert 0 == storage.purge(now, 2)
         assert 1 == storage.load(_ref("young")).version
 
+    # --- purge_snapshots (the optional PurgeReporting) ----------------------------------------
+
+    @staticmethod
+    def _reporting(storage: Storage) -> PurgeReporting:
+        """``storage`` as a ``PurgeReporting``; a storage without ``purge_snapshots`` skips."""
+        if not isinstance(storage, PurgeReporting):
+            pytest.skip("the storage has no purge_snapshots (the optional PurgeReporting)")
+        return storage
+
+    def test_purge_snapshots_return_each_deleted_subject_as_it_was(self, storage: Storage) -> None:
+        """purge_snapshots deletes what purge would and returns those subjects as loaded before."""
+        reporting = self._reporting(storage)
+        now = START + timedelta(days=1)
+        keep = {"past": now - timedelta(seconds=1), "now": now, "later": now + _MICROSECOND}
+        for name, keep_until in keep.items():
+            ref = _ref(name)
+            assert storage.commit(_commit(ref, 0, [_record(ref, f"{name}-1")])) is True
+            # The second commit moves keep_until earlier: the last commit's is what counts.
+            records = [
+                _record(ref, f"{name}-1", failed_attempts=1),
+                _record(ref, f"{name}-2", state=CodeState.REDEEMED, finished_at=START),
+            ]
+            log = FailureLog(provider_id=PROVIDER, failures=(START, START + _MICROSECOND))
+            change = _commit(ref, 1, records, [log], keep_until=keep_until)
+            assert storage.commit(change) is True
+        before = {name: storage.load(_ref(name)) for name in keep}
+        if self.purges:
+            returned = reporting.purge_snapshots(now, 100)
+            deleted = {snapshot.subject_ref: snapshot for snapshot in returned}
+            assert {_ref("past"), _ref("now")} == set(deleted)
+            for name in ("past", "now"):
+                snapshot = deleted[_ref(name)]
+                assert _canonical(before[name]) == _canonical(snapshot)
+                assert (2, 2) == (snapshot.version, len(snapshot.codes))
+                assert snapshot.keep_until in (None, keep[name])
+            versions = {name: storage.load(_ref(name)).version for name in keep}
+            assert {"past": 0, "now": 0, "later": 2} == versions
+        assert [] == reporting.purge_snapshots(now, 100)
+        assert before["later"] == storage.load(_ref("later"))
+
+    def test_purge_snapshots_honour_the_limit(self, storage: Storage) -> None:
+        """purge_snapshots returns at most ``limit`` subjects per call, each once, then none."""
+        reporting = self._reporting(storage)
+        now = START + timedelta(days=1)
+        names = [f"old{n}" for n in range(5)]
+        for name in [*names, "young"]:
+            keep_until = now + timedelta(hours=1) if name == "young" else now
+            change = _commit(_ref(name), 0, [_record(_ref(name), name)], keep_until=keep_until)
+            assert storage.commit(change) is True
+        before = {_ref(name): _canonical(storage.load(_ref(name))) for name in names}
+        if self.purges:
+            batches = [reporting.purge_snapshots(now, 2) for _ in range(4)]
+            assert [2, 2, 1, 0] == [len(batch) for batch in batches]
+            returned = [snapshot for batch in batches for snapshot in batch]
+            assert sorted(before) == sorted(snapshot.subject_ref for snapshot in returned)
+            assert before == {snapshot.subject_ref: _canonical(snapshot) for snapshot in returned}
+            assert [0] * 5 == [storage.load(_ref(name)).version for name in names]
+        else:
+            assert [] == reporting.purge_snapshots(now, 2)
+        assert 1 == storage.load(_ref("young")).version
+
+    def test_purge_snapshots_see_the_last_commit(self, storage: Storage) -> None:
+        """A due subject committed again is kept if its keep_until moved on, else purged as new."""
+        reporting = self._reporting(storage)
+        now = START + timedelta(days=1)
+        moved, still = _ref("moved"), _ref("still")
+        for ref in (moved, still):
+            assert storage.commit(_commit(ref, 0, [_record(ref, "old")], keep_until=now)) is True
+        # Both subjects are due; each is committed again before the purge runs.
+        later = _commit(moved, 1, [_record(moved, "new")], keep_until=now + _MICROSECOND)
+        again = _commit(still, 1, [_record(still, "new")], keep_until=now)
+        assert (True, True) == (storage.commit(later), storage.commit(again))
+        if self.purges:
+            (deleted,) = reporting.purge_snapshots(now, 100)
+            assert _canonical(_stored(again)) == _canonical(deleted)
+            assert (0, 2) == (storage.load(still).version, storage.load(moved).version)
+        else:
+            assert [] == reporting.purge_snapshots(now, 100)
+        assert _stored(later) == _read(storage, moved)
+
     # --- the issuer's rules through the storage ----------------------------------------------
 
     def test_code_is_redeemed_once(
@@ -1083,6 +1195,97 @@ class StorageContract:
                 issuer.status(subject, issued.code_id)
         else:
             assert 0 == issuer.purge()
+
+    def test_purge_reports_each_code_that_expired_unused(
+        self,
+        make_issuer: IssuerFactory[CodeIssuer],
+        policy: Policy,
+        clock: ManualClock,
+    ) -> None:
+        """Purging tells the sinks of every code that expired unused, once, and of nothing else.
+
+        Redeemed, revoked, locked and superseded codes are not reported; nor is anything before
+        the subject is deleted, nor again by a later purge. Over a storage without
+        ``purge_snapshots``, purging reports nothing.
+        """
+        sink = audit.CollectingSink()
+        strict = attrs.evolve(policy, max_failed_attempts=2, on_live_code_limit="supersede")
+        issuer = make_issuer(strict, events=[sink])
+        unused = self._codes_in_every_state(issuer, clock)
+        assert len({expired_at for _, _, expired_at in unused.values()}) > 1
+
+        # Every code has expired, but every subject is still kept: nothing is deleted or reported.
+        last_expiry = max(expired_at for _, _, expired_at in unused.values())
+        clock.set(last_expiry + _MICROSECOND)
+        sink.clear()
+        assert 0 == issuer.purge()
+        assert [] == sink.events
+        # Past every retention and failure window: each subject goes, and its unused codes with it.
+        clock.set(last_expiry + strict.retention + strict.failure_window)
+        purged = []
+        for _ in range(100):
+            purged.append(issuer.purge(limit=2))
+            if purged[-1] == 0:
+                break
+        expired = sink.of_type(audit.CodeExpired)
+        assert len(expired) == len(sink.events)
+        if self.purges:
+            assert 6 == sum(purged)
+            assert all(count <= 2 for count in purged)
+        if self.purges and isinstance(issuer.storage, PurgeReporting):
+            assert len(unused) == len(expired)
+            assert unused == {
+                event.code_id: (event.subject_ref, event.provider_id, event.expired_at)
+                for event in expired
+            }
+            assert {clock.now()} == {event.at for event in expired}
+        else:
+            assert [] == expired
+        sink.clear()
+        assert (0, []) == (issuer.purge(), sink.events)
+
+    @staticmethod
+    def _codes_in_every_state(
+        issuer: CodeIssuer, clock: ManualClock
+    ) -> dict[str, tuple[str, str, datetime]]:
+        """Six subjects' codes, redeemed, revoked, locked, superseded and left unused.
+
+        The issuer's policy supersedes at its live-code limit and locks at its attempt limit.
+        Returns the codes left unused: code id to subject pseudonym, provider id and expiry.
+        """
+        policy = issuer.policy
+        unused: dict[str, tuple[str, str, datetime]] = {}
+
+        def leave(subject: Subject, issued: IssuedCode) -> None:
+            ref = subject_ref(issuer.keyring, subject)
+            unused[issued.code_id] = (ref, issued.provider.id, issued.expires_at)
+
+        redeemer, revoker, guesser, superseder, idler, mixed = (_citizen(n) for n in range(6))
+        used = issuer.issue(redeemer, PROVIDER)
+        issuer.redeem(redeemer, PROVIDER, used.code, SERVICE)
+        clock.advance(minutes=1)
+        issuer.revoke(revoker, issuer.issue(revoker, PROVIDER).code_id)
+        clock.advance(minutes=1)
+        guessed = issuer.issue(guesser, PROVIDER)
+        for _ in range(policy.max_failed_attempts):
+            with pytest.raises(WrongCode):
+                issuer.redeem(guesser, PROVIDER, _other_code(policy, guessed.code), SERVICE)
+        assert CodeState.LOCKED == issuer.status(guesser, guessed.code_id).state
+        live = []
+        for _ in range(policy.max_live_codes + 1):
+            clock.advance(minutes=1)
+            live.append(issuer.issue(superseder, PROVIDER))
+        assert (live[0].code_id,) == live[-1].superseded_code_ids
+        for issued in live[1:]:
+            leave(superseder, issued)
+        clock.advance(minutes=1, microseconds=3)
+        leave(idler, issuer.issue(idler, OTHER_PROVIDER, service=SERVICE))
+        clock.advance(minutes=1)
+        leave(idler, issuer.issue(idler, PROVIDER))
+        spent = issuer.issue(mixed, PROVIDER)
+        leave(mixed, issuer.issue(mixed, OTHER_PROVIDER))
+        issuer.redeem(mixed, PROVIDER, spent.code, SERVICE)
+        return unused
 
     # --- concurrency -------------------------------------------------------------------------
 
@@ -1325,6 +1528,51 @@ class StorageContract:
                 assert _stored(changes[outcomes.index(True)]) == _read(storage, ref)
 
     @pytest.mark.usefixtures("interleaved")
+    def test_purge_snapshots_never_delete_a_concurrent_commit(
+        self, storage: Storage, race_pool: ThreadPoolExecutor
+    ) -> None:
+        """Commits race purges of their due subjects: each either lands or is purged, not both.
+
+        A commit that moves keep_until on and lands keeps its subject; one that fails does so
+        only because the purge deleted the subject, which it then reports as it was before.
+        """
+        reporting = self._reporting(storage)
+        now = START + timedelta(days=1)
+
+        def purge(into: list[SubjectSnapshot]) -> int:
+            # Small batches, so that the purge and the commits interleave.
+            while batch := reporting.purge_snapshots(now, 3):
+                into.extend(batch)
+            return len(into)
+
+        for round_ in range(max(1, self.race_rounds // 20)):
+            refs = [_ref(f"race{round_}-{n}") for n in range(THREADS - 1)]
+            for ref in refs:
+                assert storage.commit(_commit(ref, 0, [_record(ref, "old")], keep_until=now))
+            purged: list[SubjectSnapshot] = []
+            moves = [
+                partial(
+                    storage.commit,
+                    _commit(ref, 1, [_record(ref, "new")], keep_until=now + timedelta(hours=1)),
+                )
+                for ref in refs
+            ]
+            outcomes = _together(race_pool, [partial(purge, purged), *moves])
+            landed = {ref for ref, outcome in zip(refs, outcomes[1:], strict=True) if outcome}
+            deleted = {snapshot.subject_ref: snapshot for snapshot in purged}
+            assert len(purged) == len(deleted)
+            assert (set(refs), set()) == (landed | set(deleted), landed & set(deleted))
+            for ref in refs:
+                expected = (2, "new") if ref in landed else (0, None)
+                loaded = storage.load(ref)
+                assert expected == (loaded.version, next((r.code_id for r in loaded.codes), None))
+            for snapshot in deleted.values():
+                assert (1, ("old",)) == (
+                    snapshot.version,
+                    tuple(r.code_id for r in snapshot.codes),
+                )
+
+    @pytest.mark.usefixtures("interleaved")
     def test_load_never_mixes_versions(
         self, storage: Storage, race_pool: ThreadPoolExecutor
     ) -> None:
@@ -1484,8 +1732,6 @@ class AsyncStorageContract(StorageContract):
     ::
 
         class TestAsyncRedisStorage(AsyncStorageContract):
-            purges = False  # keys expire by themselves
-
             @pytest.fixture
             def async_storage(self, portal):
                 storage = AsyncRedisStorage("redis://127.0.0.1:6379/0", prefix="test")
@@ -1514,7 +1760,7 @@ class AsyncStorageContract(StorageContract):
     @pytest.fixture
     def storage(self, async_storage: AsyncStorage, portal: Portal) -> BlockingStorage:
         """The async storage under test behind a blocking facade, for the inherited tests."""
-        return BlockingStorage(async_storage, portal)
+        return blocking_storage(async_storage, portal)
 
     @pytest.fixture
     def make_issuer(

@@ -59,8 +59,6 @@ class TestAsyncSQLiteStorage(AsyncStorageContract):
 class TestAsyncRedisStorage(AsyncStorageContract):
     """The async contract on Redis (``redis.asyncio``), under a fresh key prefix."""
 
-    purges = False
-
     @pytest.fixture
     def async_storage(self, storage_url: UrlFactory, portal: Portal) -> Iterator[AsyncStorage]:
         """An async Redis storage under a new key prefix, its script loaded."""

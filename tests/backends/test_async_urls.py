@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -46,14 +46,15 @@ def test_each_scheme_builds_its_async_backend(url: str, expected: type) -> None:
 def test_async_url_options_reach_the_backend() -> None:
     """The library's own options are read the same way for both flavours."""
     sqlite = async_storage_from_url("sqlite:///codes.db?synchronous=normal")
-    redis = async_storage_from_url("redis://127.0.0.1:6390/0?prefix=tenant")
+    redis = async_storage_from_url("redis://127.0.0.1:6390/0?prefix=tenant&expiry_grace=5")
     postgres = async_storage_from_url("postgresql://127.0.0.1:5432/test?schema=audit")
     assert isinstance(sqlite, AsyncSQLiteStorage)
     assert isinstance(redis, AsyncRedisStorage)
     assert isinstance(postgres, AsyncPostgresStorage)
-    assert ("normal", "tenant:{r}", "audit") == (
+    assert ("normal", "tenant:{r}", timedelta(seconds=5), "audit") == (
         sqlite.sync.synchronous,
         redis.key("r"),
+        redis.expiry_grace,
         postgres.schema,
     )
 

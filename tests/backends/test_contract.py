@@ -56,9 +56,7 @@ class TestSQLiteStorage(StorageContract):
 
 
 class TestRedisStorage(StorageContract):
-    """The contract on Redis, under a fresh key prefix. Keys expire by themselves."""
-
-    purges = False
+    """The contract on Redis, under a fresh key prefix: purge deletes ahead of native expiry."""
 
     @pytest.fixture
     def storage(self, storage_url: UrlFactory) -> Iterator[Storage]:

@@ -230,7 +230,7 @@ def raw_redis(storage: RedisStorage, url: str) -> list[str]:
             kind = _text(client.type(key))
             assert "hash" == kind
             fields = client.hgetall(key)
-            assert {b"v", b"d"} == set(fields)
+            assert {b"v", b"d", b"k"} == set(fields)
             for field, value in fields.items():
                 texts += [_text(field), _text(value)]
     finally:

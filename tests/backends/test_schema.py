@@ -9,6 +9,7 @@ database is inspected and manipulated behind the library's back with ``sqlite3``
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -169,17 +170,20 @@ def test_migrate_is_idempotent(
     assert "new_line" == issuer.redeem(customer, "stc", issued.code, "new_line").service.id
 
 
-def test_redis_migrate_loads_the_script_and_is_idempotent(storage_url: UrlFactory) -> None:
-    """Redis has no schema: migrate() loads the commit script, as often as it is called."""
-    from telecard_auth._redis import COMMIT_SCRIPT
+def test_redis_migrate_loads_the_scripts_and_is_idempotent(storage_url: UrlFactory) -> None:
+    """Redis has no schema: migrate() loads the commit and purge scripts, as often as called."""
+    from telecard_auth._redis import COMMIT_SCRIPT, PURGE_SCRIPT
 
     storage = storage_from_url(storage_url("redis"))
     assert isinstance(storage, RedisStorage)
+    shas = [
+        hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+        for script in (COMMIT_SCRIPT, PURGE_SCRIPT)
+    ]
     with storage:
         storage.migrate()
         storage.migrate()
-        sha = storage.client.script_load(COMMIT_SCRIPT)
-        assert [True] == storage.client.script_exists(sha)
+        assert [True, True] == storage.client.script_exists(*shas)
 
 
 def _race(actions: list[Callable[[], None]]) -> list[BaseException | None]:
@@ -394,6 +398,26 @@ def test_an_unreadable_stored_state_is_a_storage_error(
     assert isinstance(caught.value.__cause__, ValueError)
 
 
+def test_an_unreadable_stored_state_is_purged_and_reported_empty(
+    db: Database, opened: Callable[[], SQLiteStorage | PostgresStorage]
+) -> None:
+    """purge_snapshots deletes a due row it cannot decode and reports it without codes."""
+    storage = opened()
+    storage.migrate()
+    change = empty_commit()
+    assert storage.commit(change)
+    db.run("UPDATE @telecard_subjects SET state = '{not json'")
+    (deleted,) = storage.purge_snapshots(change.keep_until, 10)
+    assert ("someone", 1, (), ()) == (
+        deleted.subject_ref,
+        deleted.version,
+        deleted.codes,
+        deleted.failure_logs,
+    )
+    assert deleted.keep_until == change.keep_until
+    assert ([], 0) == (db.run("SELECT * FROM @telecard_subjects"), storage.load("someone").version)
+
+
 # --- driver errors ----------------------------------------------------------------------------
 
 
@@ -404,6 +428,8 @@ def _all_fail(storage: Any, keyring: Keyring) -> list[BaseException | None]:
         storage.migrate,
         lambda: storage.load("someone"),
         lambda: storage.commit(empty_commit()),
+        lambda: storage.purge(START, 10),
+        lambda: storage.purge_snapshots(START, 10),
         lambda: issuer_over(storage, keyring).issue(Subject.company("7000000001"), "zain"),
     ]
     for call in calls:

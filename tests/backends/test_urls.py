@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,25 @@ def test_redis_url_prefix_option() -> None:
     storage.close()
 
 
+def test_redis_url_expiry_grace_option() -> None:
+    """?expiry_grace= is the grace period in seconds (default one hour), not a redis-py option."""
+    default = storage_from_url("redis://127.0.0.1:6390/0")
+    storage = storage_from_url("redis://127.0.0.1:6390/0?expiry_grace=90.5&socket_timeout=2")
+    none = storage_from_url("redis://127.0.0.1:6390/0?prefix=p&expiry_grace=0")
+    assert isinstance(default, RedisStorage)
+    assert isinstance(storage, RedisStorage)
+    assert isinstance(none, RedisStorage)
+    assert (timedelta(hours=1), timedelta(seconds=90.5), timedelta(0)) == (
+        default.expiry_grace,
+        storage.expiry_grace,
+        none.expiry_grace,
+    )
+    kwargs = storage.client.connection_pool.connection_kwargs
+    assert ("expiry_grace" not in kwargs, 2.0) == (True, kwargs["socket_timeout"])
+    for built in (default, storage, none):
+        built.close()
+
+
 def test_redis_url_passes_the_clients_own_options_on() -> None:
     """redis-py's own query options (timeouts, TLS settings) reach the client unchanged."""
     url = "rediss://127.0.0.1:6390/0?prefix=p&socket_timeout=1.5&ssl_cert_reqs=none"
@@ -200,6 +220,12 @@ BAD_URLS = [
     pytest.param("redis://127.0.0.1:6379/0?bogus=1", id="redis-unknown-option"),
     pytest.param("rediss://127.0.0.1:6379/0?prefix=a&nonsense=2", id="rediss-unknown-option"),
     pytest.param("redis://127.0.0.1:6379/0?prefix=", id="redis-empty-prefix"),
+    pytest.param("redis://127.0.0.1:6379/0?expiry_grace=", id="redis-grace-blank"),
+    pytest.param("redis://127.0.0.1:6379/0?expiry_grace=1h", id="redis-grace-not-a-number"),
+    pytest.param("redis://127.0.0.1:6379/0?expiry_grace=-1", id="redis-grace-negative"),
+    pytest.param("redis://127.0.0.1:6379/0?expiry_grace=nan", id="redis-grace-nan"),
+    pytest.param("redis://127.0.0.1:6379/0?expiry_grace=inf", id="redis-grace-infinite"),
+    pytest.param("redis://127.0.0.1:6379/0?expiry_grace=1e300", id="redis-grace-too-long"),
     pytest.param("postgresql://127.0.0.1:5432/test?nonsense=1", id="postgres-unknown-option"),
     pytest.param("memory://host", id="memory-host"),
     pytest.param("memory:///path", id="memory-path"),
