@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck pytest docs clean
 
 demo: $(STAMP)
-	$(BIN)/python -m telecard_auth demo
+	$(BIN)/telecard-auth demo
 
 test: lint typecheck pytest docs
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +26,17 @@ def test_every_step_of_the_walk_behaves_as_the_rules_say() -> None:
     assert 8 == len(checks)
     assert all(check.startswith("[OK  ]") for check in checks)
     text = "\n".join(lines)
-    for expected in ("code_already_used", "wrong_code", "code_expired", "tar1.", "٠", "سارت"):
+    for expected in (
+        "code_already_used",
+        "wrong_code",
+        "code_expired",
+        "tar1.",
+        "typed as '",
+        "سارت",
+    ):
         assert expected in text
+    (typed,) = [line for line in lines if "typed as '" in line]
+    assert re.search("[٠-٩]{4} [٠-٩]{4}", typed)
     assert "Every step behaved as the rules say." == lines[-2]
 
 
@@ -56,7 +66,7 @@ def test_the_command_runs_the_walk_on_the_embedded_default(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     ("arguments", "status"),
-    [(["demo", "--storage"], 2), (["walk"], 2), (["demo", "--storage", "nosuch://x"], 1)],
+    [(["demo", "--storage"], 2), (["walk"], 2), (["demo", "--storage", "nosuch://x"], 6)],
 )
 def test_the_command_refuses_bad_arguments(arguments: list[str], status: int) -> None:
     result = subprocess.run(  # noqa: S603 - our own interpreter and module

@@ -1,0 +1,816 @@
+"""Tests for the ``telecard-auth`` command: its files, its commands, its output and its failures.
+
+Most tests run ``main`` in-process against a home directory under ``tmp_path``; a few run
+``python -m telecard_auth`` as a real process. No failure may ever show a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from telecard_auth import (
+    CodeExpired,
+    CodeIssuer,
+    ConfigurationError,
+    InvalidIdentifier,
+    LiveCodeLimitReached,
+    ManualClock,
+    MissingExtra,
+    Receipt,
+    SQLiteStorage,
+    StorageError,
+    Subject,
+    TelecardAuthError,
+    UnknownCode,
+    UnknownSigningKey,
+    WrongCode,
+    _core,
+)
+from telecard_auth.cli import (
+    DATABASE_NAME,
+    ENV_HOME,
+    ENV_KEYS,
+    ENV_LANG,
+    ENV_STORAGE,
+    EXAMPLES,
+    KEY_FILE_NAME,
+    KeyFile,
+    build_parser,
+    exit_status,
+    main,
+    read_key_file,
+    write_key_file,
+)
+
+CITIZEN = "1000000008"
+RESIDENT = "2129040479"
+COMPANY = "7000000001"
+TO_ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+TO_EXTENDED_ARABIC_INDIC = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+
+
+@attrs.frozen
+class Run:
+    """What one command did: its exit status and what it printed."""
+
+    status: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        lines = self.out.splitlines()
+        assert 1 == len(lines), self.out
+        return json.loads(lines[0])
+
+    @property
+    def error_line(self) -> str:
+        lines = self.err.splitlines()
+        assert 1 == len(lines), self.err
+        return lines[0]
+
+
+#: ``cli("issue", ...)``: run the command in-process.
+Cli = Callable[..., Run]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty home directory for the command, named by TELECARD_AUTH_HOME; cwd is tmp_path."""
+    for name in (ENV_KEYS, ENV_STORAGE, ENV_LANG):
+        monkeypatch.delenv(name, raising=False)
+    folder = tmp_path / "home"
+    monkeypatch.setenv(ENV_HOME, str(folder))
+    monkeypatch.chdir(tmp_path)
+    return folder
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """``cli("issue", ...)`` runs the command in-process and returns its ``Run``."""
+
+    def run(*arguments: str) -> Run:
+        status = main(list(arguments))
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err
+        return Run(status, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture
+def ready(home: Path, cli: Cli) -> Path:
+    """A home that ``init`` has set up."""
+    assert 0 == cli("init").status
+    return home
+
+
+def issue(cli: Cli, *extra: str, identifier: str = CITIZEN, provider: str = "stc") -> Any:
+    run = cli(
+        "--json", "issue", "--kind", "citizen", "--id", identifier, "--provider", provider, *extra
+    )
+    assert 0 == run.status, run.out
+    return run.json()
+
+
+def redeem(
+    cli: Cli, code: str, *extra: str, service: str = "new_line", provider: str = "stc"
+) -> Run:
+    return cli(
+        "redeem",
+        "--kind",
+        "citizen",
+        "--id",
+        CITIZEN,
+        "--provider",
+        provider,
+        "--service",
+        service,
+        "--code",
+        code,
+        *extra,
+    )
+
+
+def python_m(*arguments: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "telecard_auth", *arguments],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+
+
+# --- init and the key file ---------------------------------------------------------------------
+
+
+def test_init_makes_an_owner_only_key_file_and_a_migrated_database(home: Path, cli: Cli) -> None:
+    run = cli("--json", "init")
+    assert 0 == run.status
+    answer = run.json()
+    keys_path = home / KEY_FILE_NAME
+    assert str(keys_path) == answer["key_file"]
+    assert 0o600 == stat.S_IMODE(keys_path.stat().st_mode)
+    assert 0o700 == stat.S_IMODE(home.stat().st_mode)
+    assert not [p for p in home.iterdir() if p.name.endswith(".tmp")]
+    keys = read_key_file(keys_path)
+    assert ("k1", "r1") == (answer["hmac_key_id"], answer["signing_key_id"])
+    assert keys.signer.current.public_key.to_text() == answer["public_key"]
+    document = json.loads(keys_path.read_text())
+    assert 1 == document["format"]
+    assert document["receipt_signing_keys"][0]["private_key"].startswith("tar1-private:r1:")
+    with SQLiteStorage(home / DATABASE_NAME) as storage:
+        assert 0 == storage.load("nobody").version  # the schema is there
+
+
+def test_init_refuses_to_replace_a_key_file_unless_forced(home: Path, cli: Cli) -> None:
+    assert 0 == cli("init").status
+    before = (home / KEY_FILE_NAME).read_bytes()
+    refused = cli("init")
+    assert 6 == refused.status
+    assert refused.error_line.startswith("error [key_file_exists]:")
+    assert "--force" in refused.error_line
+    assert before == (home / KEY_FILE_NAME).read_bytes()
+    forced = cli("--json", "init", "--force")
+    assert 0 == forced.status
+    assert forced.json()["replaced"] is True
+    assert before != (home / KEY_FILE_NAME).read_bytes()
+
+
+def test_the_key_file_round_trips_and_rotation_keeps_every_key(tmp_path: Path) -> None:
+    keys = KeyFile.generate(datetime(2026, 1, 1, tzinfo=UTC))
+    path = tmp_path / "new-folder" / "keys.json"
+    write_key_file(path, keys)
+    assert 0o700 == stat.S_IMODE(path.parent.stat().st_mode)
+    assert keys == read_key_file(path)
+    rotated = keys.rotated(datetime(2026, 2, 1, tzinfo=UTC), hmac=True, signing=False)
+    write_key_file(path, rotated)
+    again = read_key_file(path)
+    assert ["k1", "k2"] == [key.key_id for key in again.keyring.keys]
+    assert ["r1"] == [key.key_id for key in again.signer.keys]
+    assert keys.keyring.pseudonym_secret == again.keyring.pseudonym_secret
+    assert datetime(2026, 2, 1, tzinfo=UTC) == again.hmac_added_at["k2"]
+
+
+# --- the five-minute path: issue, redeem, verify, status -------------------------------------
+
+
+def test_issue_redeem_verify_and_status(ready: Path, cli: Cli) -> None:
+    public = cli("keys", "public").out.strip()
+    assert re.fullmatch(r"tar1-public:r1:[A-Za-z0-9_-]{43}", public)
+
+    issued = issue(cli)
+    assert re.fullmatch(r"[0-9]{8}", issued["code"])
+    assert issued["display"] == f"{issued['code'][:4]} {issued['code'][4:]}"
+    assert timedelta(hours=4) == datetime.fromisoformat(
+        issued["expires_at"]
+    ) - datetime.fromisoformat(issued["issued_at"])
+
+    used = redeem(cli, issued["display"], "--json")
+    assert 0 == used.status, used.out
+    redemption = used.json()
+    assert (issued["code_id"], "stc", "new_line") == (
+        redemption["code_id"],
+        redemption["provider"],
+        redemption["service"],
+    )
+    assert CITIZEN not in used.out  # a pseudonym, never the identity number
+    assert "r1" == redemption["receipt_key_id"]
+
+    verified = cli("--json", "receipt", "verify", redemption["receipt"], "--public-key", public)
+    assert 0 == verified.status
+    fields = verified.json()
+    assert fields["verified"] is True
+    assert (issued["code_id"], "new_line", redemption["subject_ref"]) == (
+        fields["code_id"],
+        fields["service"],
+        fields["subject_ref"],
+    )
+
+    status = cli(
+        "--json", "status", "--kind", "citizen", "--id", CITIZEN, "--code-id", issued["code_id"]
+    )
+    assert 0 == status.status
+    assert ("redeemed", "new_line") == (status.json()["state"], status.json()["redeemed_service"])
+
+
+def test_people_read_the_code_in_groups_and_get_the_receipt_on_one_line(
+    ready: Path, cli: Cli
+) -> None:
+    shown = cli("issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc")
+    assert 0 == shown.status
+    code = re.search(r"^code: +([0-9]{4} [0-9]{4})$", shown.out, re.MULTILINE)
+    code_id = re.search(r"^code id: +(\S+)$", shown.out, re.MULTILINE)
+    assert code is not None
+    assert code_id is not None
+    assert "valid until:" in shown.out
+    used = redeem(cli, code.group(1))
+    assert 0 == used.status
+    receipt = re.search(r"^receipt: +(tar1\.\S+)$", used.out, re.MULTILINE)
+    assert receipt is not None
+    assert code_id.group(1) == Receipt.parse(receipt.group(1)).code_id
+    assert 0 == cli("receipt", "verify", receipt.group(1)).status  # the key file's keys
+
+
+def test_a_retry_with_the_same_request_id_gets_the_same_receipt(ready: Path, cli: Cli) -> None:
+    code = issue(cli)["code"]
+    first = redeem(cli, code, "--json", "--request-id", "counter-7-visit-1")
+    again = redeem(cli, code, "--json", "--request-id", "counter-7-visit-1")
+    assert 0 == first.status == again.status
+    assert first.json()["receipt"] == again.json()["receipt"]
+    other = redeem(cli, code, "--json")
+    assert 4 == other.status
+    assert "code_already_used" == other.json()["error"]["code"]
+
+
+def test_a_receipt_can_be_read_from_stdin(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receipt = redeem(cli, issue(cli)["code"], "--json").json()["receipt"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(receipt + "\n"))
+    assert 0 == cli("receipt", "verify", "-").status
+
+
+def test_revoke_cancels_a_code(ready: Path, cli: Cli) -> None:
+    issued = issue(cli)
+    revoked = cli(
+        "--json", "revoke", "--kind", "citizen", "--id", CITIZEN, "--code-id", issued["code_id"]
+    )
+    assert 0 == revoked.status
+    assert "revoked" == revoked.json()["state"]
+    refused = redeem(cli, issued["code"])
+    assert 4 == refused.status
+    assert refused.error_line.startswith("error [code_revoked]:")
+
+
+# --- options and output ------------------------------------------------------------------------
+
+
+def test_json_failures_are_one_object_on_stdout_and_nothing_on_stderr(
+    ready: Path, cli: Cli
+) -> None:
+    run = cli("--json", "issue", "--kind", "citizen", "--id", "123", "--provider", "stc")
+    assert 2 == run.status
+    assert "" == run.err
+    error = run.json()["error"]
+    assert "invalid_identifier" == error["code"]
+    assert "10 digits" in error["message"]
+
+
+def test_common_options_may_follow_the_command(ready: Path, cli: Cli) -> None:
+    run = cli(
+        "issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc", "--json", "--lang", "ar"
+    )
+    assert 0 == run.status
+    assert "stc" == run.json()["provider"]
+
+
+def test_lang_ar_gives_arabic_output_and_errors(ready: Path, cli: Cli) -> None:
+    shown = cli("--lang", "ar", "issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "zain")
+    assert 0 == shown.status
+    assert "الرمز:" in shown.out
+    assert "زين" in shown.out
+    refused = redeem(cli, "00000000", "--lang", "ar", provider="zain")
+    assert 4 == refused.status
+    assert refused.error_line == f"خطأ [wrong_code]: {WrongCode().message_ar}"
+    as_json = redeem(cli, "00000000", "--lang", "ar", "--json", provider="zain")
+    assert WrongCode().message_ar == as_json.json()["error"]["message"]
+
+
+def test_the_language_can_come_from_the_environment(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_LANG, "ar")
+    assert cli("frobnicate").error_line.startswith("خطأ [unknown_command]:")
+    assert cli("--lang", "en", "frobnicate").error_line.startswith("error [unknown_command]:")
+    monkeypatch.setenv(ENV_LANG, "fr")
+    run = cli("keys", "public")
+    assert 6 == run.status
+    assert ENV_LANG in run.error_line
+
+
+def test_keys_and_storage_can_live_elsewhere(
+    tmp_path: Path, home: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = tmp_path / "secrets" / "telecard.json"
+    database = tmp_path / "data.db"
+    monkeypatch.setenv(ENV_KEYS, str(keys))
+    monkeypatch.setenv(ENV_STORAGE, f"sqlite:///{database}")
+    assert 0 == cli("init").status
+    assert keys.exists()
+    assert database.exists()
+    assert not (home / KEY_FILE_NAME).exists()
+    assert 0 == redeem(cli, issue(cli)["code"]).status
+    # The options win over the environment.
+    monkeypatch.setenv(ENV_KEYS, str(tmp_path / "nowhere.json"))
+    assert 6 == cli("keys", "public").status
+    assert 0 == cli("--keys", str(keys), "keys", "public").status
+
+
+def test_a_code_id_may_begin_with_a_hyphen(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_core, "new_code_id", lambda: "-dashFirst_12345")
+    issued = issue(cli)
+    assert "-dashFirst_12345" == issued["code_id"]
+    status = cli("status", "--kind", "citizen", "--id", CITIZEN, "--code-id", "-dashFirst_12345")
+    assert 0 == status.status
+    assert "active" in status.out
+
+
+def test_help_shows_the_exit_statuses_and_every_command_has_an_example(cli: Cli) -> None:
+    run = cli("--help")
+    assert 0 == run.status
+    assert "exit status:" in run.out
+    assert "TELECARD_AUTH_HOME" in run.out
+    for name in EXAMPLES:
+        shown = cli(*name.split(), "--help")
+        assert 0 == shown.status
+        assert "example" in shown.out
+        assert all(f"$ {command}" in shown.out for _, command in EXAMPLES[name])
+
+
+def _command_lines() -> list[str]:
+    lines = [command for examples in EXAMPLES.values() for _, command in examples]
+    lines += [
+        line.removeprefix("$ ")
+        for line in DOCS.read_text(encoding="utf-8").splitlines()
+        if line.startswith("$ telecard-auth")
+    ]
+    return lines
+
+
+@pytest.mark.parametrize("line", _command_lines())
+def test_every_documented_command_line_parses(line: str) -> None:
+    words = shlex.split(re.split(" [|>] ", line, maxsplit=1)[0])
+    assert "telecard-auth" == words[0]
+    args = build_parser().parse_args(words[1:])
+    assert callable(args.handler)
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (InvalidIdentifier(), 2),
+        (LiveCodeLimitReached(), 3),
+        (CodeExpired(), 4),
+        (UnknownCode(), 5),
+        (MissingExtra(), 6),
+        (ConfigurationError(), 6),
+        (StorageError(), 7),
+        (UnknownSigningKey(), 8),
+        (TelecardAuthError(), 1),
+        (RuntimeError(), 1),
+    ],
+)
+def test_exit_statuses_follow_the_error_families(error: BaseException, status: int) -> None:
+    assert status == exit_status(error)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code"),
+    [
+        (["frobnicate"], "unknown_command"),
+        (["keys", "frobnicate"], "unknown_command"),
+        ([], "usage"),
+        (["issue", "--kind", "citizen", "--provider", "stc"], "usage"),
+        (["issue", "--kind", "alien", "--id", CITIZEN, "--provider", "stc"], "usage"),
+        (["purge", "--batch-size", "0"], "usage"),
+        (["issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc", "--colour"], "usage"),
+    ],
+)
+def test_a_bad_command_line_is_one_line_and_exit_2(
+    home: Path, cli: Cli, arguments: list[str], code: str
+) -> None:
+    run = cli(*arguments)
+    assert 2 == run.status
+    assert "" == run.out
+    assert run.error_line.startswith(f"error [{code}]: ")
+    as_json = cli("--json", *arguments)
+    assert code == as_json.json()["error"]["code"]
+
+
+def test_an_unknown_command_says_so(home: Path, cli: Cli) -> None:
+    line = cli("frobnicate").error_line
+    assert "Unknown command 'frobnicate'" in line
+    assert "telecard-auth --help" in line
+
+
+@pytest.mark.parametrize(
+    ("kind", "identifier"),
+    [
+        ("citizen", "123"),
+        ("citizen", "1000000009"),
+        ("resident", CITIZEN),
+        ("citizen", "10000000O8"),
+    ],
+)
+def test_a_bad_id_is_refused_with_exit_2(ready: Path, cli: Cli, kind: str, identifier: str) -> None:
+    run = cli("issue", "--kind", kind, "--id", identifier, "--provider", "stc")
+    assert 2 == run.status
+    assert run.error_line.startswith("error [invalid_identifier]:")
+    assert identifier not in run.err  # messages name what is wrong, not the value
+
+
+def test_ids_and_codes_in_arabic_indic_digits_are_accepted(ready: Path, cli: Cli) -> None:
+    arabic_id = CITIZEN.translate(TO_ARABIC_INDIC)
+    issued = issue(cli, identifier=arabic_id)
+    typed = issued["display"].translate(TO_EXTENDED_ARABIC_INDIC)
+    run = cli(
+        "--json",
+        "redeem",
+        "--kind",
+        "citizen",
+        "--id",
+        "١٠٠ ٠٠٠ ٠٠٠٨",
+        "--provider",
+        "stc",
+        "--service",
+        "new_line",
+        "--code",
+        typed,
+    )
+    assert 0 == run.status, run.out
+    assert issued["code_id"] == run.json()["code_id"]
+    status = cli("status", "--kind", "citizen", "--id", CITIZEN, "--code-id", issued["code_id"])
+    assert "redeemed" in status.out  # the ASCII and Arabic-Indic IDs are one customer
+
+
+def test_an_expired_code_is_refused_with_exit_4(ready: Path, cli: Cli) -> None:
+    keys = read_key_file(ready / KEY_FILE_NAME)
+    five_hours_ago = ManualClock(datetime.now(UTC) - timedelta(hours=5))
+    with SQLiteStorage(ready / DATABASE_NAME) as storage:
+        issuer = CodeIssuer(storage, keyring=keys.keyring, clock=five_hours_ago, signer=keys.signer)
+        old = issuer.issue(Subject.citizen(CITIZEN), "stc")
+    run = redeem(cli, old.code)
+    assert 4 == run.status
+    assert run.error_line.startswith("error [code_expired]: The code expired at")
+    assert "code_expired" == redeem(cli, old.code, "--json").json()["error"]["code"]
+
+
+def test_the_live_code_limit_is_exit_3(ready: Path, cli: Cli) -> None:
+    for _ in range(3):
+        issue(cli)
+    run = cli("issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc")
+    assert 3 == run.status
+    assert run.error_line.startswith("error [live_code_limit]:")
+
+
+def test_an_unknown_code_id_is_exit_5(ready: Path, cli: Cli) -> None:
+    run = cli("status", "--kind", "citizen", "--id", CITIZEN, "--code-id", "no-such-code")
+    assert 5 == run.status
+    assert run.error_line.startswith("error [unknown_code]:")
+
+
+def test_without_init_the_command_says_to_run_init(home: Path, cli: Cli) -> None:
+    run = cli("issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc")
+    assert 6 == run.status
+    assert run.error_line.startswith("error [not_initialized]:")
+    assert "telecard-auth init" in run.error_line
+    assert not home.exists()  # nothing was created behind the user's back
+
+
+def test_a_missing_database_says_to_run_init(ready: Path, cli: Cli, tmp_path: Path) -> None:
+    (ready / DATABASE_NAME).unlink()
+    run = cli("issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc")
+    assert 6 == run.status
+    assert run.error_line.startswith("error [database_missing]:")
+    assert "telecard-auth init" in run.error_line
+    assert not (ready / DATABASE_NAME).exists()
+    missing = tmp_path / "elsewhere.db"
+    elsewhere = cli("--storage", f"sqlite:///{missing}", "purge")
+    assert 6 == elsewhere.status
+    assert "database_missing" in elsewhere.err
+    assert 0 == cli("--storage", f"sqlite:///{missing}", "migrate").status
+    assert 0 == cli("--storage", f"sqlite:///{missing}", "purge").status
+
+
+def test_a_bad_storage_url_is_exit_6(ready: Path, cli: Cli) -> None:
+    run = cli("--storage", "nosuch://x", "purge")
+    assert 6 == run.status
+    assert run.error_line.startswith("error [invalid_storage_url]:")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_key_file_open_to_others_is_refused_like_ssh(ready: Path, cli: Cli, mode: int) -> None:
+    keys = ready / KEY_FILE_NAME
+    keys.chmod(mode)
+    run = cli("issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc")
+    assert 6 == run.status
+    assert run.error_line.startswith("error [key_file_exposed]:")
+    assert f"chmod 600 {keys}" in run.error_line
+    keys.chmod(0o600)
+    assert 0 == cli("keys", "public").status
+
+
+def test_a_key_file_the_os_will_not_open_is_refused(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unreadable key file, on any machine and as any user (root reads any mode).
+    keys = str(ready / KEY_FILE_NAME)
+    real_open = os.open
+
+    def guarded(path: Any, flags: int, *rest: Any, **options: Any) -> int:
+        if os.fspath(path) == keys:
+            raise PermissionError(13, "Permission denied", keys)
+        return real_open(path, flags, *rest, **options)
+
+    monkeypatch.setattr(os, "open", guarded)
+    run = cli("issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc")
+    assert 6 == run.status
+    assert run.error_line.startswith("error [key_file_unreadable]:")
+    assert "permission denied" in run.error_line
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"[]", "no format field"),
+        (b'{"format": 2}', "format is 2"),
+        (b'{"format": 1, "hmac_keys": []}', "hmac_keys is empty"),
+        (b'{"format": 1, "hmac_keys": [{"id": "k1", "secret": "!!"}]}', "secret is not base64"),
+        (b'{"format": 1, "hmac_keys": [{"id": "k1", "secret": "AAAA"}]}', "at least 32 bytes"),
+    ],
+)
+def test_a_corrupt_key_file_is_refused_with_what_is_wrong(
+    ready: Path, cli: Cli, content: bytes, reason: str
+) -> None:
+    (ready / KEY_FILE_NAME).write_bytes(content)
+    run = cli(
+        "redeem",
+        "--kind",
+        "citizen",
+        "--id",
+        CITIZEN,
+        "--provider",
+        "stc",
+        "--service",
+        "new_line",
+        "--code",
+        "12345678",
+    )
+    assert 6 == run.status
+    assert run.error_line.startswith("error [key_file_unreadable]:")
+    assert reason in run.error_line
+
+
+def test_a_key_file_that_is_a_directory_is_refused(ready: Path, cli: Cli) -> None:
+    run = cli("--keys", str(ready), "keys", "public")
+    assert 6 == run.status
+    assert "key_file_unreadable" in run.err
+
+
+def test_tampered_and_malformed_receipts(ready: Path, cli: Cli) -> None:
+    receipt = redeem(cli, issue(cli)["code"], "--json").json()["receipt"]
+    head, payload, signature = receipt.split(".")
+    forged = f"{head}.{payload}.{'A' * len(signature)}"
+    assert 8 == cli("receipt", "verify", forged).status
+    assert 2 == cli("receipt", "verify", "tar1.not-a-receipt").status
+    bad_key = cli("receipt", "verify", receipt, "--public-key", "tar1-private:r1:oops")
+    assert 2 == bad_key.status
+    assert bad_key.error_line.startswith("error [invalid_argument]: The value of --public-key")
+
+
+def test_an_incomplete_recipient_is_exit_2(ready: Path, cli: Cli) -> None:
+    run = cli(
+        "issue",
+        "--kind",
+        "citizen",
+        "--id",
+        CITIZEN,
+        "--provider",
+        "stc",
+        "--recipient-id",
+        RESIDENT,
+    )
+    assert 2 == run.status
+    assert "invalid_argument" in run.err
+
+
+def test_an_unexpected_failure_is_one_line_unless_debugging(
+    ready: Path, cli: Cli, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_: object, **__: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(CodeIssuer, "issue", explode)
+    run = cli("issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc")
+    assert 1 == run.status
+    assert run.error_line.startswith("error [internal_error]: Unexpected failure (RuntimeError)")
+    assert 1 == main(
+        ["--debug", "issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc"]
+    )
+    assert "Traceback" in capsys.readouterr().err
+
+
+# --- keys, purge, demo -------------------------------------------------------------------------
+
+
+def test_rotation_keeps_old_codes_working_and_signs_with_the_new_key(ready: Path, cli: Cli) -> None:
+    old_public = cli("keys", "public").out.strip()
+    before = issue(cli)
+    rotated = cli("--json", "keys", "rotate")
+    assert 0 == rotated.status
+    answer = rotated.json()
+    assert ("k2", "r2") == (answer["hmac_key_id"], answer["signing_key_id"])
+    assert answer["public_key"].startswith("tar1-public:r2:")
+    assert 0o600 == stat.S_IMODE((ready / KEY_FILE_NAME).stat().st_mode)
+
+    used = redeem(cli, before["code"], "--json")
+    assert 0 == used.status  # issued under k1, redeemed with k2 current
+    receipt = used.json()["receipt"]
+    assert "r2" == Receipt.parse(receipt).key_id
+    old_only = cli("receipt", "verify", receipt, "--public-key", old_public)
+    assert 8 == old_only.status
+    assert old_only.error_line.startswith("error [unknown_signing_key]:")
+    assert [old_public, answer["public_key"]] == cli("keys", "public").out.split()
+    assert 0 == cli("receipt", "verify", receipt).status
+
+    keys = read_key_file(ready / KEY_FILE_NAME)
+    after = issue(cli)
+    with SQLiteStorage(ready / DATABASE_NAME) as storage:
+        snapshot = CodeIssuer(storage, keyring=keys.keyring).status(
+            Subject.citizen(CITIZEN), after["code_id"]
+        )
+    assert "active" == snapshot.state.value
+    signing_only = cli("--json", "keys", "rotate", "--signing").json()
+    assert (None, "r3") == (signing_only["hmac_key_id"], signing_only["signing_key_id"])
+    assert ["k1", "k2"] == signing_only["hmac_key_ids"]
+
+
+def test_operators_verify_with_a_file_of_public_keys(ready: Path, cli: Cli, tmp_path: Path) -> None:
+    receipt = redeem(cli, issue(cli)["code"], "--json").json()["receipt"]
+    operator_keys = tmp_path / "operator-keys.txt"
+    operator_keys.write_text("# from the issuer\n" + cli("keys", "public").out)
+    assert 0 == cli("receipt", "verify", receipt, "--public-key-file", str(operator_keys)).status
+    missing = cli("receipt", "verify", receipt, "--public-key-file", str(tmp_path / "none.txt"))
+    assert 2 == missing.status
+
+
+def test_purge_deletes_finished_records_and_needs_no_keys(ready: Path, cli: Cli) -> None:
+    keys = read_key_file(ready / KEY_FILE_NAME)
+    long_ago = ManualClock(datetime.now(UTC) - timedelta(days=3))
+    with SQLiteStorage(ready / DATABASE_NAME) as storage:
+        issuer = CodeIssuer(storage, keyring=keys.keyring, clock=long_ago)
+        for subject in (Subject.resident(RESIDENT), Subject.company(COMPANY)):
+            issuer.issue(subject, "stc")
+    live = issue(cli)
+    (ready / KEY_FILE_NAME).unlink()
+    once = cli("--json", "purge", "--batch-size", "1", "--once")
+    assert {"deleted": 1, "batches": 1} == once.json()
+    rest = cli("--json", "purge", "--batch-size", "1")
+    assert {"deleted": 1, "batches": 2} == rest.json()
+    assert {"deleted": 0, "batches": 1} == cli("--json", "purge").json()
+    with SQLiteStorage(ready / DATABASE_NAME) as storage:
+        kept = CodeIssuer(storage, keyring=keys.keyring).status(
+            Subject.citizen(CITIZEN), live["code_id"]
+        )
+    assert "active" == kept.state.value
+
+
+def test_demo_walks_through_the_rules(
+    tmp_path: Path, home: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_STORAGE, "nosuch://ignored-by-the-demo")
+    run = cli("--json", "demo", "--storage", f"sqlite:///{tmp_path / 'demo.db'}")
+    assert 0 == run.status
+    answer = run.json()
+    assert answer["ok"] is True
+    assert "Every step behaved as the rules say." in answer["transcript"]
+    shown = cli("demo")
+    assert 0 == shown.status
+    assert "SQLiteStorage('telecard-demo.db'" in shown.out
+    assert (tmp_path / "telecard-demo.db").exists()
+
+
+# --- as a real process -------------------------------------------------------------------------
+
+
+def test_python_m_runs_the_command_end_to_end(tmp_path: Path) -> None:
+    env = {ENV_HOME: str(tmp_path / "home"), ENV_KEYS: "", ENV_STORAGE: "", ENV_LANG: ""}
+    assert 0 == python_m("init", env=env, cwd=tmp_path).returncode
+    issued = python_m(
+        "--json",
+        "issue",
+        "--kind",
+        "citizen",
+        "--id",
+        CITIZEN,
+        "--provider",
+        "stc",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert 0 == issued.returncode, issued.stderr
+    code = json.loads(issued.stdout)["code"]
+    arguments = [
+        "redeem",
+        "--kind",
+        "citizen",
+        "--id",
+        CITIZEN,
+        "--provider",
+        "stc",
+        "--service",
+        "new_line",
+    ]
+    used = python_m(*arguments, "--code", code, env=env, cwd=tmp_path)
+    assert 0 == used.returncode, used.stderr
+    assert "receipt:" in used.stdout
+    again = python_m(*arguments, "--code", code, "--lang", "ar", env=env, cwd=tmp_path)
+    assert 4 == again.returncode
+    assert again.stderr.startswith("خطأ [code_already_used]:")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "status"),
+    [
+        (["frobnicate"], 2),
+        (["issue", "--kind", "citizen", "--id", "12", "--provider", "stc"], 2),
+        (["issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc"], 6),
+    ],
+)
+def test_python_m_failures_are_one_line_without_a_traceback(
+    tmp_path: Path, arguments: list[str], status: int
+) -> None:
+    env = {ENV_HOME: str(tmp_path / "no-home"), ENV_KEYS: "", ENV_STORAGE: "", ENV_LANG: ""}
+    result = python_m(*arguments, env=env, cwd=tmp_path)
+    assert status == result.returncode
+    assert "Traceback" not in result.stderr
+    assert 1 == len(result.stderr.splitlines())
+    assert "" == result.stdout
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_python_m_refuses_a_readable_key_file(tmp_path: Path) -> None:
+    env = {ENV_HOME: str(tmp_path / "home"), ENV_KEYS: "", ENV_STORAGE: "", ENV_LANG: ""}
+    assert 0 == python_m("init", env=env, cwd=tmp_path).returncode
+    (tmp_path / "home" / KEY_FILE_NAME).chmod(0o644)
+    result = python_m("keys", "public", env=env, cwd=tmp_path)
+    assert 6 == result.returncode
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error [key_file_exposed]:")
