@@ -360,7 +360,7 @@ class CodeIssuer(_Shell[Storage]):
         return self._run(self._plan_revoke(subject, code_id))
 
     def status(self, subject: Subject, code_id: str) -> CodeStatus:
-        """The state of one of ``subject``'s codes: active, expired, redeemed, revoked or locked."""
+        """The state of one of ``subject``'s codes: a ``CodeStatus`` with its ``CodeState``."""
         return self._run(self._plan_status(subject, code_id))
 
     def purge(self, limit: int = 1000) -> int:

@@ -394,8 +394,10 @@ class ReceiptSigner:
             key_id=key.key_id,
             signature=bytes(_SIGNATURE_BYTES),
         )
-        signature = key.private_key.sign(unsigned.payload())
-        return attrs.evolve(unsigned, signature=signature)
+        # The receipt was just checked field by field and nobody else holds it yet: set its
+        # signature in place instead of building and checking it a second time (attrs.evolve).
+        object.__setattr__(unsigned, "signature", key.private_key.sign(unsigned.payload()))
+        return unsigned
 
     def sign_redemption(self, redemption: Redemption) -> Receipt:
         """The receipt of a successful ``redeem``: its code, provider, service, time and subject."""
