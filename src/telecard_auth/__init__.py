@@ -73,11 +73,13 @@ from telecard_auth._receipt import Receipt, ReceiptSigner, SigningKey, VerifyKey
 from telecard_auth._storage import (
     AsyncPurgeReporting,
     AsyncStorage,
+    AsyncStorageBackend,
     CodeRecord,
     Commit,
     FailureLog,
     PurgeReporting,
     Storage,
+    StorageBackend,
     SubjectSnapshot,
 )
 from telecard_auth._urls import async_storage_from_url, storage_from_url
@@ -132,6 +134,7 @@ __all__ = [
     "AsyncRedisStorage",
     "AsyncSQLiteStorage",
     "AsyncStorage",
+    "AsyncStorageBackend",
     "AuditEvent",
     "BindingMismatch",
     "BindingRequired",
@@ -193,6 +196,7 @@ __all__ = [
     "ServiceNotAllowed",
     "SigningKey",
     "Storage",
+    "StorageBackend",
     "StorageContention",
     "StorageError",
     "Subject",

@@ -70,6 +70,18 @@ class MemoryStorage:
             snapshots = list(self._subjects.values())
         yield from snapshots
 
+    def migrate(self) -> None:
+        """Nothing to create; here so that code written for any backend runs on memory too."""
+
+    def close(self) -> None:
+        """Nothing to release; the data stays readable. Here for the same reason as ``migrate``."""
+
+    def __enter__(self) -> MemoryStorage:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"MemoryStorage(subjects={len(self._subjects)})"
 
@@ -102,6 +114,18 @@ class AsyncMemoryStorage:
     def snapshots(self) -> Iterator[SubjectSnapshot]:
         """Every subject's snapshot; see ``MemoryStorage.snapshots``."""
         return self.sync.snapshots()
+
+    async def migrate(self) -> None:
+        """See ``MemoryStorage.migrate``."""
+
+    async def close(self) -> None:
+        """See ``MemoryStorage.close``."""
+
+    async def __aenter__(self) -> AsyncMemoryStorage:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
 
     def __repr__(self) -> str:
         return f"Async{self.sync!r}"

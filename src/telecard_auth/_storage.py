@@ -21,7 +21,7 @@ still works everywhere, and its purges simply report no expired codes.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 import attrs
 
@@ -30,11 +30,13 @@ from telecard_auth._model import CodeState
 __all__ = [
     "AsyncPurgeReporting",
     "AsyncStorage",
+    "AsyncStorageBackend",
     "CodeRecord",
     "Commit",
     "FailureLog",
     "PurgeReporting",
     "Storage",
+    "StorageBackend",
     "SubjectSnapshot",
 ]
 
@@ -216,3 +218,44 @@ class AsyncPurgeReporting(Protocol):
     async def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
         """See ``PurgeReporting.purge_snapshots``."""
         ...
+
+
+@runtime_checkable
+class StorageBackend(Storage, PurgeReporting, Protocol):
+    """What ``storage_from_url`` builds, and every backend of this package is.
+
+    A ``Storage`` with ``purge_snapshots``, plus the life cycle: ``migrate()`` creates or upgrades
+    whatever the backend keeps (a schema, loaded scripts; nothing for memory), and ``close()``
+    releases connections. Used as a context manager, it closes on leaving the block. Code written
+    against this protocol runs on every URL, ``memory://`` included. A storage of one's own needs
+    only ``Storage``.
+    """
+
+    def migrate(self) -> None:
+        """Create or upgrade what the backend needs; safe to call on every start."""
+        ...
+
+    def close(self) -> None:
+        """Release the backend's connections; the storage is not used afterwards."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+@runtime_checkable
+class AsyncStorageBackend(AsyncStorage, AsyncPurgeReporting, Protocol):
+    """``StorageBackend`` for asyncio: what ``async_storage_from_url`` builds."""
+
+    async def migrate(self) -> None:
+        """See ``StorageBackend.migrate``."""
+        ...
+
+    async def close(self) -> None:
+        """See ``StorageBackend.close``."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
 from telecard_auth._errors import ConfigurationError, InvalidStorageUrl, clip, plain
-from telecard_auth._storage import AsyncStorage, Storage
+from telecard_auth._storage import AsyncStorageBackend, StorageBackend
 
 __all__ = ["async_storage_from_url", "storage_from_url"]
 
@@ -118,8 +118,9 @@ SCHEMES: dict[str, Callable[[SplitResult, bool], Any]] = {
 }
 
 
-def storage_from_url(url: str) -> Storage:
-    """Build the storage a URL names. The SQL backends still need ``migrate()`` once.
+def storage_from_url(url: str) -> StorageBackend:
+    """Build the storage a URL names. Call ``migrate()`` once before first use (the SQL backends
+    create their schema); ``close()``, or a ``with`` block, releases its connections.
 
     ==================================  ======================================================
     ``memory://``                       ``MemoryStorage``
@@ -133,22 +134,22 @@ def storage_from_url(url: str) -> Storage:
     >>> storage_from_url("memory://")
     MemoryStorage(subjects=0)
     """
-    storage: Storage = _build(url, asynchronous=False)
+    storage: StorageBackend = _build(url, asynchronous=False)
     return storage
 
 
-def async_storage_from_url(url: str) -> AsyncStorage:
+def async_storage_from_url(url: str) -> AsyncStorageBackend:
     """The asyncio flavour of the storage a URL names, for ``AsyncCodeIssuer``.
 
     The same URLs as ``storage_from_url``, giving ``AsyncMemoryStorage``, ``AsyncSQLiteStorage``
     (calls on its own worker thread), ``AsyncRedisStorage`` (``redis.asyncio``) and
     ``AsyncPostgresStorage`` (psycopg's async pool). Their ``migrate()`` and ``close()`` are
-    awaited.
+    awaited, and ``async with`` closes.
 
     >>> async_storage_from_url("memory://")
     AsyncMemoryStorage(subjects=0)
     """
-    storage: AsyncStorage = _build(url, asynchronous=True)
+    storage: AsyncStorageBackend = _build(url, asynchronous=True)
     return storage
 
 

@@ -67,7 +67,7 @@ from telecard_auth._model import (
 )
 from telecard_auth._receipt import Receipt, ReceiptSigner, SigningKey, VerifyKey, verify_receipt
 from telecard_auth._sqlite import SQLiteStorage
-from telecard_auth._storage import Storage
+from telecard_auth._storage import StorageBackend
 from telecard_auth._urls import storage_from_url
 from telecard_auth._version import __version__
 
@@ -579,9 +579,9 @@ class _Settings:
         return _redact(self.storage_url)
 
     @contextmanager
-    def storage(self, *, create: bool = False) -> Iterator[Storage]:
+    def storage(self, *, create: bool = False) -> Iterator[StorageBackend]:
         """The storage to use, closed afterwards; ``create`` migrates it (and makes the file)."""
-        storage: Storage
+        storage: StorageBackend
         if self.storage_url is None:
             if create:
                 _private_directory(self.home)
@@ -594,16 +594,10 @@ class _Settings:
                 file = storage.path
                 if not file.startswith(("file:", ":memory:")) and not Path(file).exists():
                     raise DatabaseMissing(path=file)
-        try:
+        with storage:
             if create:
-                migrate = getattr(storage, "migrate", None)
-                if migrate is not None:
-                    migrate()
+                storage.migrate()
             yield storage
-        finally:
-            close = getattr(storage, "close", None)
-            if close is not None:
-                close()
 
 
 def _redact(url: str) -> str:
@@ -1105,15 +1099,9 @@ def _demo(_args: argparse.Namespace, settings: _Settings) -> _Outcome:
         url = f"sqlite:///{DEMO_DATABASE}"
     storage = storage_from_url(url)
     transcript: list[str] = []
-    try:
-        migrate = getattr(storage, "migrate", None)
-        if migrate is not None:
-            migrate()
+    with storage:
+        storage.migrate()
         status = run_demo(storage, transcript.append if settings.json else print)
-    finally:
-        close = getattr(storage, "close", None)
-        if close is not None:
-            close()
     data = {"ok": status == 0, "transcript": transcript}
     # Without --json the walk printed itself as it went.
     return _Outcome(data=data, lines=[], status=status)

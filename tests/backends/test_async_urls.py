@@ -15,6 +15,7 @@ from telecard_auth import (
     AsyncPostgresStorage,
     AsyncRedisStorage,
     AsyncSQLiteStorage,
+    AsyncStorageBackend,
     CodeIssuer,
     Commit,
     ConfigurationError,
@@ -139,3 +140,33 @@ def test_a_closed_async_sqlite_storage_refuses_calls(tmp_path: Path) -> None:
             await storage.load("someone")
 
     asyncio.run(scenario())
+
+
+def test_every_async_backend_has_the_life_cycle_async_storage_from_url_promises() -> None:
+    """Each async backend class is an AsyncStorageBackend (mypy checks the list too)."""
+    backends: list[type[AsyncStorageBackend]] = [
+        AsyncMemoryStorage,
+        AsyncSQLiteStorage,
+        AsyncRedisStorage,
+        AsyncPostgresStorage,
+    ]
+    assert all(issubclass(backend, AsyncStorageBackend) for backend in backends)
+    assert not issubclass(MemoryStorage, AsyncStorageBackend)
+
+
+def test_async_memory_storage_takes_the_calls_every_backend_takes() -> None:
+    """migrate, close and the async with-block work on memory://, as on every other backend."""
+    from telecard_auth import Subject
+
+    async def walk() -> tuple[str, str]:
+        async with async_storage_from_url("memory://") as storage:
+            await storage.migrate()
+            issuer = AsyncCodeIssuer(storage, keyring=Keyring.generate())
+            customer = Subject.citizen("1000000008")
+            issued = await issuer.issue(customer, "stc")
+        await storage.close()
+        redeemed = await issuer.redeem(customer, "stc", issued.code, "new_line")
+        return issued.code_id, redeemed.code_id
+
+    issued_id, redeemed_id = asyncio.run(walk())
+    assert issued_id == redeemed_id

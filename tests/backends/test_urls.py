@@ -23,6 +23,7 @@ from telecard_auth import (
     PostgresStorage,
     RedisStorage,
     SQLiteStorage,
+    StorageBackend,
     storage_from_url,
 )
 
@@ -51,6 +52,32 @@ def test_memory_url_builds_a_fresh_memory_storage() -> None:
     first, second = storage_from_url("memory://"), storage_from_url("memory://")
     assert (MemoryStorage, MemoryStorage) == (type(first), type(second))
     assert first is not second
+
+
+def test_every_backend_has_the_life_cycle_storage_from_url_promises() -> None:
+    """Each backend class is a StorageBackend: mypy checks the list, issubclass the methods."""
+    backends: list[type[StorageBackend]] = [
+        MemoryStorage,
+        SQLiteStorage,
+        RedisStorage,
+        PostgresStorage,
+    ]
+    assert all(issubclass(backend, StorageBackend) for backend in backends)
+    assert not issubclass(dict, StorageBackend)
+
+
+def test_memory_storage_takes_the_calls_every_backend_takes() -> None:
+    """migrate, close and the with-block work on memory://, as on every other backend."""
+    from telecard_auth import CodeIssuer, Keyring, Subject
+
+    with storage_from_url("memory://") as storage:
+        storage.migrate()
+        issuer = CodeIssuer(storage, keyring=Keyring.generate())
+        issued = issuer.issue(Subject.citizen("1000000008"), "stc")
+    storage.close()
+    # Closing releases nothing: the code is still there to redeem.
+    redeemed = issuer.redeem(Subject.citizen("1000000008"), "stc", issued.code, "new_line")
+    assert issued.code_id == redeemed.code_id
 
 
 def test_sqlite_url_with_a_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
