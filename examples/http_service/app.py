@@ -1,0 +1,439 @@
+"""A small HTTP service over telecard-auth: the platform issues codes, the operators redeem them.
+
+Two endpoints, each for one kind of caller, each caller known by its own API key, sent as
+``Authorization: Bearer <key>``:
+
+- ``POST /codes``, for the issuing platform, once the national SSO has authenticated the
+  customer: ``{"kind": "citizen", "id": "1000000008", "provider": "stc"}`` and optionally
+  ``"service"``. The answer holds the code, to show the customer once.
+- ``POST /redemptions``, for an operator's back end: ``{"kind", "id", "code", "service"}``. The
+  operator is the one whose key was presented: a body cannot name another operator. The answer
+  holds the signed receipt in its compact text form (``tar1.…``). An ``Idempotency-Key`` header
+  makes a retry safe: the same key and body get the very same answer and receipt.
+
+Every refusal is JSON, ``{"error": {"code", "message_en", "message_ar"}}``, with the library's
+stable code and both of its messages, and an HTTP status chosen by the error's family
+(``STATUS_BY_FAMILY``). Nothing ever answers with a traceback.
+
+``create_app`` builds the app from an issuer and the keys; tests give it a ``ManualClock`` and
+in-memory storage. ``app_from_environment`` builds it as deployed, every secret read from the
+environment. Running this file walks through one code over the app, in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import os
+import secrets
+import string
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import Lifespan
+
+from telecard_auth import (
+    AsyncCodeIssuer,
+    AsyncMemoryStorage,
+    ConfigurationError,
+    FailureBudgetExhausted,
+    InvalidInput,
+    Keyring,
+    NotPermitted,
+    ReceiptSigner,
+    RedemptionRefused,
+    StorageError,
+    Subject,
+    SubjectKind,
+    TelecardAuthError,
+    UnknownCode,
+    VerifyKey,
+    async_storage_from_url,
+    verify_receipt,
+)
+from telecard_auth.cli import ENV_KEYS, ENV_STORAGE, read_key_file
+
+__all__ = [
+    "STATUS_BY_FAMILY",
+    "BodyTooLarge",
+    "InvalidBody",
+    "InvalidJson",
+    "NotAuthenticated",
+    "app_from_environment",
+    "create_app",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The largest request body read. Every valid body is far smaller.
+MAX_BODY_BYTES = 4096
+#: The shortest API key accepted: ``secrets.token_urlsafe(32)`` makes 43 characters.
+MIN_KEY_LENGTH = 32
+#: The issuing platform's API key.
+ENV_PLATFORM_KEY = "TELECARD_HTTP_PLATFORM_KEY"
+#: The operators' API keys, as ``stc=KEY,mobily=KEY``.
+ENV_OPERATOR_KEYS = "TELECARD_HTTP_OPERATOR_KEYS"
+
+_KINDS = ", ".join(kind.value for kind in SubjectKind)
+_NO_STORE = {"Cache-Control": "no-store"}  # answers carry codes and receipts: no cache keeps them
+
+
+# --- the service's own refusals, in the library's families -------------------------------------
+
+
+class NotAuthenticated(TelecardAuthError):
+    """No API key, or one that is not valid for this endpoint."""
+
+    code = "not_authenticated"
+    template_en = "The API key is missing or not valid for this endpoint."
+    template_ar = "مفتاح الوصول مفقود أو غير صالح لهذه الواجهة."
+
+
+class InvalidJson(InvalidInput):
+    """The body is not a JSON object."""
+
+    code = "invalid_json"
+    template_en = "The request body must be a JSON object."
+    template_ar = "يجب أن يكون محتوى الطلب كائن JSON."
+
+
+class InvalidBody(InvalidInput):
+    """The body is a JSON object, but not one this endpoint takes."""
+
+    code = "invalid_body"
+    template_en = "The request body is not valid: {reason}."
+    template_ar = "محتوى الطلب غير صحيح: {reason_ar}."
+
+
+class BodyTooLarge(InvalidInput):
+    """The body is larger than any valid one."""
+
+    code = "body_too_large"
+    template_en = "The request body is larger than {limit} bytes."
+    template_ar = "محتوى الطلب أكبر من {limit} بايت."
+
+
+#: HTTP status per error family; the first family an error belongs to wins. Anything else,
+#: configuration errors included, is a 500 that tells the caller nothing but "internal error".
+STATUS_BY_FAMILY: tuple[tuple[type[TelecardAuthError], int], ...] = (
+    (NotAuthenticated, 401),
+    (InvalidJson, 400),
+    (BodyTooLarge, 413),
+    (InvalidInput, 422),
+    (NotPermitted, 403),
+    (FailureBudgetExhausted, 429),
+    (RedemptionRefused, 409),
+    (UnknownCode, 404),
+    (StorageError, 503),
+)
+
+
+def _error_body(code: str, message_en: str, message_ar: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message_en": message_en, "message_ar": message_ar}}
+
+
+_INTERNAL = _error_body(
+    "internal_error",
+    "The service could not complete the request.",
+    "تعذّر على الخدمة إتمام الطلب.",
+)
+#: The answers for requests that reach no endpoint.
+_ROUTING = {
+    404: _error_body("not_found", "There is no such endpoint.", "لا توجد واجهة بهذا العنوان."),
+    405: _error_body(
+        "method_not_allowed",
+        "This endpoint takes POST requests only.",
+        "هذه الواجهة تقبل طلبات POST فقط.",
+    ),
+}
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+
+def create_app(
+    *,
+    issuer: AsyncCodeIssuer,
+    operator_keys: Mapping[str, str],
+    platform_key: str,
+    lifespan: Lifespan[Starlette] | None = None,
+) -> Starlette:
+    """The service over ``issuer``, which must have a ``ReceiptSigner``.
+
+    ``operator_keys`` maps each operator's provider id (``"stc"``) to its API key, and
+    ``platform_key`` is the issuing platform's. Keys are at least ``MIN_KEY_LENGTH`` printable
+    ASCII characters, all different; anything unsafe is refused here, with ``ConfigurationError``,
+    rather than at the first request. ``lifespan`` is passed on to ``Starlette``.
+    """
+    if not isinstance(issuer, AsyncCodeIssuer):
+        raise ConfigurationError(reason="the issuer must be an AsyncCodeIssuer")
+    if issuer.signer is None:
+        raise ConfigurationError(reason="the issuer needs a ReceiptSigner to sign receipts")
+    if not operator_keys:
+        raise ConfigurationError(reason="no operator has an API key")
+    # Each key maps to who holds it.
+    platform = {_checked_key(platform_key): "platform"}
+    operators = {
+        _checked_key(key): _provider_id(issuer, provider) for provider, key in operator_keys.items()
+    }
+    if len(operators) != len(operator_keys) or platform.keys() & operators.keys():
+        raise ConfigurationError(reason="every API key must be different")
+
+    async def issue(request: Request) -> JSONResponse:
+        _caller(request, platform)
+        body = await _body(request, required=("kind", "id", "provider"), optional=("service",))
+        issued = await issuer.issue(_subject(body), body["provider"], service=body.get("service"))
+        answer = {
+            "code": issued.code,
+            "display": issued.display,
+            "code_id": issued.code_id,
+            "provider": issued.provider.id,
+            "service": None if issued.service is None else issued.service.id,
+            "issued_at": issued.issued_at.isoformat(),
+            "expires_at": issued.expires_at.isoformat(),
+        }
+        return JSONResponse(answer, status_code=201, headers=_NO_STORE)
+
+    async def redeem(request: Request) -> JSONResponse:
+        provider = _caller(request, operators)  # from the key, never from the body
+        body = await _body(request, required=("kind", "id", "code", "service"))
+        redemption = await issuer.redeem(
+            _subject(body),
+            provider,
+            body["code"],
+            body["service"],
+            request_id=request.headers.get("idempotency-key"),
+        )
+        receipt = redemption.receipt
+        if receipt is None:  # cannot happen: the issuer's signer was checked above
+            raise ConfigurationError(reason="the issuer signed no receipt")
+        answer = {
+            "code_id": redemption.code_id,
+            "provider": redemption.provider.id,
+            "service": redemption.service.id,
+            "issued_at": redemption.issued_at.isoformat(),
+            "redeemed_at": redemption.redeemed_at.isoformat(),
+            "receipt": receipt.to_text(),
+        }
+        return JSONResponse(answer, headers=_NO_STORE)
+
+    async def refused(_request: Request, error: Exception) -> JSONResponse:
+        status = _status(error)
+        if status is None or not isinstance(error, TelecardAuthError):
+            # A configuration error tells what is wrong with the service: log it, tell nobody.
+            logger.error("request failed", exc_info=error)
+            return JSONResponse(_INTERNAL, status_code=500)
+        headers = {}
+        if isinstance(error, NotAuthenticated):
+            headers["WWW-Authenticate"] = "Bearer"
+        retry_after = error.details.get("retry_after")
+        if isinstance(retry_after, datetime):
+            seconds = (retry_after - issuer.clock.now()).total_seconds()
+            headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+        body = _error_body(error.code, error.message_en, error.message_ar)
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def unrouted(_request: Request, error: Exception) -> JSONResponse:
+        status = error.status_code if isinstance(error, HTTPException) else 500
+        headers = error.headers if isinstance(error, HTTPException) else None  # 405: Allow
+        return JSONResponse(_ROUTING.get(status, _INTERNAL), status_code=status, headers=headers)
+
+    async def unexpected(_request: Request, _error: Exception) -> JSONResponse:
+        # Starlette raises the exception again after this answer, so the server logs it.
+        return JSONResponse(_INTERNAL, status_code=500)
+
+    return Starlette(
+        routes=[
+            Route("/codes", issue, methods=["POST"]),
+            Route("/redemptions", redeem, methods=["POST"]),
+        ],
+        exception_handlers={
+            TelecardAuthError: refused,
+            HTTPException: unrouted,
+            Exception: unexpected,
+        },
+        lifespan=lifespan,
+    )
+
+
+def _status(error: Exception) -> int | None:
+    for family, status in STATUS_BY_FAMILY:
+        if isinstance(error, family):
+            return status
+    return None
+
+
+def _provider_id(issuer: AsyncCodeIssuer, provider: str) -> str:
+    try:
+        return issuer.policy.provider(provider).id
+    except InvalidInput:
+        raise ConfigurationError(
+            reason="an operator key names a provider the policy lacks"
+        ) from None
+
+
+def _checked_key(key: object) -> bytes:
+    allowed = set(string.ascii_letters + string.digits + string.punctuation)
+    if not isinstance(key, str) or len(key) < MIN_KEY_LENGTH or not set(key) <= allowed:
+        raise ConfigurationError(
+            reason=f"an API key must be at least {MIN_KEY_LENGTH} printable ASCII characters"
+        )
+    return key.encode("ascii")
+
+
+def _caller(request: Request, keys: Mapping[bytes, str]) -> str:
+    """Who holds the key the request presents, among ``keys``; else ``NotAuthenticated``."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        raise NotAuthenticated()
+    # Headers arrive as latin-1 text, so this never fails; a non-ASCII key matches nothing.
+    candidate = presented.strip().encode("latin-1")
+    holder = None
+    for key, owner in keys.items():
+        # Constant-time, and every key is compared: the time taken tells nothing of a key.
+        if hmac.compare_digest(candidate, key):
+            holder = owner
+    if holder is None:
+        raise NotAuthenticated()
+    return holder
+
+
+async def _body(
+    request: Request, *, required: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """The request's JSON object, with exactly the ``required`` and some ``optional`` fields."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise BodyTooLarge(limit=MAX_BODY_BYTES)
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidJson() from None
+    if not isinstance(document, dict):
+        raise InvalidJson()
+    fields = ", ".join((*required, *optional))
+    if not document.keys() <= {*required, *optional}:
+        # The unknown names are not echoed: they are the caller's, of any length.
+        raise InvalidBody(
+            reason=f"the fields allowed are {fields}", reason_ar=f"الحقول المسموح بها: {fields}"
+        )
+    body: dict[str, str] = {}
+    for name in (*required, *optional):
+        value = document.get(name)
+        if value is None and name in optional:
+            continue
+        if value is None:
+            raise InvalidBody(reason=f"{name} is missing", reason_ar=f"الحقل {name} مفقود")
+        if not isinstance(value, str):
+            raise InvalidBody(reason=f"{name} must be text", reason_ar=f"يجب أن يكون {name} نصًا")
+        body[name] = value
+    return body
+
+
+def _subject(body: Mapping[str, str]) -> Subject:
+    if body["kind"] not in {kind.value for kind in SubjectKind}:
+        raise InvalidBody(
+            reason=f"kind must be one of {_KINDS}", reason_ar=f"يجب أن يكون kind أحد: {_KINDS}"
+        )
+    return Subject(kind=body["kind"], identifier=body["id"])  # the ID is validated for its kind
+
+
+# --- as deployed -----------------------------------------------------------------------------
+
+
+def app_from_environment() -> Starlette:
+    """The app as deployed: every secret comes from the environment, none from the code.
+
+    - ``TELECARD_AUTH_KEYS``: the key file that ``telecard-auth init`` wrote (HMAC keys, pseudonym
+      secret, receipt signing keys); ``telecard-auth keys public`` prints the public key line
+      the operators verify receipts with.
+    - ``TELECARD_AUTH_STORAGE``: the storage URL (``sqlite:///…``, ``redis://…``,
+      ``postgresql://…``); its schema is created or upgraded when the app starts.
+    - ``TELECARD_HTTP_PLATFORM_KEY``: the issuing platform's API key.
+    - ``TELECARD_HTTP_OPERATOR_KEYS``: the operators' API keys, as ``stc=KEY,mobily=KEY``.
+
+    Serve it with any ASGI server, for example
+    ``uvicorn --factory examples.http_service.app:app_from_environment``.
+    """
+    keys = read_key_file(_setting(ENV_KEYS))
+    storage = async_storage_from_url(_setting(ENV_STORAGE))
+    issuer = AsyncCodeIssuer(storage, keyring=keys.keyring, signer=keys.signer)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        async with storage:  # closed when the app stops
+            await storage.migrate()  # creates or upgrades the schema; safe on every start
+            yield
+
+    operator_keys: dict[str, str] = {}
+    for entry in _setting(ENV_OPERATOR_KEYS).split(","):
+        provider, _, key = entry.strip().partition("=")
+        operator_keys[provider] = key
+    return create_app(
+        issuer=issuer,
+        operator_keys=operator_keys,
+        platform_key=_setting(ENV_PLATFORM_KEY),
+        lifespan=lifespan,
+    )
+
+
+def _setting(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise ConfigurationError(reason=f"the environment variable {name} is not set")
+    return value
+
+
+# --- a walk through, in process --------------------------------------------------------------
+
+
+async def _walk() -> int:
+    """Issue a code, redeem it twice with one Idempotency-Key, verify the receipt; 0 if all held."""
+    signer = ReceiptSigner.generate("r1")
+    issuer = AsyncCodeIssuer(AsyncMemoryStorage(), keyring=Keyring.generate(), signer=signer)
+    platform_key, stc_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    app = create_app(issuer=issuer, operator_keys={"stc": stc_key}, platform_key=platform_key)
+    customer = {"kind": "citizen", "id": "1000000008"}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        issued = await client.post(
+            "/codes",
+            json={**customer, "provider": "stc"},
+            headers={"Authorization": f"Bearer {platform_key}"},
+        )
+        print(f"POST /codes -> {issued.status_code}, code {issued.json()['display']}")
+
+        operator = {"Authorization": f"Bearer {stc_key}", "Idempotency-Key": "visit-0001"}
+        redemption = {**customer, "code": issued.json()["code"], "service": "new_line"}
+        first = await client.post("/redemptions", json=redemption, headers=operator)
+        retry = await client.post("/redemptions", json=redemption, headers=operator)
+        print(f"POST /redemptions -> {first.status_code}, retried -> {retry.status_code}")
+
+        again = await client.post(
+            "/redemptions", json=redemption, headers={"Authorization": f"Bearer {stc_key}"}
+        )
+        print(f"without the Idempotency-Key -> {again.status_code} {again.json()['error']['code']}")
+
+    public_line = signer.current.public_key.to_text()  # what the operators were given
+    receipt = verify_receipt(first.json()["receipt"], VerifyKey.from_text(public_line))
+    print(f"receipt verified with the public key: {receipt.service_id} at {receipt.provider_id}")
+    return 0 if first.json() == retry.json() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(_walk()))
