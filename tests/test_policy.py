@@ -1251,3 +1251,13 @@ def test_an_old_key_retires_after_the_longest_life_of_a_code_and_its_retention()
         ttl_by_service={"number_transfer": timedelta(hours=10)}, retention=timedelta(hours=2)
     )
     assert timedelta(hours=12) == longer.key_retirement_delay
+
+
+def test_transfer_services_default_follows_the_catalogue() -> None:
+    """Number transfer binds to a recipient by default only when the catalogue has it."""
+    assert frozenset({"number_transfer"}) == Policy().transfer_services
+    assert frozenset() == Policy(services=(NEW_LINE,)).transfer_services
+    custom = Policy(services=(NEW_LINE, NUMBER_TRANSFER), transfer_services={"new_line"})
+    assert frozenset({"new_line"}) == custom.transfer_services
+    with pytest.raises(InvalidPolicy):
+        Policy(services=(NEW_LINE,), transfer_services={"number_transfer"})

@@ -409,7 +409,8 @@ class Policy:
       in the same atomic change that issues the new one).
     - ``retention``: how long a code's record is kept after it expires, so that a late attempt
       still hears "already used" or "expired" rather than "wrong code" (24 hours).
-    - ``transfer_services``: services for which a code may be bound to a recipient.
+    - ``transfer_services``: services for which a code may be bound to a recipient
+      (``number_transfer``, when the catalogue has it).
     - ``government_id_validator``: decides whether a government body's identifier is valid.
     - ``accept_guess_risk``: build the policy even if its ``guess_risk`` is above the limits.
 
@@ -473,13 +474,17 @@ class Policy:
         default="refuse", converter=plain_text, validator=_limit_action
     )
     retention: timedelta = attrs.field(default=timedelta(hours=24), validator=_positive_duration)
-    transfer_services: frozenset[str] = attrs.field(
-        default=frozenset({"number_transfer"}), converter=_str_set
-    )
+    transfer_services: frozenset[str] = attrs.field(converter=_str_set)
     government_id_validator: Callable[[str], bool] = attrs.field(
         default=default_government_id_validator
     )
     accept_guess_risk: bool = attrs.field(default=False, validator=_real_bool)
+
+    @transfer_services.default
+    def _transfer_services_in_catalogue(self) -> frozenset[str]:
+        # The default names number transfer only when the catalogue has it, so that a policy
+        # with a catalogue of its own need not also clear this field.
+        return frozenset({"number_transfer"}) & {service.id for service in self.services}
 
     _provider_by_id: Mapping[str, Provider] = attrs.field(init=False, repr=False, eq=False)
     _service_by_id: Mapping[str, Service] = attrs.field(init=False, repr=False, eq=False)
