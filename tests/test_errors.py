@@ -43,6 +43,7 @@ from telecard_auth import (
     UnknownCode,
     UnknownProvider,
     UnknownService,
+    UnknownSubjectKind,
     WrongCode,
 )
 
@@ -61,6 +62,7 @@ _FAMILIES: list[tuple[type[TelecardAuthError], tuple[type[Exception], ...]]] = [
     (InvalidMsisdn, (InvalidInput, ValueError)),
     (MalformedCode, (InvalidInput, ValueError)),
     (UnknownProvider, (InvalidInput, ValueError)),
+    (UnknownSubjectKind, (InvalidInput, ValueError)),
     (UnknownService, (InvalidInput, ValueError)),
     (InvalidBinding, (InvalidInput, ValueError)),
     (BindingRequired, (InvalidInput, ValueError)),
@@ -122,6 +124,7 @@ def test_code_is_stable_snake_case(error_class: type[TelecardAuthError]) -> None
         (InvalidMsisdn, "invalid_msisdn"),
         (MalformedCode, "malformed_code"),
         (UnknownProvider, "unknown_provider"),
+        (UnknownSubjectKind, "unknown_subject_kind"),
         (WrongCode, "wrong_code"),
         (CodeExpired, "code_expired"),
         (CodeLocked, "code_locked"),

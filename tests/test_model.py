@@ -36,6 +36,7 @@ from telecard_auth import (
     Service,
     Subject,
     SubjectKind,
+    UnknownSubjectKind,
 )
 
 _BUILDERS = {
@@ -77,11 +78,11 @@ def test_subject_kind_parse_accepts_kind_and_value(kind: SubjectKind) -> None:
     "value", ["Citizen", "CITIZEN", "citizen ", "", "king", 1, None, b"citizen"]
 )
 def test_subject_kind_parse_refuses_anything_else(value: object) -> None:
-    """Other strings and non-strings are InvalidInput, not ValueError from the enum."""
-    with pytest.raises(InvalidInput) as excinfo:
+    """Other strings and non-strings are UnknownSubjectKind, not ValueError from the enum."""
+    with pytest.raises(UnknownSubjectKind) as excinfo:
         SubjectKind.parse(value)
-    assert InvalidInput is type(excinfo.value)
-    assert "invalid_input" == excinfo.value.code
+    assert UnknownSubjectKind is type(excinfo.value)
+    assert "unknown_subject_kind" == excinfo.value.code
 
 
 @pytest.mark.parametrize(
@@ -187,12 +188,13 @@ def test_kind_given_as_string_works(kind: SubjectKind) -> None:
 
 
 @pytest.mark.parametrize("kind", ["Citizen", "person", "", None, 1, b"citizen"])
-def test_bad_kind_is_invalid_input(kind: object) -> None:
-    """An unknown kind is InvalidInput (not an identifier error)."""
-    with pytest.raises(InvalidInput) as excinfo:
+def test_bad_kind_is_unknown_subject_kind(kind: object) -> None:
+    """An unknown kind is UnknownSubjectKind, an InvalidInput naming the kinds (not an ID error)."""
+    with pytest.raises(UnknownSubjectKind) as excinfo:
         Subject(kind=kind, identifier="1000000008")
-    assert InvalidInput is type(excinfo.value)
-    assert "invalid_input" == excinfo.value.code
+    assert isinstance(excinfo.value, InvalidInput)
+    assert "unknown_subject_kind" == excinfo.value.code
+    assert "citizen, resident, government or company" in excinfo.value.message_en
 
 
 def test_subject_is_frozen() -> None:

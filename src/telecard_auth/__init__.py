@@ -44,6 +44,7 @@ from telecard_auth._errors import (
     UnknownProvider,
     UnknownService,
     UnknownSigningKey,
+    UnknownSubjectKind,
     WrongCode,
 )
 from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer
@@ -208,6 +209,7 @@ __all__ = [
     "UnknownProvider",
     "UnknownService",
     "UnknownSigningKey",
+    "UnknownSubjectKind",
     "VerifyKey",
     "WrongCode",
     "__version__",

@@ -50,6 +50,7 @@ __all__ = [
     "UnknownProvider",
     "UnknownService",
     "UnknownSigningKey",
+    "UnknownSubjectKind",
     "WrongCode",
 ]
 
@@ -222,6 +223,14 @@ class UnknownProvider(InvalidInput):
     code = "unknown_provider"
     template_en = "Unknown service provider: {provider}."
     template_ar = "مزود الخدمة غير معروف: {provider}."
+
+
+class UnknownSubjectKind(InvalidInput):
+    """The kind of customer is not one the library knows."""
+
+    code = "unknown_subject_kind"
+    template_en = "Unknown kind of customer; it must be citizen, resident, government or company."
+    template_ar = "نوع العميل غير معروف؛ يجب أن يكون مواطنًا أو مقيمًا أو جهة حكومية أو شركة."
 
 
 class UnknownService(InvalidInput):

@@ -15,8 +15,8 @@ import attrs
 
 from telecard_auth._errors import (
     InvalidIdentifier,
-    InvalidInput,
     InvalidPolicy,
+    UnknownSubjectKind,
     clip,
     plain,
     plain_text,
@@ -66,7 +66,7 @@ class SubjectKind(enum.Enum):
 
     @classmethod
     def parse(cls, value: object) -> SubjectKind:
-        """Accept a ``SubjectKind`` or its string value; anything else is ``InvalidInput``."""
+        """Accept a ``SubjectKind`` or its string value; anything else is ``UnknownSubjectKind``."""
         if isinstance(value, cls):
             return value
         if isinstance(value, str):
@@ -74,7 +74,7 @@ class SubjectKind(enum.Enum):
                 return cls(plain(value))
             except ValueError:
                 pass
-        raise InvalidInput()
+        raise UnknownSubjectKind()
 
 
 _KIND_LABELS = {
