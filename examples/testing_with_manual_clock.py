@@ -108,7 +108,7 @@ def test_the_failure_budget_comes_back_a_day_later(
     fresh = issuer.issue(customer, "stc")  # a new code is never refused for the old failures...
     with pytest.raises(FailureBudgetExhausted) as refused:
         issuer.redeem(customer, "stc", fresh.code, "new_line")  # ...but it must wait to be used
-    retry_after = refused.value.details["retry_after"]
+    retry_after = refused.value.retry_after
     assert START + timedelta(minutes=1) + timedelta(hours=24) == retry_after
 
     clock.set(retry_after)  # a day passes in one call

@@ -316,3 +316,17 @@ def test_errors_can_be_copied() -> None:
     copied = copy.copy(error)
     assert dict(error.details) == dict(copied.details)
     assert str(error) == str(copied)
+
+
+def test_times_in_details_are_typed_attributes() -> None:
+    """expired_at and retry_after read the details as datetimes, and survive pickling."""
+    moment = datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
+    expired = CodeExpired(expired_at=moment)
+    budget = FailureBudgetExhausted(retry_after=moment)
+    expired_again = pickle.loads(pickle.dumps(expired))  # noqa: S301 - our own object
+    budget_again = pickle.loads(pickle.dumps(budget))  # noqa: S301 - our own object
+    assert moment == expired.expired_at == expired_again.expired_at
+    assert moment == budget.retry_after == budget_again.retry_after
+    # A raising site that passed something else, or nothing, gives None rather than a wrong type.
+    assert FailureBudgetExhausted(retry_after="soon").retry_after is None
+    assert CodeExpired().expired_at is None

@@ -251,7 +251,7 @@ def test_code_expires_exactly_at_four_hours(
     with pytest.raises(CodeExpired) as caught:
         issuer.redeem(citizen, "stc", issued.code, "new_line")
     assert "code_expired" == caught.value.code
-    assert issued.issued_at + FOUR_HOURS == caught.value.details["expired_at"]
+    assert issued.issued_at + FOUR_HOURS == caught.value.expired_at
     assert before == dump(storage)
 
 
@@ -271,7 +271,7 @@ def test_bound_code_uses_the_service_ttl(
     clock.advance(ONE_MICROSECOND)
     with pytest.raises(CodeExpired) as caught:
         issuer.redeem(citizen, "stc", late.code, "number_transfer")
-    assert late.expires_at == caught.value.details["expired_at"]
+    assert late.expires_at == caught.value.expired_at
 
 
 def test_unbound_code_is_expired_for_a_shorter_ttl_service(
@@ -292,7 +292,7 @@ def test_unbound_code_is_expired_for_a_shorter_ttl_service(
     before = dump(storage)
     with pytest.raises(CodeExpired) as caught:
         issuer.redeem(citizen, "stc", second.code, "number_transfer")
-    assert second.issued_at + timedelta(hours=1) == caught.value.details["expired_at"]
+    assert second.issued_at + timedelta(hours=1) == caught.value.expired_at
     assert before == dump(storage)
     assert "new_line" == issuer.redeem(citizen, "stc", second.code, "new_line").service.id
 
@@ -308,13 +308,13 @@ def test_longer_service_ttl_lengthens_only_that_service(
     clock.advance(FOUR_HOURS)
     with pytest.raises(CodeExpired) as caught:
         issuer.redeem(citizen, "stc", first.code, "activation_for_actual_user")
-    assert first.issued_at + FOUR_HOURS == caught.value.details["expired_at"]
+    assert first.issued_at + FOUR_HOURS == caught.value.expired_at
     clock.set(first.issued_at + timedelta(hours=6) - ONE_MICROSECOND)
     assert "new_line" == issuer.redeem(citizen, "stc", first.code, "new_line").service.id
     clock.advance(ONE_MICROSECOND)
     with pytest.raises(CodeExpired) as caught:
         issuer.redeem(citizen, "stc", second.code, "new_line")
-    assert second.expires_at == caught.value.details["expired_at"]
+    assert second.expires_at == caught.value.expired_at
 
 
 def test_wrong_code_after_expiry_charges_no_expired_code(
@@ -636,7 +636,7 @@ def test_exhausted_budget_refuses_even_a_new_right_code(
         issuer.redeem(citizen, "stc", fresh.code, "new_line")
     assert "failure_budget_exhausted" == caught.value.code
     retry_after = first_failure + timedelta(hours=24)
-    assert retry_after == caught.value.details["retry_after"]
+    assert retry_after == caught.value.retry_after
     assert 3 == failures(storage, fresh, "stc")
     assert 0 == stored_record(storage, fresh.code_id).failed_attempts
     clock.set(retry_after)
@@ -680,7 +680,7 @@ def test_budget_frees_exactly_at_retry_after(
     issued = issuer.issue(citizen, "stc")
     with pytest.raises(FailureBudgetExhausted) as caught:
         issuer.redeem(citizen, "stc", issued.code, "new_line")
-    assert start + timedelta(hours=1) == caught.value.details["retry_after"]
+    assert start + timedelta(hours=1) == caught.value.retry_after
     clock.advance(ONE_MICROSECOND)
     assert issued.code_id == issuer.redeem(citizen, "stc", issued.code, "new_line").code_id
 
@@ -698,7 +698,7 @@ def test_budget_window_slides(
     exhaust(issuer, citizen, "stc", 1)
     with pytest.raises(FailureBudgetExhausted) as caught:
         issuer.redeem(citizen, "stc", "00000000", "new_line")
-    assert start + timedelta(hours=25) == caught.value.details["retry_after"]
+    assert start + timedelta(hours=25) == caught.value.retry_after
     clock.set(start + timedelta(hours=25))
     exhaust(issuer, citizen, "stc", 1)
 
@@ -716,7 +716,7 @@ def test_lowering_the_budget_later_gives_an_exact_retry_after(
     with pytest.raises(FailureBudgetExhausted) as caught:
         stricter.redeem(citizen, "stc", "00000000", "new_line")
     retry_after = start + timedelta(minutes=2, hours=24)
-    assert retry_after == caught.value.details["retry_after"]
+    assert retry_after == caught.value.retry_after
     clock.set(retry_after - ONE_MICROSECOND)
     with pytest.raises(FailureBudgetExhausted):
         stricter.redeem(citizen, "stc", "00000000", "new_line")
@@ -770,7 +770,7 @@ def test_default_budget_is_ten_wrong_attempts_a_day(
     exhaust(issuer, citizen, "stc", 1, guess=other_code(fresh.code))
     with pytest.raises(FailureBudgetExhausted) as caught:
         issuer.redeem(citizen, "stc", fresh.code, "new_line")
-    assert start + timedelta(hours=24) == caught.value.details["retry_after"]
+    assert start + timedelta(hours=24) == caught.value.retry_after
 
 
 def test_reissuing_after_lockout_does_not_reset_the_budget(

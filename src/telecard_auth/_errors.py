@@ -103,6 +103,11 @@ _LONGEST_SHOWN = 40
 _LONGEST_REASON = 200
 
 
+def _moment(value: object) -> datetime | None:
+    # Details are whatever the raising site passed; a time is only returned as a time.
+    return value if isinstance(value, datetime) else None
+
+
 class _Shown(dict[str, object]):
     # A detail a raising site forgot must not turn an error into a KeyError.
     def __missing__(self, key: str) -> str:
@@ -351,6 +356,11 @@ class CodeExpired(RedemptionRefused):
     template_en = "The code expired at {expired_at}; ask for a new code."
     template_ar = "انتهت صلاحية الرمز في {expired_at}؛ اطلب رمزًا جديدًا."
 
+    @property
+    def expired_at(self) -> datetime | None:
+        """When the code's validity ended (UTC); ``details["expired_at"]``, typed."""
+        return _moment(self.details.get("expired_at"))
+
 
 class CodeAlreadyUsed(RedemptionRefused):
     """The code was right but it has already been used once."""
@@ -384,6 +394,11 @@ class FailureBudgetExhausted(RedemptionRefused):
         "Too many wrong attempts for this customer at this provider; try again after {retry_after}."
     )
     template_ar = "محاولات خاطئة كثيرة لهذا العميل لدى هذا المزود؛ حاول مرة أخرى بعد {retry_after}."
+
+    @property
+    def retry_after(self) -> datetime | None:
+        """When a place in the failure window frees (UTC); ``details["retry_after"]``, typed."""
+        return _moment(self.details.get("retry_after"))
 
 
 class ServiceMismatch(RedemptionRefused):
