@@ -42,10 +42,10 @@ itself follow: races of 32 tasks gathered on the loop, and the manual clock driv
 
 Class attributes tune both suites: ``purges = False`` for a backend whose data only expires by
 itself (its ``purge`` deletes nothing and returns 0), ``race_rounds`` for how often the redemption
-race is repeated. The fixtures ``clock``, ``keyring``, ``policy``, ``issuer`` and ``make_issuer``
-can be overridden the same way; the tests name the default catalogue's providers ``stc`` and
-``mobily`` and its services ``new_line`` and ``number_transfer``, so an overridden policy must keep
-those.
+race is repeated (and how many commits the loads race, at least 20). The fixtures ``clock``,
+``keyring``, ``policy``, ``issuer`` and ``make_issuer`` can be overridden the same way; the tests
+name the default catalogue's providers ``stc`` and ``mobily`` and its services ``new_line`` and
+``number_transfer``, so an overridden policy must keep those.
 
 The optional ``PurgeReporting`` capability (``purge_snapshots``) has tests of its own, and a test
 that the issuer reports each code that expired unused as ``events.CodeExpired`` when it purges;
@@ -1579,6 +1579,7 @@ class StorageContract:
         """Loads racing commits see each version whole: the records and logs of that version."""
         ref = _ref("a")
         written = threading.Event()
+        commits = max(20, self.race_rounds)
 
         def state(version: int) -> tuple[list[CodeRecord], list[FailureLog]]:
             # Version n holds n % 3 + 1 codes and n % 4 + 1 failures, every one of them marked n.
@@ -1590,13 +1591,13 @@ class StorageContract:
         def write() -> int:
             try:
                 ready.wait(timeout=60)
-                for version in range(200):
+                for version in range(commits):
                     codes, logs = state(version + 1)
                     assert storage.commit(_commit(ref, version, codes, logs)) is True
                     time.sleep(0)  # let the readers in between two commits
             finally:
                 written.set()
-            return 200
+            return commits
 
         def read() -> int:
             loads = 0
