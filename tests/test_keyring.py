@@ -8,6 +8,7 @@ import hmac
 import pickle
 import re
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -16,7 +17,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.strategies import hmac_secrets, key_ids, short_secrets
 
-from telecard_auth import ConfigurationError, HmacKey, Keyring, KeyringError
+from telecard_auth import (
+    CodeIssuer,
+    ConfigurationError,
+    HmacKey,
+    Keyring,
+    KeyringError,
+    ManualClock,
+    MemoryStorage,
+    Subject,
+)
 from telecard_auth._keyring import MIN_SECRET_BYTES
 
 SECRET_1 = b"telecard-auth keyring secret #1."
@@ -393,3 +403,45 @@ def test_digests_from_many_threads_agree() -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda _: digests(), range(16)))
     assert all(result == expected for result in results)
+
+
+def test_a_standby_key_verifies_but_digests_nothing_until_current() -> None:
+    """with_key(current=False) puts a key before the current one; with_current promotes it."""
+    standby = _ring(K1).with_key(K2, current=False)
+    assert ("k2", "k1") == tuple(key.key_id for key in standby.keys)
+    assert "k1" == standby.current.key_id
+    promoted = standby.with_current("k2")
+    assert ("k1", "k2") == tuple(key.key_id for key in promoted.keys)
+    # A code a promoted node digests with k2 verifies on a node that holds k2 in standby.
+    assert promoted.code_digest("k2", "ref", "stc", "12345678") == standby.code_digest(
+        "k2", "ref", "stc", "12345678"
+    )
+    assert "k1" == promoted.with_current("k1").current.key_id
+
+
+@pytest.mark.parametrize("key_id", ["k9", "", 1, None])
+def test_with_current_refuses_a_key_it_does_not_hold(key_id: Any) -> None:
+    """Only a held key can become current; anything else is a KeyringError."""
+    with pytest.raises(KeyringError):
+        _ring(K1, K2).with_current(key_id)
+
+
+def test_a_standby_key_on_one_node_redeems_codes_another_node_digested_with_it() -> None:
+    """The first pass of a rollout: nodes that know k2 in standby redeem codes made under k2."""
+    storage, clock = MemoryStorage(), ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
+    base = _ring(K1)
+    waiting = CodeIssuer(storage, keyring=base.with_key(K2, current=False), clock=clock)
+    ahead = CodeIssuer(storage, keyring=base.with_key(K2), clock=clock)
+    customer = Subject.citizen("1000000008")
+
+    made_by_waiting = waiting.issue(customer, "stc")
+    made_ahead = ahead.issue(customer, "stc")
+    (snapshot,) = storage.snapshots()
+    assert {"k1", "k2"} == {record.key_id for record in snapshot.codes}
+    assert (
+        made_ahead.code_id == waiting.redeem(customer, "stc", made_ahead.code, "new_line").code_id
+    )
+    assert (
+        made_by_waiting.code_id
+        == ahead.redeem(customer, "stc", made_by_waiting.code, "new_line").code_id
+    )

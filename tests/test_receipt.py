@@ -871,6 +871,28 @@ def test_rotation() -> None:
     assert "r1" == caught.value.details["key_id"]
 
 
+def test_a_standby_key_signs_nothing_until_it_is_made_current() -> None:
+    """with_key(current=False) publishes a key first; with_current makes it sign, dropping none."""
+    standby = _signer().with_key(_r2(), current=False)
+    assert "r1" == standby.current.key_id
+    assert "r1" == standby.sign(**FIELDS).key_id
+    assert {"r1", "r2"} == {key.key_id for key in standby.verify_keys()}
+
+    promoted = standby.with_current("r2")
+    signed = promoted.sign(**FIELDS)
+    assert "r2" == signed.key_id
+    assert signed == verify_receipt(signed.to_text(), standby.verify_keys())
+    assert {"r1", "r2"} == {key.key_id for key in promoted.keys}
+    assert "r1" == promoted.with_current("r1").current.key_id
+
+
+@pytest.mark.parametrize("key_id", ["r9", "", 2, None])
+def test_with_current_refuses_a_key_it_does_not_hold(key_id: Any) -> None:
+    """Only a held key can become current; anything else is a KeyringError."""
+    with pytest.raises(KeyringError):
+        _signer(_r1(), _r2()).with_current(key_id)
+
+
 def test_rotated_receipt_differs_only_in_key_and_signature() -> None:
     """The same redemption signed after rotation names the new key and carries a new signature."""
     old = _receipt()

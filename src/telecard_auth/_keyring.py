@@ -13,11 +13,11 @@ import hmac
 import re
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from telecard_auth._errors import InvalidInput, KeyringError, plain, plain_text
+from telecard_auth._errors import InvalidInput, KeyringError, clip, plain, plain_text
 
 __all__ = ["MIN_SECRET_BYTES", "HmacKey", "Keyring"]
 
@@ -26,6 +26,14 @@ MIN_SECRET_BYTES = 32
 
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,32}", re.ASCII)
 _SEP = b"\x1f"
+
+
+class _Keyed(Protocol):
+    @property
+    def key_id(self) -> str: ...
+
+
+K = TypeVar("K", bound=_Keyed)
 
 
 def _secret(_instance: object, attribute: attrs.Attribute[bytes], value: object) -> None:
@@ -98,9 +106,28 @@ class Keyring:
         """The key new codes are digested with: the newest."""
         return self.keys[-1]
 
-    def with_key(self, key: HmacKey) -> Keyring:
-        """A copy with ``key`` added as the newest."""
-        return attrs.evolve(self, keys=(*self.keys, key))
+    def with_key(self, key: HmacKey, *, current: bool = True) -> Keyring:
+        """A copy with ``key`` added as the newest, digesting new codes from now on.
+
+        With ``current=False`` the key is added in standby, just before the current key: it
+        verifies codes but digests none until ``with_current`` names it. That is the first pass
+        of a rollout over many nodes; see the rotation procedure in the documentation.
+
+        >>> standby = HmacKey(key_id="k2", secret=bytes(32))
+        >>> ring = Keyring.generate().with_key(standby, current=False)
+        >>> [key.key_id for key in ring.keys], ring.current.key_id
+        (['k2', 'k1'], 'k1')
+        >>> ring.with_current("k2").current.key_id
+        'k2'
+        """
+        if current:
+            return attrs.evolve(self, keys=(*self.keys, key))
+        return attrs.evolve(self, keys=(*self.keys[:-1], key, self.keys[-1]))
+
+    def with_current(self, key_id: str) -> Keyring:
+        """A copy in which the held key ``key_id`` digests new codes; every key still verifies."""
+        chosen = held_key(self.keys, key_id)
+        return attrs.evolve(self, keys=(*(k for k in self.keys if k is not chosen), chosen))
 
     def without_key(self, key_id: str) -> Keyring:
         """A copy with ``key_id`` retired: codes digested with it can no longer be redeemed."""
@@ -145,6 +172,17 @@ class Keyring:
         mac = self._pseudonym_mac.copy()
         mac.update(message)
         return mac.digest()[:16].hex()
+
+
+def held_key(keys: tuple[K, ...], key_id: object) -> K:
+    """The key of ``keys`` with id ``key_id``; ``KeyringError`` if none has it."""
+    if not isinstance(key_id, str):
+        raise KeyringError(reason=f"a key id is text, not {clip(key_id)}")
+    wanted = plain(key_id)
+    for key in keys:
+        if key.key_id == wanted:
+            return key
+    raise KeyringError(reason=f"no key has the id {clip(wanted)}")
 
 
 def _rebuild(keys: tuple[HmacKey, ...], pseudonym_secret: bytes) -> Keyring:

@@ -79,6 +79,7 @@ from telecard_auth._errors import (
     plain,
     plain_text,
 )
+from telecard_auth._keyring import held_key
 
 if TYPE_CHECKING:
     from telecard_auth._model import Redemption
@@ -333,9 +334,21 @@ class ReceiptSigner:
         """The key new receipts are signed with: the newest."""
         return self.keys[-1]
 
-    def with_key(self, key: SigningKey) -> ReceiptSigner:
-        """A copy with ``key`` added as the newest: it signs from now on. Ids must stay unique."""
-        return attrs.evolve(self, keys=(*self.keys, key))
+    def with_key(self, key: SigningKey, *, current: bool = True) -> ReceiptSigner:
+        """A copy with ``key`` added as the newest: it signs from now on. Ids must stay unique.
+
+        With ``current=False`` the key is added in standby, just before the current key, and
+        signs nothing until ``with_current`` names it: time to hand its public key to every
+        operator before the first receipt it signs reaches one.
+        """
+        if current:
+            return attrs.evolve(self, keys=(*self.keys, key))
+        return attrs.evolve(self, keys=(*self.keys[:-1], key, self.keys[-1]))
+
+    def with_current(self, key_id: str) -> ReceiptSigner:
+        """A copy in which the held key ``key_id`` signs new receipts; no key is dropped."""
+        chosen = held_key(self.keys, key_id)
+        return attrs.evolve(self, keys=(*(k for k in self.keys if k is not chosen), chosen))
 
     def without_key(self, key_id: str) -> ReceiptSigner:
         """A copy with ``key_id`` retired: receipts it signed no longer verify with this signer.
