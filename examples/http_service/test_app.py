@@ -354,7 +354,7 @@ def _body(**changes: object) -> bytes:
         pytest.param(b"{}", 422, "invalid_body", id="no-fields"),
         pytest.param(_body(service=None), 422, "invalid_body", id="missing-field"),
         pytest.param(_body(code=12345678), 422, "invalid_body", id="number-not-text"),
-        pytest.param(_body(kind="alien"), 422, "invalid_body", id="unknown-kind"),
+        pytest.param(_body(kind="alien"), 422, "unknown_subject_kind", id="unknown-kind"),
         pytest.param(_body(serivce="x"), 422, "invalid_body", id="unknown-field"),
         pytest.param(_body(id="1234567890"), 422, "invalid_identifier", id="bad-check-digit"),
         pytest.param(_body(code="1234"), 422, "malformed_code", id="short-code"),
