@@ -120,14 +120,11 @@ class Keyring:
         >>> ring.with_current("k2").current.key_id
         'k2'
         """
-        if current:
-            return attrs.evolve(self, keys=(*self.keys, key))
-        return attrs.evolve(self, keys=(*self.keys[:-1], key, self.keys[-1]))
+        return attrs.evolve(self, keys=keys_with(self.keys, key, current=current))
 
     def with_current(self, key_id: str) -> Keyring:
         """A copy in which the held key ``key_id`` digests new codes; every key still verifies."""
-        chosen = held_key(self.keys, key_id)
-        return attrs.evolve(self, keys=(*(k for k in self.keys if k is not chosen), chosen))
+        return attrs.evolve(self, keys=keys_led_by(self.keys, key_id))
 
     def without_key(self, key_id: str) -> Keyring:
         """A copy with ``key_id`` retired: codes digested with it can no longer be redeemed."""
@@ -172,6 +169,17 @@ class Keyring:
         mac = self._pseudonym_mac.copy()
         mac.update(message)
         return mac.digest()[:16].hex()
+
+
+def keys_with(keys: tuple[K, ...], key: K, *, current: bool) -> tuple[K, ...]:
+    """``keys`` (oldest first, the last one current) with ``key`` added as current or in standby."""
+    return (*keys, key) if current else (*keys[:-1], key, keys[-1])
+
+
+def keys_led_by(keys: tuple[K, ...], key_id: object) -> tuple[K, ...]:
+    """``keys`` reordered so that the held key ``key_id`` is the last one, the current one."""
+    chosen = held_key(keys, key_id)
+    return (*(key for key in keys if key is not chosen), chosen)
 
 
 def held_key(keys: tuple[K, ...], key_id: object) -> K:

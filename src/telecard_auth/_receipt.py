@@ -79,7 +79,7 @@ from telecard_auth._errors import (
     plain,
     plain_text,
 )
-from telecard_auth._keyring import held_key
+from telecard_auth._keyring import keys_led_by, keys_with
 
 if TYPE_CHECKING:
     from telecard_auth._model import Redemption
@@ -341,14 +341,11 @@ class ReceiptSigner:
         signs nothing until ``with_current`` names it: time to hand its public key to every
         operator before the first receipt it signs reaches one.
         """
-        if current:
-            return attrs.evolve(self, keys=(*self.keys, key))
-        return attrs.evolve(self, keys=(*self.keys[:-1], key, self.keys[-1]))
+        return attrs.evolve(self, keys=keys_with(self.keys, key, current=current))
 
     def with_current(self, key_id: str) -> ReceiptSigner:
         """A copy in which the held key ``key_id`` signs new receipts; no key is dropped."""
-        chosen = held_key(self.keys, key_id)
-        return attrs.evolve(self, keys=(*(k for k in self.keys if k is not chosen), chosen))
+        return attrs.evolve(self, keys=keys_led_by(self.keys, key_id))
 
     def without_key(self, key_id: str) -> ReceiptSigner:
         """A copy with ``key_id`` retired: receipts it signed no longer verify with this signer.
