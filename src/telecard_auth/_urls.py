@@ -7,28 +7,174 @@ only when its scheme is asked for.
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
-from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
+from typing import Any, NamedTuple
+from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 
 from telecard_auth._errors import ConfigurationError, InvalidStorageUrl, clip, plain
 from telecard_auth._storage import AsyncStorageBackend, StorageBackend
 
 __all__ = ["async_storage_from_url", "storage_from_url"]
 
+# A URL must name the place it reads as. Drivers part from what a reader sees in many small ways:
+# libpq ends a string at NUL and then connects to the local default database; urlsplit deletes
+# tabs and newlines; redis-py reads the database with int(), which takes signs, spaces, "_" and
+# every script's digits; resolvers read 127.1 and 0x7f.1 as 127.0.0.1 and fold fullwidth text;
+# urlsplit splits user@a@b at its last '@' and libpq at its first. So the parts are checked here,
+# as each driver will read them, before any backend is built, and reasons never quote the URL.
+
+#: C0 controls, DEL and C1 controls.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: A '%' that starts no escape; libpq refuses it, quoting the URL.
+_STRAY_PERCENT = re.compile("%(?![0-9A-Fa-f]{2})")
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?", re.ASCII)
+#: A last label that inet_aton reads as a number makes the whole host an IPv4 address.
+_NUMBER = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*", re.ASCII)
+_PORT = re.compile(r"[0-9]{1,5}", re.ASCII)
+_LAST_PORT = 65535
+_REDIS_DB = re.compile(r"[0-9]{1,10}", re.ASCII)
+#: Redis keeps at most INT_MAX databases (its ``databases`` setting), numbered from 0.
+_LAST_REDIS_DB = 2**31 - 2
+
+
+class _Option(NamedTuple):
+    name: str
+    value: str
+    #: As the URL has it, handed on to the driver unchanged.
+    written: str
+
+
+class _Authority(NamedTuple):
+    user: str | None
+    password: str | None
+    hosts: list[str]
+    ports: list[str]
+
+
+def _decoded(text: str, *, plus: bool = False) -> str:
+    try:
+        return (unquote_plus if plus else unquote)(text, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidStorageUrl(reason="a percent-encoded part of it is not UTF-8 text") from None
+
+
+def _query(query: str, *, plus: bool) -> list[_Option]:
+    """The options of a query, decoded as the driver decodes them: ``plus`` when '+' is a space."""
+    options = []
+    for written in query.split("&"):
+        if not written:
+            continue
+        name, equals, value = written.partition("=")
+        if not equals:
+            raise InvalidStorageUrl(reason="an option has no '=' and no value")
+        options.append(_Option(_decoded(name, plus=plus), _decoded(value, plus=plus), written))
+    names = [option.name for option in options]
+    if len(set(names)) < len(names):
+        # Drivers disagree on which one counts: redis-py takes the first, libpq the last.
+        raise InvalidStorageUrl(reason="an option is given more than once")
+    return options
+
 
 def _options(parts: SplitResult, allowed: set[str]) -> dict[str, str]:
-    try:
-        options = dict(parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True))
-    except ValueError:
-        raise InvalidStorageUrl(reason="its options cannot be parsed") from None
+    options = {option.name: option.value for option in _query(parts.query, plus=True)}
     unknown = set(options) - allowed
     if unknown:
         raise InvalidStorageUrl(reason=f"unknown option {clip(sorted(unknown)[0])!r}")
     return options
+
+
+def _authority(netloc: str, *, sockets: bool = False) -> _Authority:
+    """User, password, hosts and ports of ``user:password@host:port,host:port``, decoded and
+    checked (``sockets``: see ``_check_host``)."""
+    userinfo, at, hostinfo = netloc.rpartition("@")
+    if "@" in userinfo:
+        # urlsplit splits at the last '@' and libpq at the first: each would see another host.
+        raise InvalidStorageUrl(reason="an '@' in its user or password must be written %40")
+    user, colon, password = userinfo.partition(":")
+    hosts, ports = [], []
+    for item in hostinfo.split(","):
+        if item.startswith("["):
+            inside, closed, rest = item[1:].partition("]")
+            host, port = _decoded(inside), rest.removeprefix(":")
+            if not closed or not _is_ipv6(host) or rest[:1] not in ("", ":"):
+                raise InvalidStorageUrl(
+                    reason="its brackets must hold an IPv6 address, followed by a port or nothing"
+                )
+        else:
+            written, _, port = item.partition(":")
+            host = _decoded(written)
+            if host:
+                _check_host(host, sockets=sockets)
+        _check_port(port)
+        hosts.append(host)
+        ports.append(port)
+    return _Authority(
+        user=_decoded(user) if at else None,
+        password=_decoded(password) if colon else None,
+        hosts=hosts,
+        ports=ports,
+    )
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_host(host: str, *, sockets: bool = False) -> None:
+    """A host name, or an IPv4 address as a resolver reads it; with ``sockets``, a socket path."""
+    if sockets and host.startswith(("/", "@")):
+        # libpq: a directory holding the server's socket, or an abstract socket's name. It
+        # splits hosts at ',' after decoding them, so an encoded one would hide a list.
+        if "," in host:
+            raise InvalidStorageUrl(reason="its socket path holds a ','")
+        return
+    if not host.isascii():
+        # Resolvers fold what IDNA maps (fullwidth digits, ideographic dots) into other text.
+        raise InvalidStorageUrl(reason="its host is not ASCII: write an international name as xn--")
+    if not _HOST_NAME.fullmatch(host):
+        raise InvalidStorageUrl(reason="its host is not a valid host name")
+    if _NUMBER.fullmatch(host.removesuffix(".").rpartition(".")[2]):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise InvalidStorageUrl(
+                reason="its host reads as an IPv4 address: write four numbers 0-255, no leading 0"
+            ) from None
+
+
+def _check_host_option(host: str, *, sockets: bool = False) -> None:
+    """A host given as a query option, where an IPv6 address stands without brackets."""
+    if ":" not in host or not _is_ipv6(host):
+        _check_host(host, sockets=sockets)
+
+
+def _check_port(port: str) -> None:
+    """Empty (the default), or ASCII digits naming a TCP port: not '+5432', '٥٤٣٢' or '%35'."""
+    if port and not (_PORT.fullmatch(port) and 1 <= int(port) <= _LAST_PORT):
+        raise InvalidStorageUrl(reason="its port must be a number from 1 to 65535 in ASCII digits")
+
+
+def _given_twice(options: Mapping[str, str], in_url: Mapping[str, object]) -> None:
+    """Refuse a query option that names again what the URL itself names (host, port, …)."""
+    for name, value in in_url.items():
+        if value and name in options:
+            raise InvalidStorageUrl(reason=f"its {name} is given twice, in the URL and as ?{name}=")
+
+
+def _unsplit(parts: SplitResult, options: Sequence[_Option]) -> str:
+    """The URL for the driver: as written, less our own options. SplitResult.geturl() would drop
+    the '//' of a URL without a host (``postgresql:///db?host=/run/postgresql``)."""
+    query = "&".join(option.written for option in options)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 @contextmanager
@@ -56,32 +202,63 @@ def _sqlite(parts: SplitResult, asynchronous: bool) -> Any:
     # As in SQLAlchemy: sqlite:///relative/file.db and sqlite:////absolute/file.db.
     if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:  # noqa: PLR2004
         raise InvalidStorageUrl(reason="use sqlite:///relative/path.db or sqlite:////absolute.db")
+    path = parts.path[1:]
+    # SQLite would not open the file named: each connection would get its own empty database,
+    # or (built with SQLITE_USE_URI, as Debian's is) a URI could open any file or none.
+    if path == ":memory:":
+        raise InvalidStorageUrl(reason="':memory:' is one database per connection: use memory://")
+    if path.startswith("file:"):
+        raise InvalidStorageUrl(reason="SQLite reads a path that starts with 'file:' as a URI")
     options = _options(parts, {"synchronous"})
     synchronous = options.get("synchronous", "full")
     if synchronous not in ("full", "normal"):
         raise InvalidStorageUrl(reason="synchronous must be 'full' or 'normal'")
     backend = AsyncSQLiteStorage if asynchronous else SQLiteStorage
     with _as_url_error():
-        return backend(parts.path[1:], synchronous=synchronous)  # type: ignore[arg-type]
+        return backend(path, synchronous=synchronous)  # type: ignore[arg-type]
 
 
 def _redis(parts: SplitResult, asynchronous: bool) -> Any:
     from telecard_auth._redis import AsyncRedisStorage, RedisStorage
 
-    # redis-py reads its own options (socket_timeout, ssl_ca_certs, …) from the query string.
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = next((value for key, value in pairs if key == "prefix"), "telecard")
+    # redis-py reads the query with parse_qs ('+' is a space) and its own options from it
+    # (socket_timeout, ssl_ca_certs, …); ours are taken out.
+    options = _query(parts.query, plus=True)
+    given = {option.name: option.value for option in options}
+    prefix = given.get("prefix", "telecard")
     if not prefix:
         raise InvalidStorageUrl(reason="prefix cannot be empty")
-    grace = next((value for key, value in pairs if key == "expiry_grace"), None)
     settings: dict[str, Any] = {"prefix": prefix}
-    if grace is not None:
-        settings["expiry_grace"] = _seconds(grace, "expiry_grace")
-    own = ("prefix", "expiry_grace")
-    query = urlencode([(k, v) for k, v in pairs if k not in own], quote_via=quote)
+    if "expiry_grace" in given:
+        settings["expiry_grace"] = _seconds(given["expiry_grace"], "expiry_grace")
+    place = _authority(parts.netloc)
+    if len(place.hosts) != 1:
+        raise InvalidStorageUrl(reason="a Redis URL names a single host")
+    names = {"host": place.hosts[0], "port": place.ports[0]}
+    _given_twice(given, {**names, "username": place.user, "password": place.password})
+    if given.get("host"):
+        _check_host_option(given["host"])
+    _check_port(given.get("port", ""))
+    _check_redis_db(parts.path, given.get("db", ""))
+    url = _unsplit(parts, [o for o in options if o.name not in ("prefix", "expiry_grace")])
     backend = AsyncRedisStorage if asynchronous else RedisStorage
     with _as_url_error():
-        return backend(parts._replace(query=query).geturl(), **settings)
+        return backend(url, **settings)
+
+
+def _check_redis_db(path: str, option: str) -> None:
+    """The path and ``?db=`` are each empty or a database number in ASCII digits, not both.
+
+    redis-py reads either with ``int()``, and quietly keeps database 0 when that fails.
+    """
+    number = _decoded(path).removeprefix("/")
+    for text in (number, option):
+        if text and not (_REDIS_DB.fullmatch(text) and int(text) <= _LAST_REDIS_DB):
+            raise InvalidStorageUrl(
+                reason="the Redis database must be a number from 0 to 2147483646 in ASCII digits"
+            )
+    if number and option:
+        raise InvalidStorageUrl(reason="the Redis database is given twice, as path and as ?db=")
 
 
 def _seconds(text: str, name: str) -> timedelta:
@@ -98,13 +275,61 @@ def _seconds(text: str, name: str) -> timedelta:
 def _postgres(parts: SplitResult, asynchronous: bool) -> Any:
     from telecard_auth._postgres import AsyncPostgresStorage, PostgresStorage
 
-    # Only the library's own option is taken out; libpq options stay in the URL.
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((value for key, value in pairs if key == "schema"), "public")
-    query = urlencode([(k, v) for k, v in pairs if k != "schema"], quote_via=quote)
+    # libpq decodes the query itself ('+' stays '+'): its options go on as written.
+    options = _query(parts.query, plus=False)
+    given = {option.name: option.value for option in options}
+    schema = given.get("schema", "public")
+    place = _authority(parts.netloc, sockets=True)
+    named = {
+        "host": ",".join(place.hosts),
+        "port": ",".join(place.ports),
+        "user": place.user or "",
+        "password": place.password or "",
+        "dbname": _decoded(parts.path.removeprefix("/")),
+    }
+    _given_twice(given, {**named, "host": any(place.hosts), "port": any(place.ports)})
+    named |= {name: given[name] for name in named if name in given}
+    _check_libpq_options(given, named["host"].split(","))
+    conninfo = _unsplit(parts, [option for option in options if option.name != "schema"])
+    _check_libpq_reads(conninfo, named)
     backend = AsyncPostgresStorage if asynchronous else PostgresStorage
     with _as_url_error():
-        return backend(parts._replace(query=query).geturl(), schema=schema)
+        return backend(conninfo, schema=schema)
+
+
+def _check_libpq_options(given: dict[str, str], hosts: list[str]) -> None:
+    """libpq's comma-separated host, port and hostaddr options, and the hosts it will try."""
+    if len(hosts) > 1 and not all(hosts):
+        # libpq reads an empty host in a list as the local socket.
+        raise InvalidStorageUrl(reason="its list of hosts holds an empty one")
+    for host in filter(None, given.get("host", "").split(",")):
+        _check_host_option(host, sockets=True)
+    for port in given.get("port", "").split(","):
+        _check_port(port)
+    for address in given["hostaddr"].split(",") if "hostaddr" in given else ():
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise InvalidStorageUrl(reason="its hostaddr must be IP addresses") from None
+
+
+def _check_libpq_reads(conninfo: str, named: dict[str, str]) -> None:
+    """Refuse a URL that libpq would read as another place than the one checked here, and
+    what it refuses in words that quote the URL."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    if " " in conninfo:
+        raise InvalidStorageUrl(reason="a space must be written %20")
+    if _STRAY_PERCENT.search(conninfo):
+        raise InvalidStorageUrl(reason="a '%' that starts no percent-escape must be written %25")
+    try:
+        read = conninfo_to_dict(conninfo)
+    except (psycopg.Error, UnicodeError):
+        return  # the backend refuses it, in libpq's words
+    for name, value in named.items():
+        if str(read.get(name) or "") != value:
+            raise InvalidStorageUrl(reason=f"libpq would read its {name} differently")
 
 
 #: Scheme to factory. A factory imports its backend, and so its client library, when called.
@@ -130,6 +355,10 @@ def storage_from_url(url: str) -> StorageBackend:
                                         ``?expiry_grace=`` (seconds)
     ``postgresql://user@host/db``       ``PostgresStorage``; option ``?schema=``
     ==================================  ======================================================
+
+    A URL is refused, before anything connects, unless it reads as the place its driver will
+    use: no control characters, written or percent-encoded; hosts as names, dotted-quad IPv4 or
+    bracketed IPv6; ports and Redis database numbers in ASCII digits; each option given once.
 
     >>> storage_from_url("memory://")
     MemoryStorage(subjects=0)
@@ -162,6 +391,7 @@ def _build(url: object, *, asynchronous: bool) -> Any:
         url.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidStorageUrl(reason="it holds characters that are not valid text") from None
+    _check_visible(url)
     try:
         parts = urlsplit(url)
     except ValueError as error:
@@ -171,3 +401,16 @@ def _build(url: object, *, asynchronous: bool) -> Any:
         known = ", ".join(sorted(SCHEMES))
         raise InvalidStorageUrl(reason=f"unknown scheme {clip(parts.scheme)!r}; use one of {known}")
     return factory(parts, asynchronous)
+
+
+def _check_visible(url: str) -> None:
+    """Refuse characters that a reader does not see and a parser drops, cuts at, or acts on."""
+    # libpq ends a string at NUL; urlsplit deletes tabs and newlines and strips leading controls.
+    if _CONTROL.search(url):
+        raise InvalidStorageUrl(reason="it holds a control character")
+    # Every driver percent-decodes what it uses (SQLite paths are the exception, refused alike).
+    if _CONTROL.search(unquote(url, errors="surrogateescape")):
+        raise InvalidStorageUrl(reason="it holds a percent-encoded control character")
+    if "#" in url:
+        # urlsplit ends the URL at '#', libpq reads on into the database name.
+        raise InvalidStorageUrl(reason="a '#' must be written %23: no backend reads a fragment")

@@ -70,6 +70,84 @@ def test_bad_async_urls_are_refused_like_sync_ones(url: object) -> None:
     assert "invalid_storage_url" == caught.value.code
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param(
+            "postgresql://[::1]:5432/test",
+            {"host": "::1", "port": "5432", "dbname": "test"},
+            id="ipv6",
+        ),
+        pytest.param(
+            "postgresql://[fe80::1%25eth0]:5432/test",
+            {"host": "fe80::1%eth0", "port": "5432", "dbname": "test"},
+            id="ipv6-zone",
+        ),
+        pytest.param(
+            "postgresql://app:p%40ss%3Aw%2Fo%25rd%20x%23@127.0.0.1:5432/test",
+            {
+                "user": "app",
+                "password": "p@ss:w/o%rd x#",
+                "host": "127.0.0.1",
+                "port": "5432",
+                "dbname": "test",
+            },
+            id="encoded-password",
+        ),
+        pytest.param(
+            "postgresql://h1.example.invalid:5432,h2.example.invalid:5433/test"
+            "?target_session_attrs=read-write",
+            {
+                "host": "h1.example.invalid,h2.example.invalid",
+                "port": "5432,5433",
+                "dbname": "test",
+                "target_session_attrs": "read-write",
+            },
+            id="host-list",
+        ),
+        pytest.param(
+            "postgresql://h1.example.invalid,h2.example.invalid/test",
+            {"host": "h1.example.invalid,h2.example.invalid", "port": ",", "dbname": "test"},
+            id="host-list-default-ports",
+        ),
+        pytest.param(
+            "postgresql:///test?host=/var/run/postgresql",
+            {"host": "/var/run/postgresql", "dbname": "test"},
+            id="unix-socket-in-query",
+        ),
+        pytest.param(
+            "postgresql://app@%2Fvar%2Frun%2Fpostgresql/test",
+            {"user": "app", "host": "/var/run/postgresql", "dbname": "test"},
+            id="unix-socket-encoded-host",
+        ),
+        pytest.param(
+            "postgresql://:5432/test", {"port": "5432", "dbname": "test"}, id="default-host"
+        ),
+        pytest.param(
+            "postgresql://127.0.0.1/test?hostaddr=127.0.0.1&port=5432",
+            {"host": "127.0.0.1", "hostaddr": "127.0.0.1", "port": "5432", "dbname": "test"},
+            id="hostaddr-and-port-options",
+        ),
+        pytest.param(
+            "POSTGRES://db.example.invalid/test?schema=s&application_name=a+b%26c",
+            {"host": "db.example.invalid", "dbname": "test", "application_name": "a+b&c"},
+            id="options-as-libpq-reads-them",
+        ),
+    ],
+)
+def test_legitimate_postgres_urls_reach_libpq_as_written(
+    url: str, expected: dict[str, str]
+) -> None:
+    """IPv6, host lists, unix sockets and libpq options reach libpq as they read; no connection."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    storage = async_storage_from_url(url)
+    assert isinstance(storage, AsyncPostgresStorage)
+    conninfo = storage.pool.conninfo
+    assert isinstance(conninfo, str)
+    assert expected == conninfo_to_dict(conninfo)
+
+
 def test_issuers_refuse_the_other_flavour_of_storage() -> None:
     """CodeIssuer wants a Storage and AsyncCodeIssuer an AsyncStorage; a mix-up fails at once."""
     keyring = Keyring.generate()

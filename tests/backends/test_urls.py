@@ -231,6 +231,92 @@ def test_postgres_url_keeps_percent_encoded_libpq_options(postgres_url: str) -> 
         assert "a b&c" == conninfo(storage)["application_name"]
 
 
+# --- legitimate forms that the checks on hostile URLs leave alone -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param("redis://[::1]:6379/0", {"host": "::1", "port": 6379, "db": 0}, id="ipv6"),
+        pytest.param(
+            "rediss://:p%40ss%2Fw%25rd%3A@cache.example.invalid:6380/2?socket_timeout=5",
+            {
+                "host": "cache.example.invalid",
+                "port": 6380,
+                "db": 2,
+                "password": "p@ss/w%rd:",
+                "socket_timeout": 5.0,
+            },
+            id="rediss-encoded-password-and-option",
+        ),
+        pytest.param(
+            "redis://127.0.0.1:6379?db=3",
+            {"host": "127.0.0.1", "port": 6379, "db": 3},
+            id="query-db",
+        ),
+        pytest.param(
+            "redis://127.0.0.1:6379/?db=3", {"host": "127.0.0.1", "db": 3}, id="query-db-slash"
+        ),
+        pytest.param("redis://localhost/15", {"host": "localhost", "db": 15}, id="name-no-port"),
+        pytest.param("redis://127.0.0.1:6379/", {"host": "127.0.0.1", "db": None}, id="no-db"),
+        pytest.param(
+            "redis://cache_1.example.invalid./007",
+            {"host": "cache_1.example.invalid.", "db": 7},
+            id="fqdn-leading-zeros",
+        ),
+        pytest.param(
+            "redis://10.0.0.1:6379/2147483646", {"host": "10.0.0.1", "db": 2147483646}, id="last-db"
+        ),
+        pytest.param(
+            "redis://[fe80::1%25eth0]:6379/1", {"host": "fe80::1%eth0", "db": 1}, id="ipv6-zone"
+        ),
+    ],
+)
+def test_legitimate_redis_urls_reach_the_client_as_written(
+    url: str, expected: dict[str, Any]
+) -> None:
+    """IPv6, TLS, encoded passwords, ?db= and redis-py options are built as they read."""
+    storage = storage_from_url(url)
+    assert isinstance(storage, RedisStorage)
+    kwargs = storage.client.connection_pool.connection_kwargs
+    assert expected == {key: kwargs.get(key) for key in expected}
+    storage.close()
+
+
+@pytest.mark.parametrize(
+    "path", ["file.db", "files/codes.db", "my%20codes.db", "FILE:codes.db", "a:memory:.db"]
+)
+def test_legitimate_sqlite_paths_are_taken_as_written(
+    path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative path that merely resembles a SQLite URI or :memory: is a plain file name."""
+    monkeypatch.chdir(tmp_path)
+    storage = storage_from_url(f"sqlite:///{path}?synchronous=normal")
+    assert isinstance(storage, SQLiteStorage)
+    assert (path, "normal") == (storage.path, storage.synchronous)
+
+
+def test_postgres_host_list_with_libpq_options_connects(storage_url: Any) -> None:
+    """A libpq host list with ?target_session_attrs= builds, connects over loopback and works."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(storage_url("postgres"))
+    place = parts.netloc.rpartition("@")[2]
+    url = (
+        f"{parts.scheme}://{parts.netloc},{place}{parts.path}"
+        f"?{parts.query}&target_session_attrs=read-write"
+    )
+    with storage_from_url(url) as storage:
+        assert isinstance(storage, PostgresStorage)
+        storage.migrate()
+        assert 0 == storage.load("someone").version
+        options = conninfo(storage)
+    assert (f"{parts.hostname},{parts.hostname}", "read-write") == (
+        options["host"],
+        options["target_session_attrs"],
+    )
+
+
 # --- every bad URL is InvalidStorageUrl -------------------------------------------------------
 
 BAD_URLS = [
