@@ -481,10 +481,11 @@ def test_unknown_provider(value: object) -> None:
     ("value", "shown"), [(None, "NoneType"), (5, "int"), (b"stc", "bytes"), (NEW_LINE, "Service")]
 )
 def test_provider_lookup_of_non_str(value: object, shown: str) -> None:
-    """Values that are neither ids nor Providers are UnknownProvider naming their type."""
+    """Values that are neither ids nor Providers are UnknownProvider, which repeats none."""
     with pytest.raises(UnknownProvider) as excinfo:
         Policy().provider(value)
-    assert shown == excinfo.value.details["provider"]
+    assert {} == dict(excinfo.value.details)
+    assert shown not in excinfo.value.message_en
 
 
 def test_provider_outside_a_narrow_registry_is_unknown() -> None:

@@ -13,7 +13,9 @@ Two endpoints, each for one kind of caller, each caller known by its own API key
 
 Every refusal is JSON, ``{"error": {"code", "message_en", "message_ar"}}``, with the library's
 stable code and both of its messages, and an HTTP status chosen by the error's family
-(``STATUS_BY_FAMILY``). Nothing ever answers with a traceback.
+(``STATUS_BY_FAMILY``). Nothing ever answers with a traceback. A storage failure is a 503 with
+fixed messages, whatever the error says: what the driver said (``StorageError.detail``: hosts,
+ports, databases, roles, paths) goes to the service's log, never to the caller.
 
 ``create_app`` builds the app from an issuer and the keys; tests give it a ``ManualClock`` and
 in-memory storage. ``app_from_environment`` builds it as deployed, every secret read from the
@@ -146,6 +148,9 @@ _INTERNAL = _error_body(
     "The service could not complete the request.",
     "تعذّر على الخدمة إتمام الطلب.",
 )
+#: The answer to any storage failure: fixed text, whichever backend failed and however.
+_UNAVAILABLE_EN = "The service is unavailable for a moment; try again later."
+_UNAVAILABLE_AR = "الخدمة غير متاحة مؤقتًا؛ حاول مرة أخرى لاحقًا."
 #: The answers for requests that reach no endpoint.
 _ROUTING = {
     404: _error_body("not_found", "There is no such endpoint.", "لا توجد واجهة بهذا العنوان."),
@@ -239,6 +244,11 @@ def create_app(
         if retry_after is not None:
             seconds = (retry_after - issuer.clock.now()).total_seconds()
             headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+        if isinstance(error, StorageError):
+            # The detail names the database's host, port, role or file: for this log only.
+            logger.error("storage failed: %s (%s)", error.details.get("reason"), error.detail)
+            body = _error_body(error.code, _UNAVAILABLE_EN, _UNAVAILABLE_AR)
+            return JSONResponse(body, status_code=status)
         body = _error_body(error.code, error.message_en, error.message_ar)
         return JSONResponse(body, status_code=status, headers=headers)
 

@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 from telecard_auth import (
     AsyncCodeIssuer,
     AsyncMemoryStorage,
+    AsyncStorage,
     CodeIssuer,
     ConfigurationError,
     Keyring,
@@ -35,7 +36,9 @@ from telecard_auth import (
     MemoryStorage,
     ReceiptSigner,
     Redemption,
+    StorageError,
     VerifyKey,
+    async_storage_from_url,
     verify_receipt,
 )
 from telecard_auth.cli import ENV_KEYS, ENV_STORAGE, KeyFile, write_key_file
@@ -425,6 +428,65 @@ async def test_a_storage_failure_is_503(keys: Mapping[str, str], signer: Receipt
     assert "connection reset" not in answer.text
 
 
+#: The only text a storage failure answers with, whatever the failure.
+UNAVAILABLE = {
+    "code": "storage_error",
+    "message_en": "The service is unavailable for a moment; try again later.",
+    "message_ar": "الخدمة غير متاحة مؤقتًا؛ حاول مرة أخرى لاحقًا.",
+}
+#: What a database driver says when it cannot connect: for the service's log, not its callers.
+DRIVER_TEXT = 'connection to server at "db01.internal", port 5432 failed: role "issuer" denied'
+
+
+class LeakyStorage(AsyncMemoryStorage):
+    """A storage that fails with a StorageError carrying server data, as a custom backend might."""
+
+    async def load(self, subject_ref: str) -> Any:
+        """Fail, naming the server in the reason and in the detail."""
+        raise StorageError(reason=f"PostgreSQL: {DRIVER_TEXT}", detail=DRIVER_TEXT)
+
+
+async def _issue_over(
+    storage: AsyncStorage, keys: Mapping[str, str], signer: ReceiptSigner
+) -> httpx.Response:
+    """One POST /codes to an app whose issuer runs over ``storage``."""
+    issuer = AsyncCodeIssuer(storage, keyring=Keyring.generate(), signer=signer)
+    app = create_app(
+        issuer=issuer, operator_keys={"stc": keys["stc"]}, platform_key=keys["platform"]
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://s"
+    ) as client:
+        return await client.post(
+            "/codes", json={**CUSTOMER, "provider": "stc"}, headers=bearer(keys["platform"])
+        )
+
+
+async def test_a_storage_failure_answers_fixed_text_and_logs_the_detail(
+    keys: Mapping[str, str], signer: ReceiptSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """503 with the fixed text whatever the error says; the driver's text goes to the log."""
+    answer = await _issue_over(LeakyStorage(), keys, signer)
+    assert 503 == answer.status_code
+    assert {"error": UNAVAILABLE} == answer.json()
+    assert "db01" not in answer.text
+    assert any(DRIVER_TEXT in record.getMessage() for record in caplog.records)
+
+
+async def test_an_unreachable_redis_answers_503_without_its_address(
+    keys: Mapping[str, str], signer: ReceiptSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real backend with nothing listening: 503, fixed text; host and port only in the log."""
+    pytest.importorskip("redis")
+    storage = async_storage_from_url("redis://127.0.0.1:1/0?prefix=nowhere")
+    answer = await _issue_over(storage, keys, signer)
+    await storage.close()
+    assert 503 == answer.status_code
+    assert {"error": UNAVAILABLE} == answer.json()
+    assert "127.0.0.1" not in answer.text
+    assert any("127.0.0.1:1" in record.getMessage() for record in caplog.records)
+
+
 async def test_an_unexpected_error_is_a_bare_500(
     keys: Mapping[str, str], signer: ReceiptSigner
 ) -> None:
@@ -513,12 +575,12 @@ def test_unsafe_configuration_is_refused_at_creation(
 
 
 async def test_the_deployed_app_reads_every_secret_from_the_environment(
-    tmp_path: Path, keys: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, private: Path, keys: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Key file, SQLite storage and API keys from the environment; the schema made at start-up."""
     key_file = KeyFile.generate(START)
-    write_key_file(tmp_path / "keys.json", key_file)
-    monkeypatch.setenv(ENV_KEYS, str(tmp_path / "keys.json"))
+    write_key_file(private / "keys.json", key_file)
+    monkeypatch.setenv(ENV_KEYS, str(private / "keys.json"))
     monkeypatch.setenv(ENV_STORAGE, f"sqlite:///{tmp_path / 'codes.db'}")
     monkeypatch.setenv(ENV_PLATFORM_KEY, keys["platform"])
     monkeypatch.setenv(ENV_OPERATOR_KEYS, f"stc={keys['stc']}, mobily={keys['mobily']}")

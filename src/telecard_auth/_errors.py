@@ -1,7 +1,9 @@
 """The exception tree: one root, a family per kind of answer, a class per reason.
 
 Every error carries a stable machine ``code`` and a message in English and in Arabic. Messages
-never repeat a code or an identity number back: they name what is wrong, not the value.
+never repeat a caller's value back (a code, an identity number, a provider or service id): they
+name what is wrong, not the value. Nor do they repeat a storage driver's text, which names hosts,
+ports, databases, roles and paths: ``StorageError.detail`` keeps that for server logs.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class TelecardAuthError(Exception):
     ``message_ar`` are for people; ``details`` holds the values the messages were built from.
 
     >>> try:
-    ...     raise UnknownProvider(provider="acme")
+    ...     raise UnknownProvider()
     ... except TelecardAuthError as error:
     ...     error.code
     'unknown_provider'
@@ -121,14 +123,22 @@ def _show(value: object) -> object:
 
 
 def clip(value: object, longest: int = _LONGEST_SHOWN) -> str:
-    """A caller's value made safe to echo in a message: text, and one line's worth at most.
+    """A value made safe to echo in a message or a log: text, and one line's worth at most.
 
-    Text is shown (cut to ``longest`` characters); anything else by its type's name only, so
-    neither ``repr`` nor ``str`` of a caller's object is ever called.
+    Text is shown (cut to ``longest`` characters, control and format characters escaped as
+    ``\\n``, ``\\x1b``, ``\\u200f``); anything else by its type's name only, so neither ``repr``
+    nor ``str`` of a caller's object is ever called. A request's values are not echoed at all
+    (see ``UnknownProvider``): this serves configuration values and drivers' text.
     """
     text = plain(value) if isinstance(value, str) else type(value).__name__
     # Junk input echoed back must not turn one line of error into a page.
-    return text if len(text) <= longest else text[:longest] + "…"
+    cut = text if len(text) <= longest else text[:longest] + "…"
+    # A line break or terminal escape in a log line would let the text forge lines of its own.
+    return "".join(char if char.isprintable() else _escaped(char) for char in cut)
+
+
+def _escaped(char: str) -> str:
+    return char.encode("unicode_escape").decode("ascii")
 
 
 def driver_reason(error: BaseException, secrets: tuple[str | None, ...] = ()) -> str | None:
@@ -142,6 +152,16 @@ def driver_reason(error: BaseException, secrets: tuple[str | None, ...] = ()) ->
     if any(secret and secret in message for secret in secrets):
         return None
     return clip(message, _LONGEST_REASON)
+
+
+def driver_detail(backend: str, error: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
+    """What a storage driver said, for ``StorageError.detail`` (server logs, never a message).
+
+    ``backend: ErrorType: first line``, clipped and escaped as ``driver_reason`` does; a first
+    line that repeats one of ``secrets`` is withheld and only the error's type is named.
+    """
+    said = driver_reason(error, secrets) or "(its message is withheld: it repeats a password)"
+    return f"{backend}: {type(error).__name__}: {said}"
 
 
 #: A password in a connection URL's user info, or a ``password`` keyword or query option.
@@ -223,11 +243,15 @@ class MalformedCode(InvalidInput):
 
 
 class UnknownProvider(InvalidInput):
-    """The provider is not in the policy's provider registry."""
+    """The provider is not in the policy's provider registry.
+
+    The message does not repeat the value given: it may be anything a caller typed (a code in
+    the wrong field, control characters), and it would reach logs and clients as it came.
+    """
 
     code = "unknown_provider"
-    template_en = "Unknown service provider: {provider}."
-    template_ar = "مزود الخدمة غير معروف: {provider}."
+    template_en = "Unknown service provider; it must be one of the policy's providers."
+    template_ar = "مزود الخدمة غير معروف؛ يجب أن يكون أحد مزودي الخدمة في السياسة."
 
 
 class UnknownSubjectKind(InvalidInput):
@@ -239,11 +263,14 @@ class UnknownSubjectKind(InvalidInput):
 
 
 class UnknownService(InvalidInput):
-    """The service is not in the policy's service catalogue."""
+    """The service is not in the policy's service catalogue.
+
+    As with ``UnknownProvider``, the message does not repeat the value given.
+    """
 
     code = "unknown_service"
-    template_en = "Unknown service: {service}."
-    template_ar = "الخدمة غير معروفة: {service}."
+    template_en = "Unknown service; it must be one of the policy's services."
+    template_ar = "الخدمة غير معروفة؛ يجب أن تكون إحدى خدمات السياسة."
 
 
 class InvalidBinding(InvalidInput):
@@ -519,11 +546,34 @@ class KeyringError(ConfigurationError):
 
 
 class StorageError(TelecardAuthError):
-    """The storage backend failed; the change was not applied. The driver error is chained."""
+    """The storage backend failed; the change was not applied. The driver error is chained.
+
+    The library's backends give ``details["reason"]`` (in both messages) fixed words, such as
+    "the database cannot be reached", never the driver's, which name hosts, ports, databases,
+    roles and file paths: messages reach clients. What the driver said is on
+    ``detail``, for server logs only: it is in neither message, nor in ``str()``, ``repr()``,
+    ``args`` or ``details``, and it survives pickling and copying. Log it; never answer with it.
+
+    >>> error = StorageError(reason="the database cannot be reached", detail="PostgreSQL: …")
+    >>> error.message_en
+    'The storage failed: the database cannot be reached.'
+    >>> error.detail
+    'PostgreSQL: …'
+    """
 
     code = "storage_error"
     template_en = "The storage failed: {reason}."
     template_ar = "تعذّر الوصول إلى التخزين (التفاصيل بالإنجليزية): {reason}."
+
+    #: What the driver said (``None`` if nothing): for server logs, never for clients.
+    detail: str | None
+
+    def __init__(self, *, detail: str | None = None, **details: Any) -> None:
+        super().__init__(**details)
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), {**self.details, "detail": self.detail}))
 
 
 class StorageContention(StorageError):

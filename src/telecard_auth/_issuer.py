@@ -23,6 +23,7 @@ from telecard_auth._errors import (
     StorageContention,
     StorageError,
     TelecardAuthError,
+    driver_detail,
 )
 from telecard_auth._keyring import Keyring
 from telecard_auth._model import (
@@ -271,7 +272,11 @@ class _Shell(Generic[S]):
 
 def _storage_error(error: Exception) -> StorageError:
     # Backends raise StorageError themselves; this catches what a hand-written one lets out.
-    return StorageError(reason=type(error).__name__)
+    # Its text may name the backend's host or files: kept on detail, for server logs only.
+    return StorageError(
+        reason="the storage backend raised an unexpected error",
+        detail=driver_detail("storage", error),
+    )
 
 
 class CodeIssuer(_Shell[Storage]):

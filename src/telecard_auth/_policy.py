@@ -566,26 +566,26 @@ class Policy:
         if isinstance(value, Provider):
             found = self._provider_by_id.get(value.id)
             if found is None or value != found:
-                raise UnknownProvider(provider=clip(value.id))
+                raise UnknownProvider()
             return found
         if isinstance(value, str):
             found = self._provider_by_id.get(value if type(value) is str else plain(value))
             if found is not None:
                 return found
-        raise UnknownProvider(provider=clip(value))
+        raise UnknownProvider()
 
     def service(self, value: object) -> Service:
         """The catalogue's service for ``value`` (a ``Service`` or its id)."""
         if isinstance(value, Service):
             found = self._service_by_id.get(value.id)
             if found is None or value != found:
-                raise UnknownService(service=clip(value.id))
+                raise UnknownService()
             return found
         if isinstance(value, str):
             found = self._service_by_id.get(value if type(value) is str else plain(value))
             if found is not None:
                 return found
-        raise UnknownService(service=clip(value))
+        raise UnknownService()
 
     def services_for(self, kind: SubjectKind | str) -> frozenset[str]:
         """Ids of the services a subject of ``kind`` may use codes for."""
@@ -600,7 +600,7 @@ class Policy:
             return self.ttl
         if type(service_id) is not str:
             if not isinstance(service_id, str):
-                raise UnknownService(service=clip(service_id))
+                raise UnknownService()
             service_id = plain(service_id)
         return self.ttl_by_service.get(service_id, self.ttl)
 

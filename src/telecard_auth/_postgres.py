@@ -17,19 +17,34 @@ administrator's ``pg_terminate_backend``), the call that meets a dead one fails 
 ``StorageError``, and before it raises, the pool checks every idle connection and replaces the
 dead ones (``ConnectionPool.check``): the next call gets a live connection, however many idle
 ones the pool held.
+
+No connection within ``timeout``: the call fails at once with ``StorageError`` ("no database
+connection became free within N s"), and no connection is opened to find out why: under load, a
+connection per timed-out call would add to the very load that caused it. The pool's own attempts
+tell instead: the storage's connection class notes how the pool's latest attempt to connect
+ended, and the error's ``detail`` says that (its driver message, how long ago) with the pool's
+counters (connections open or opening, idle). The same diagnosis is logged as a warning
+on the ``telecard_auth.postgres`` logger, at most once per ``DIAGNOSIS_INTERVAL`` seconds per
+storage.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 try:
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
+    from psycopg.rows import TupleRow
     from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
     from telecard_auth._errors import MissingExtra
@@ -37,10 +52,22 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
     raise MissingExtra(backend="PostgreSQL", extra="postgres") from error
 
 from telecard_auth._codec import decode_deleted, decode_state, encode_state
-from telecard_auth._errors import ConfigurationError, StorageError, driver_reason, passwords_in
+from telecard_auth._errors import (
+    ConfigurationError,
+    StorageError,
+    clip,
+    driver_detail,
+    driver_reason,
+    passwords_in,
+)
 from telecard_auth._storage import Commit, SubjectSnapshot
 
 __all__ = ["AsyncPostgresStorage", "PostgresStorage"]
+
+logger = logging.getLogger("telecard_auth.postgres")
+
+#: Seconds between two diagnoses of "no connection" that one storage logs.
+DIAGNOSIS_INTERVAL = 30.0
 
 #: The schema this release reads and writes.
 SCHEMA_VERSION = 1
@@ -73,6 +100,124 @@ def _conninfo_problem(error: Exception, conninfo: str) -> str:
     return reason
 
 
+#: SQLSTATE classes of a server that cannot be reached, or ended the session: connection
+#: exceptions, refused authorization, a database that does not exist, a server shutting down.
+_UNREACHABLE_STATES = ("08", "28", "3D", "57P")
+
+
+def _reason(error: psycopg.Error) -> str:
+    """Fixed words for what went wrong: a message never carries the driver's own."""
+    if isinstance(error, psycopg.errors.UndefinedTable):
+        return "the schema is missing; call migrate() first"
+    # No SQLSTATE: the client failed before the server answered (refused, lost, timed out).
+    if error.sqlstate is None or error.sqlstate.startswith(_UNREACHABLE_STATES):
+        return "the database cannot be reached"
+    return "the database failed the statement"
+
+
+class _Watch:
+    """How the pool's latest attempt to connect ended, and when the pool was last diagnosed.
+
+    The pool knows why it has no connection to give (its attempts fail, or every connection is
+    busy) but its timeout says only that it timed out. Its connection class reports each attempt
+    here, so a timeout can say why at once, without opening a connection of its own.
+    """
+
+    def __init__(self, server: str, secrets: tuple[str, ...]) -> None:
+        self._server = server
+        self._secrets = secrets
+        self._lock = threading.Lock()
+        self._failure: tuple[float, str] | None = None
+        self._running = 0
+        self._logged_at = -math.inf
+
+    @contextlib.contextmanager
+    def attempt(self) -> Iterator[None]:
+        """Around one of the pool's attempts to connect: note how it ended."""
+        with self._lock:
+            self._running += 1
+        try:
+            yield
+        except psycopg.Error as error:
+            said = driver_reason(error, self._secrets) or "(withheld: it repeats a password)"
+            failure = (time.monotonic(), said)
+            with self._lock:
+                self._failure = failure
+            raise
+        else:
+            with self._lock:
+                self._failure = None
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def diagnose(self, stats: Mapping[str, int], timeout: float) -> str:
+        """Why no connection came within ``timeout``, from what is known; logged now and then.
+
+        Reads memory only (the pool's counters and the latest attempt): it runs on the
+        request path, where it must neither wait nor connect.
+        """
+        now = time.monotonic()
+        with self._lock:
+            failure, running = self._failure, self._running
+            log = now - self._logged_at >= DIAGNOSIS_INTERVAL
+            if log:
+                self._logged_at = now
+        if failure is not None:
+            why = f"the pool's latest attempt to connect, {now - failure[0]:.1f} s ago, failed: "
+            why += failure[1]
+        elif running:
+            why = f"{running} attempt(s) to connect still running"
+        else:
+            why = "every connection is in use"
+        # The pool's own counters (psycopg_pool's get_stats): no lock, no I/O.
+        diagnosis = (
+            f"no connection within {timeout:g} s; {why} (pool: {stats.get('pool_size', '?')} of "
+            f"at most {stats.get('pool_max', '?')} connections open or opening, "
+            f"{stats.get('pool_available', '?')} idle)"
+        )
+        if log:
+            logger.warning("%s: %s", self._server, diagnosis)
+        return diagnosis
+
+
+def _watched_connection(watch: _Watch) -> type[psycopg.Connection[TupleRow]]:
+    """A connection class for the pool that reports each of its attempts to ``watch``."""
+
+    class WatchedConnection(psycopg.Connection[TupleRow]):
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+            with watch.attempt():
+                return super().connect(conninfo, **kwargs)
+
+    return WatchedConnection
+
+
+def _watched_async_connection(watch: _Watch) -> type[psycopg.AsyncConnection[TupleRow]]:
+    """``_watched_connection`` for the asyncio pool."""
+
+    class WatchedAsyncConnection(psycopg.AsyncConnection[TupleRow]):
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+            with watch.attempt():
+                return await super().connect(conninfo, **kwargs)
+
+    return WatchedAsyncConnection
+
+
+def _server(conninfo: str) -> str:
+    """``PostgreSQL role@host:port/database``, from what ``conninfo`` names (never its password).
+
+    For ``StorageError.detail``: a log must say which server failed, even where libpq does not.
+    """
+    params = conninfo_to_dict(conninfo)
+    user, dbname = params.get("user"), params.get("dbname")
+    host, port = params.get("host") or params.get("hostaddr"), params.get("port")
+    where = f"{user}@" if user else ""
+    where += f"{host or ''}{f':{port}' if port else ''}{f'/{dbname}' if dbname else ''}"
+    return f"PostgreSQL {clip(where, 200)}" if where else "PostgreSQL"
+
+
 def _lost_connection(error: psycopg.Error) -> bool:
     """Whether ``error`` says the connection, or the server behind it, is gone."""
     # OperationalError: the server closed or ended the connection, or it could not be used.
@@ -97,6 +242,9 @@ class _Tables:
         self.schema = schema
         self._conninfo = conninfo
         self._timeout = timeout
+        self._secrets = passwords_in(conninfo)
+        self._server = _server(conninfo)
+        self._watch = _Watch(self._server, self._secrets)
         names = {"schema": sql.Identifier(schema)}
         table = sql.SQL("{schema}.telecard_subjects").format(**names)
         self._names = names
@@ -173,20 +321,24 @@ class _Tables:
             for subject_ref, version, state, keep_until in rows
         ]
 
-    def _why_no_connection(self) -> str:
-        # The pool only says it timed out; one direct attempt tells the caller why.
-        try:
-            psycopg.connect(self._conninfo, connect_timeout=2).close()
-        except psycopg.Error as error:
-            return f"cannot connect: {str(error).strip().splitlines()[0]}"
-        return f"no free connection within {self._timeout} s (pool exhausted)"
+    def _error(
+        self,
+        error: psycopg.Error,
+        pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None = None,
+    ) -> StorageError:
+        """``error`` as a ``StorageError``: fixed words in its messages, the driver's in ``detail``.
 
-    def _error(self, error: psycopg.Error, why: str | None = None) -> StorageError:
-        if isinstance(error, psycopg.errors.UndefinedTable):
-            return StorageError(reason="the schema is missing; call migrate() first")
+        A pool timeout is answered at once; its ``detail`` is the diagnosis of ``pool``.
+        """
         if isinstance(error, PoolTimeout):
-            return StorageError(reason=f"PostgreSQL: {why or self._why_no_connection()}")
-        return StorageError(reason=f"PostgreSQL: {error}")
+            stats = pool.get_stats() if pool is not None else {}
+            return StorageError(
+                reason=f"no database connection became free within {self._timeout:g} s",
+                detail=f"{self._server}: {self._watch.diagnose(stats, self._timeout)}",
+            )
+        return StorageError(
+            reason=_reason(error), detail=driver_detail(self._server, error, self._secrets)
+        )
 
     def _migrate_on(self, connection: psycopg.Connection[Any]) -> None:
         """Create or upgrade the schema in one transaction; concurrent callers take turns."""
@@ -240,6 +392,7 @@ class PostgresStorage(_Tables):
         try:
             self.pool = ConnectionPool(
                 conninfo,
+                connection_class=_watched_connection(self._watch),
                 min_size=min_size,
                 max_size=max_size,
                 timeout=timeout,
@@ -248,7 +401,7 @@ class PostgresStorage(_Tables):
                 name="telecard-auth",
             )
         except psycopg.Error as error:
-            raise StorageError(reason=f"PostgreSQL: {error}") from error
+            raise self._error(error) from error
 
     def _execute(
         self, statement: bytes, parameters: tuple[Any, ...]
@@ -260,7 +413,7 @@ class PostgresStorage(_Tables):
                 return cursor.rowcount, cursor.fetchone() if cursor.description else None
         except psycopg.Error as error:
             self._after(error)
-            raise self._error(error) from error
+            raise self._error(error, self.pool) from error
 
     def _execute_all(self, statement: bytes, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Run one statement in its own transaction; return every row it returned."""
@@ -269,7 +422,7 @@ class PostgresStorage(_Tables):
                 return connection.execute(statement, parameters).fetchall()
         except psycopg.Error as error:
             self._after(error)
-            raise self._error(error) from error
+            raise self._error(error, self.pool) from error
 
     def _after(self, error: psycopg.Error) -> None:
         """After a lost connection, replace every dead idle one, so that the next call works."""
@@ -284,7 +437,7 @@ class PostgresStorage(_Tables):
             with self.pool.connection() as connection:
                 self._migrate_on(connection)
         except psycopg.Error as error:
-            raise self._error(error) from error
+            raise self._error(error, self.pool) from error
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
         """One primary-key ``SELECT``; see ``Storage.load``."""
@@ -339,6 +492,7 @@ class AsyncPostgresStorage(_Tables):
         super().__init__(conninfo, schema, timeout)
         self.pool = AsyncConnectionPool(
             conninfo,
+            connection_class=_watched_async_connection(self._watch),
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
@@ -351,7 +505,7 @@ class AsyncPostgresStorage(_Tables):
 
     async def _pool(self) -> AsyncConnectionPool[Any]:
         if self._closed:
-            raise StorageError(reason="PostgreSQL: the storage is closed")
+            raise StorageError(reason="the storage is closed")
         if not self._opened:
             self._opened = True
             await self.pool.open()
@@ -365,12 +519,9 @@ class AsyncPostgresStorage(_Tables):
                 cursor = await connection.execute(statement, parameters)
                 row = await cursor.fetchone() if cursor.description else None
                 return cursor.rowcount, row
-        except PoolTimeout as error:
-            why = await asyncio.to_thread(self._why_no_connection)
-            raise self._error(error, why) from error
         except psycopg.Error as error:
             await self._after(error)
-            raise self._error(error) from error
+            raise self._error(error, self.pool) from error
 
     async def _execute_all(
         self, statement: bytes, parameters: tuple[Any, ...]
@@ -380,12 +531,9 @@ class AsyncPostgresStorage(_Tables):
                 cursor = await connection.execute(statement, parameters)
                 rows: list[tuple[Any, ...]] = await cursor.fetchall()
                 return rows
-        except PoolTimeout as error:
-            why = await asyncio.to_thread(self._why_no_connection)
-            raise self._error(error, why) from error
         except psycopg.Error as error:
             await self._after(error)
-            raise self._error(error) from error
+            raise self._error(error, self.pool) from error
 
     async def _after(self, error: psycopg.Error) -> None:
         """See ``PostgresStorage._after``."""
@@ -396,7 +544,7 @@ class AsyncPostgresStorage(_Tables):
     async def migrate(self) -> None:
         """See ``PostgresStorage.migrate``; runs once, on a short-lived connection of its own."""
         if self._closed:
-            raise StorageError(reason="PostgreSQL: the storage is closed")
+            raise StorageError(reason="the storage is closed")
         await asyncio.to_thread(self._migrate_now)
 
     def _migrate_now(self) -> None:

@@ -65,7 +65,14 @@ except ImportError as error:  # pragma: no cover - exercised without the extra i
     raise MissingExtra(backend="Redis", extra="redis") from error
 
 from telecard_auth._codec import decode_deleted, decode_state, encode_state, from_micros, micros
-from telecard_auth._errors import ConfigurationError, StorageError, driver_reason, passwords_in
+from telecard_auth._errors import (
+    ConfigurationError,
+    StorageError,
+    clip,
+    driver_detail,
+    driver_reason,
+    passwords_in,
+)
 from telecard_auth._storage import Commit, SubjectSnapshot
 
 __all__ = [
@@ -190,6 +197,31 @@ class _Layout:
         keep = None if keep_until is None else from_micros(int(keep_until))
         return decode_deleted(ref, int(version), state, keep)
 
+    def _describe(self, client: Any, url: str | None) -> None:
+        """Note the server's address for ``StorageError.detail``, and the passwords it must not
+        repeat: the URL's and the client's own."""
+        settings = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+        settings = settings if isinstance(settings, dict) else {}
+        password = settings.get("password")
+        found = passwords_in(url) if url is not None else ()
+        self._secrets = (*found, password) if isinstance(password, str) else found
+        user = f"{settings['username']}@" if settings.get("username") else ""
+        place = settings.get("path") or f"{settings.get('host', '')}:{settings.get('port', '')}"
+        where = f"{user}{place}/{settings.get('db', 0)}" if settings else ""
+        self._server = f"Redis {clip(where, 200)}" if where else "Redis"
+
+    def _error(self, error: redis.RedisError) -> StorageError:
+        """``error`` as a ``StorageError``: fixed words for its messages, the driver's in detail."""
+        if isinstance(error, redis.TimeoutError):
+            reason = "the database did not answer in time"
+        elif isinstance(error, redis.ConnectionError):
+            reason = "the database cannot be reached"
+        elif isinstance(error, redis.ResponseError):
+            reason = "the database refused the command"
+        else:
+            reason = "the database failed"
+        return StorageError(reason=reason, detail=driver_detail(self._server, error, self._secrets))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self.prefix!r})"
 
@@ -300,6 +332,7 @@ class RedisStorage(_Layout):
         self.client: redis.Redis = (
             _client(client, redis.Redis.from_url) if isinstance(client, str) else client
         )
+        self._describe(self.client, client if isinstance(client, str) else None)
         self._commit = self.client.register_script(COMMIT_SCRIPT)
         self._purge = self.client.register_script(PURGE_SCRIPT)
         self._pool = _pool_of(self.client)
@@ -310,14 +343,14 @@ class RedisStorage(_Layout):
             self.client.script_load(COMMIT_SCRIPT)
             self.client.script_load(PURGE_SCRIPT)
         except redis.RedisError as error:
-            raise StorageError(reason=f"Redis: {error}") from error
+            raise self._error(error) from error
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
         """One ``HMGET``; see ``Storage.load``."""
         try:
             version, state, keep_until = self.client.hmget(self.key(subject_ref), _FIELDS)
         except redis.RedisError as error:
-            raise StorageError(reason=f"Redis: {error}") from error
+            raise self._error(error) from error
         return self._snapshot(subject_ref, version, state, keep_until)
 
     def commit(self, change: Commit) -> bool:
@@ -329,7 +362,7 @@ class RedisStorage(_Layout):
                 return bool(self._commit(keys=[key], args=arguments))
             return bool(_commit_once(*self._pool, key, arguments))
         except redis.RedisError as error:
-            raise StorageError(reason=f"Redis: {error}") from error
+            raise self._error(error) from error
 
     def purge(self, now: datetime, limit: int) -> int:
         """Delete up to ``limit`` subjects past their ``keep_until``; see the module's notes."""
@@ -354,7 +387,7 @@ class RedisStorage(_Layout):
                 if held:
                     deleted.append(self._deleted(key, held))
         except redis.RedisError as error:
-            raise StorageError(reason=f"Redis: {error}") from error
+            raise self._error(error) from error
         finally:
             self._scan_state = scan.state()
         return deleted
@@ -387,6 +420,7 @@ class AsyncRedisStorage(_Layout):
         self.client: redis.asyncio.Redis = (
             _client(client, redis.asyncio.Redis.from_url) if isinstance(client, str) else client
         )
+        self._describe(self.client, client if isinstance(client, str) else None)
         self._commit = self.client.register_script(COMMIT_SCRIPT)
         self._purge = self.client.register_script(PURGE_SCRIPT)
         self._pool = _pool_of(self.client)
@@ -397,14 +431,14 @@ class AsyncRedisStorage(_Layout):
             await self.client.script_load(COMMIT_SCRIPT)
             await self.client.script_load(PURGE_SCRIPT)
         except redis.RedisError as error:
-            raise StorageError(reason=f"Redis: {error}") from error
+            raise self._error(error) from error
 
     async def load(self, subject_ref: str) -> SubjectSnapshot:
         """See ``RedisStorage.load``."""
         try:
             version, state, keep_until = await self.client.hmget(self.key(subject_ref), _FIELDS)
         except redis.RedisError as error:
-            raise StorageError(reason=f"Redis: {error}") from error
+            raise self._error(error) from error
         return self._snapshot(subject_ref, version, state, keep_until)
 
     async def commit(self, change: Commit) -> bool:
@@ -416,7 +450,7 @@ class AsyncRedisStorage(_Layout):
                 return bool(await self._commit(keys=[key], args=arguments))
             return bool(await _commit_once_async(*self._pool, key, arguments))
         except redis.RedisError as error:
-            raise StorageError(reason=f"Redis: {error}") from error
+            raise self._error(error) from error
 
     async def purge(self, now: datetime, limit: int) -> int:
         """See ``RedisStorage.purge``."""
@@ -439,7 +473,7 @@ class AsyncRedisStorage(_Layout):
                 if held:
                     deleted.append(self._deleted(key, held))
         except redis.RedisError as error:
-            raise StorageError(reason=f"Redis: {error}") from error
+            raise self._error(error) from error
         finally:
             self._scan_state = scan.state()
         return deleted

@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 
 from telecard_auth._codec import decode_deleted, decode_state, encode_state, from_micros, micros
-from telecard_auth._errors import ConfigurationError, StorageError, plain
+from telecard_auth._errors import ConfigurationError, StorageError, clip, driver_detail, plain
 from telecard_auth._storage import Commit, SubjectSnapshot
 
 __all__ = ["AsyncSQLiteStorage", "SQLiteStorage"]
@@ -121,17 +121,22 @@ class SQLiteStorage:
                     self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
                 )
             except sqlite3.Error as error:
-                raise StorageError(reason=f"cannot open the SQLite file: {error}") from error
+                raise self._cannot_open(error) from error
             try:
                 self._set_wal(connection)
                 connection.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             except sqlite3.Error as error:
                 connection.close()
-                raise StorageError(reason=f"cannot open the SQLite file: {error}") from error
+                raise self._cannot_open(error) from error
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
         return connection
+
+    def _cannot_open(self, error: sqlite3.Error) -> StorageError:
+        return StorageError(
+            reason="the database file cannot be opened", detail=_detail(error, self.path)
+        )
 
     def _set_wal(self, connection: sqlite3.Connection) -> None:
         # Switching a file to WAL needs an exclusive lock, and SQLite reports "locked" at once
@@ -172,14 +177,14 @@ class SQLiteStorage:
                 connection.execute("ROLLBACK")
                 raise
         except sqlite3.Error as error:
-            raise _storage_error(error) from error
+            raise _storage_error(error, self.path) from error
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
         """Everything stored for ``subject_ref``; see ``Storage.load``."""
         try:
             row = self._connection().execute(_LOAD, (subject_ref,)).fetchone()
         except sqlite3.Error as error:
-            raise _storage_error(error) from error
+            raise _storage_error(error, self.path) from error
         if row is None:
             return SubjectSnapshot(subject_ref=subject_ref)
         return decode_state(subject_ref, row[0], row[1], from_micros(row[2]))
@@ -202,7 +207,7 @@ class SQLiteStorage:
                     _UPDATE, (keep_until, state, change.subject_ref, change.expected_version)
                 )
         except sqlite3.Error as error:
-            raise _storage_error(error) from error
+            raise _storage_error(error, self.path) from error
         return cursor.rowcount == 1
 
     def purge(self, now: datetime, limit: int) -> int:
@@ -210,7 +215,7 @@ class SQLiteStorage:
         try:
             cursor = self._connection().execute(_PURGE, (micros(now), limit))
         except sqlite3.Error as error:
-            raise _storage_error(error) from error
+            raise _storage_error(error, self.path) from error
         return cursor.rowcount
 
     def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
@@ -222,7 +227,7 @@ class SQLiteStorage:
         try:
             rows = self._connection().execute(_PURGE_RETURNING, (micros(now), limit)).fetchall()
         except sqlite3.Error as error:
-            raise _storage_error(error) from error
+            raise _storage_error(error, self.path) from error
         return [
             decode_deleted(subject_ref, version, state, from_micros(keep_until))
             for subject_ref, version, state, keep_until in rows
@@ -246,10 +251,18 @@ class SQLiteStorage:
         return f"SQLiteStorage({self.path!r}, synchronous={self.synchronous!r})"
 
 
-def _storage_error(error: sqlite3.Error) -> StorageError:
+def _storage_error(error: sqlite3.Error, path: str) -> StorageError:
+    """``error`` as a ``StorageError``: fixed words in its messages, the driver's in ``detail``."""
     if "no such table" in str(error):
-        return StorageError(reason="the schema is missing; call migrate() first")
-    return StorageError(reason=f"SQLite: {error}")
+        reason = "the schema is missing; call migrate() first"
+    else:
+        reason = "the database failed the operation"
+    return StorageError(reason=reason, detail=_detail(error, path))
+
+
+def _detail(error: sqlite3.Error, path: str) -> str:
+    # sqlite3 rarely names the file; the log that reads this needs to know which one.
+    return driver_detail(f"SQLite {clip(path, 200)}", error)
 
 
 class AsyncSQLiteStorage:
@@ -274,7 +287,7 @@ class AsyncSQLiteStorage:
 
     async def _call(self, function: Callable[..., R], *arguments: Any) -> R:
         if self._closed:
-            raise StorageError(reason="SQLite: the storage is closed")
+            raise StorageError(reason="the storage is closed")
         return await asyncio.get_running_loop().run_in_executor(self._worker, function, *arguments)
 
     async def migrate(self) -> None:
