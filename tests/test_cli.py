@@ -1,7 +1,8 @@
 """Tests for the ``telecard-auth`` command: its files, its commands, its output and its failures.
 
-Most tests run ``main`` in-process against a home directory under ``tmp_path``; a few run
-``python -m telecard_auth`` as a real process. No failure may ever show a traceback.
+Most tests run ``main`` in-process against a home directory that no other user can change (see
+``private_root``); a few run ``python -m telecard_auth`` as a real process. No failure may ever
+show a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,6 +64,15 @@ COMPANY = "7000000001"
 TO_ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 TO_EXTENDED_ARABIC_INDIC = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+#: The variables that keep secrets off the command line; named here as users type them.
+SECRET_VARIABLES = ("TELECARD_AUTH_CODE", "TELECARD_AUTH_ID", "TELECARD_AUTH_RECIPIENT_ID")
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX owners and permissions")
+root_only = pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() != 0, reason="only root can give a file to another user"
+)
+#: A user id that is not ours (nobody, on most systems).
+SOMEONE_ELSE = 65534
 
 
 @attrs.frozen
@@ -89,11 +100,11 @@ Cli = Callable[..., Run]
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, private: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty home directory for the command, named by TELECARD_AUTH_HOME; cwd is tmp_path."""
-    for name in (ENV_KEYS, ENV_STORAGE, ENV_LANG):
+    for name in (ENV_KEYS, ENV_STORAGE, ENV_LANG, *SECRET_VARIABLES):
         monkeypatch.delenv(name, raising=False)
-    folder = tmp_path / "home"
+    folder = private / "home"
     monkeypatch.setenv(ENV_HOME, str(folder))
     monkeypatch.chdir(tmp_path)
     return folder
@@ -146,11 +157,14 @@ def redeem(
     )
 
 
-def python_m(*arguments: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def python_m(
+    *arguments: str, env: dict[str, str], cwd: Path, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "telecard_auth", *arguments],
         cwd=cwd,
         env={**os.environ, **env},
+        input=stdin,
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -195,9 +209,9 @@ def test_init_refuses_to_replace_a_key_file_unless_forced(home: Path, cli: Cli) 
     assert before != (home / KEY_FILE_NAME).read_bytes()
 
 
-def test_the_key_file_round_trips_and_rotation_keeps_every_key(tmp_path: Path) -> None:
+def test_the_key_file_round_trips_and_rotation_keeps_every_key(private: Path) -> None:
     keys = KeyFile.generate(datetime(2026, 1, 1, tzinfo=UTC))
-    path = tmp_path / "new-folder" / "keys.json"
+    path = private / "new-folder" / "keys.json"
     write_key_file(path, keys)
     assert 0o700 == stat.S_IMODE(path.parent.stat().st_mode)
     assert keys == read_key_file(path)
@@ -348,9 +362,9 @@ def test_the_language_can_come_from_the_environment(
 
 
 def test_keys_and_storage_can_live_elsewhere(
-    tmp_path: Path, home: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, private: Path, home: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys = tmp_path / "secrets" / "telecard.json"
+    keys = private / "secrets" / "telecard.json"
     database = tmp_path / "data.db"
     monkeypatch.setenv(ENV_KEYS, str(keys))
     monkeypatch.setenv(ENV_STORAGE, f"sqlite:///{database}")
@@ -388,19 +402,23 @@ def test_help_shows_the_exit_statuses_and_every_command_has_an_example(cli: Cli)
         assert all(f"$ {command}" in shown.out for _, command in EXAMPLES[name])
 
 
+# The telecard-auth command in a shell line: after a pipe or variables, before a redirection.
+_OUR_COMMAND = re.compile(r"(?:^|\| )(?:[A-Z_]+=\S* )*(telecard-auth .*?)(?: [|<>] .*)?$")
+
+
 def _command_lines() -> list[str]:
     lines = [command for examples in EXAMPLES.values() for _, command in examples]
-    lines += [
-        line.removeprefix("$ ")
-        for line in DOCS.read_text(encoding="utf-8").splitlines()
-        if line.startswith("$ telecard-auth")
-    ]
+    for line in DOCS.read_text(encoding="utf-8").splitlines():
+        found = _OUR_COMMAND.search(line.removeprefix("$ ")) if line.startswith("$ ") else None
+        if found is not None:
+            lines.append(found.group(1))
     return lines
 
 
 @pytest.mark.parametrize("line", _command_lines())
 def test_every_documented_command_line_parses(line: str) -> None:
-    words = shlex.split(re.split(" [|>] ", line, maxsplit=1)[0])
+    """Each example in the help and each command line in docs/cli.md parses."""
+    words = shlex.split(line)
     assert "telecard-auth" == words[0]
     args = build_parser().parse_args(words[1:])
     assert callable(args.handler)
@@ -750,8 +768,8 @@ def test_demo_walks_through_the_rules(
 # --- as a real process -------------------------------------------------------------------------
 
 
-def test_python_m_runs_the_command_end_to_end(tmp_path: Path) -> None:
-    env = {ENV_HOME: str(tmp_path / "home"), ENV_KEYS: "", ENV_STORAGE: "", ENV_LANG: ""}
+def test_python_m_runs_the_command_end_to_end(tmp_path: Path, private: Path) -> None:
+    env = {ENV_HOME: str(private / "home"), ENV_KEYS: "", ENV_STORAGE: "", ENV_LANG: ""}
     assert 0 == python_m("init", env=env, cwd=tmp_path).returncode
     issued = python_m(
         "--json",
@@ -806,11 +824,508 @@ def test_python_m_failures_are_one_line_without_a_traceback(
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
-def test_python_m_refuses_a_readable_key_file(tmp_path: Path) -> None:
-    env = {ENV_HOME: str(tmp_path / "home"), ENV_KEYS: "", ENV_STORAGE: "", ENV_LANG: ""}
+def test_python_m_refuses_a_readable_key_file(tmp_path: Path, private: Path) -> None:
+    env = {ENV_HOME: str(private / "home"), ENV_KEYS: "", ENV_STORAGE: "", ENV_LANG: ""}
     assert 0 == python_m("init", env=env, cwd=tmp_path).returncode
-    (tmp_path / "home" / KEY_FILE_NAME).chmod(0o644)
+    (private / "home" / KEY_FILE_NAME).chmod(0o644)
     result = python_m("keys", "public", env=env, cwd=tmp_path)
     assert 6 == result.returncode
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error [key_file_exposed]:")
+
+
+# --- where a key file may live: owner, links and directories, as ssh checks them ----------------
+
+
+def refusal(run: Run, code: str, key_file: Path | None = None) -> str:
+    """The one line of a key-file refusal with ``code``, after checking it shows no key material."""
+    assert 6 == run.status, run.out + run.err
+    line = run.error_line
+    assert re.match(rf"(error|خطأ) \[{code}\]: ", line), line
+    if key_file is not None and key_file.exists() and not key_file.is_symlink():
+        secret = json.loads(key_file.read_text())["pseudonym_secret"]
+        assert secret not in run.out + run.err
+    return line
+
+
+@posix_only
+def test_a_symlink_to_a_good_key_file_is_refused(ready: Path, cli: Cli, private: Path) -> None:
+    """A symbolic link is not followed, even to a good key file; the file itself is accepted."""
+    keys = ready / KEY_FILE_NAME
+    link = private / "link.json"
+    link.symlink_to(keys)
+    line = refusal(cli("--keys", str(link), "keys", "public"), "key_file_symlink", keys)
+    assert f"The key file {link} is a symbolic link" in line
+    assert 0 == cli("--keys", str(keys), "keys", "public").status
+
+
+@posix_only
+@pytest.mark.parametrize("mode", [0o770, 0o730, 0o703, 0o777])
+def test_a_key_file_in_a_directory_others_can_write_is_refused(
+    ready: Path, cli: Cli, mode: int
+) -> None:
+    """Group- or world-writable: others could put their own key file in its place."""
+    keys = ready / KEY_FILE_NAME
+    ready.chmod(mode)
+    line = refusal(cli("keys", "public"), "key_directory_writable", keys)
+    assert f"The directory {ready}, on the way to the key file {keys}," in line
+    assert f"(mode {mode:04o})" in line
+    assert line.endswith(f"or run: chmod go-w {ready}")
+    arabic = refusal(cli("--lang", "ar", "keys", "public"), "key_directory_writable", keys)
+    assert f"المجلد {ready}" in arabic
+    assert arabic.endswith(f"أو شغّل: chmod go-w {ready}")
+    ready.chmod(0o700)
+    assert 0 == cli("keys", "public").status
+
+
+@posix_only
+@pytest.mark.parametrize("mode", [0o1777, 0o1770])
+def test_a_key_file_in_a_sticky_shared_directory_is_refused(
+    ready: Path, cli: Cli, mode: int
+) -> None:
+    """Sticky like /tmp is refused too, as ssh does; the fix is to move the key, not chmod /tmp."""
+    keys = ready / KEY_FILE_NAME
+    ready.chmod(mode)
+    line = refusal(cli("keys", "public"), "key_directory_shared", keys)
+    assert f"The directory {ready}, on the way to the key file {keys}, is shared" in line
+    assert f"(mode {mode:04o}, like /tmp)" in line
+    assert "chmod" not in line
+    arabic = refusal(cli("--lang", "ar", "keys", "public"), "key_directory_shared", keys)
+    assert "مجلد مشترك" in arabic
+
+
+@posix_only
+def test_init_makes_nothing_where_the_key_file_would_be_refused(
+    private: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init under a shared directory is refused before the database or a directory is made."""
+    for name in (ENV_KEYS, ENV_STORAGE, ENV_LANG, *SECRET_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    shared = private / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    monkeypatch.setenv(ENV_HOME, str(shared / "home"))
+    line = refusal(cli("init"), "key_directory_shared")
+    assert f"The directory {shared}," in line
+    assert [] == list(shared.iterdir())
+
+
+@posix_only
+def test_every_directory_up_to_the_root_is_checked(ready: Path, cli: Cli) -> None:
+    """A writable directory further up is as bad as the key file's own; the nearest is named."""
+    above = ready.parent
+    above.chmod(0o777)
+    line = refusal(cli("keys", "public"), "key_directory_writable", ready / KEY_FILE_NAME)
+    assert f"The directory {above}," in line
+    above.chmod(0o700)
+    assert 0 == cli("keys", "public").status
+
+
+@posix_only
+def test_a_symlinked_directory_is_judged_where_it_leads(
+    ready: Path, cli: Cli, private: Path
+) -> None:
+    """As ssh does, links in the directories are resolved and the real directories checked."""
+    via = private / "via"
+    via.symlink_to(ready, target_is_directory=True)
+    keys = via / KEY_FILE_NAME
+    assert 0 == cli("--keys", str(keys), "keys", "public").status
+    ready.chmod(0o770)
+    line = refusal(cli("--keys", str(keys), "keys", "public"), "key_directory_writable")
+    assert f"The directory {ready}," in line
+
+
+@root_only
+def test_a_key_file_owned_by_another_user_is_refused(ready: Path, cli: Cli) -> None:
+    """A 0600 key file that another user owns could be theirs: it is refused until it is ours."""
+    keys = ready / KEY_FILE_NAME
+    os.chown(keys, SOMEONE_ELSE, -1)
+    line = refusal(cli("keys", "public"), "key_file_not_owned", keys)
+    assert f"The key file {keys} belongs to another user (uid {SOMEONE_ELSE})" in line
+    assert f"chown 0 {keys}" in line
+    os.chown(keys, 0, -1)
+    assert 0 == cli("keys", "public").status
+
+
+@root_only
+def test_a_directory_owned_by_another_user_is_refused(ready: Path, cli: Cli) -> None:
+    """Whoever owns a directory on the way can swap the key file in it, whatever its mode."""
+    os.chown(ready, SOMEONE_ELSE, -1)
+    line = refusal(cli("keys", "public"), "key_directory_not_owned", ready / KEY_FILE_NAME)
+    assert f"The directory {ready}, on the way to the key file" in line
+    assert f"belongs to another user (uid {SOMEONE_ELSE})" in line
+    os.chown(ready, 0, -1)
+    assert 0 == cli("keys", "public").status
+
+
+@root_only
+def test_files_and_directories_owned_by_root_stay_trusted(
+    ready: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For any user, root's files and directories are trusted (as ssh trusts them); others' not."""
+    keys = ready / KEY_FILE_NAME
+    expected = read_key_file(keys)
+    monkeypatch.setattr(os, "geteuid", lambda: 4242)  # we are someone, reading root's files
+    assert expected == read_key_file(keys)
+    os.chown(keys, SOMEONE_ELSE, -1)
+    with pytest.raises(ConfigurationError) as refused:
+        read_key_file(keys)
+    assert "key_file_not_owned" == refused.value.code
+    os.chown(keys, 4242, -1)
+    assert expected == read_key_file(keys)
+
+
+@posix_only
+def test_a_named_pipe_is_refused_at_once(private: Path) -> None:
+    """A FIFO where the key file should be is refused without waiting for a writer."""
+    fifo = private / KEY_FILE_NAME
+    os.mkfifo(fifo, 0o600)
+    outcome: list[object] = []
+
+    def read() -> None:
+        try:
+            outcome.append(read_key_file(fifo))
+        except ConfigurationError as error:
+            outcome.append(error)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    finished = not reader.is_alive()
+    if not finished:  # give the waiting reader a writer, so that it ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join()
+    assert finished
+    [error] = outcome
+    assert isinstance(error, ConfigurationError)
+    assert "key_file_unreadable" == error.code
+    assert "not a regular file" in error.message_en
+
+
+@posix_only
+def test_keys_are_never_written_where_others_could_change_them(private: Path) -> None:
+    """write_key_file refuses a directory others can write and writes nothing there."""
+    keys = KeyFile.generate(datetime(2026, 1, 1, tzinfo=UTC))
+    shared = private / "shared"
+    shared.mkdir()
+    for mode, code in ((0o770, "key_directory_writable"), (0o1777, "key_directory_shared")):
+        shared.chmod(mode)
+        with pytest.raises(ConfigurationError) as refused:
+            write_key_file(shared / KEY_FILE_NAME, keys)
+        assert code == refused.value.code
+        assert [] == list(shared.iterdir())
+    with pytest.raises(ConfigurationError) as refused:  # nor in a new directory made there
+        write_key_file(shared / "inner" / KEY_FILE_NAME, keys)
+    assert "key_directory_shared" == refused.value.code
+    assert [] == list(shared.iterdir())
+
+
+@posix_only
+def test_keys_are_never_written_through_a_symlink(ready: Path, cli: Cli, private: Path) -> None:
+    """write_key_file, init --force and keys rotate leave a link and the file it points to alone."""
+    keys = ready / KEY_FILE_NAME
+    before = keys.read_bytes()
+    link = private / "link.json"
+    link.symlink_to(keys)
+    with pytest.raises(ConfigurationError) as refused:
+        write_key_file(link, KeyFile.generate(datetime(2026, 1, 1, tzinfo=UTC)))
+    assert "key_file_symlink" == refused.value.code
+    refusal(cli("--keys", str(link), "init", "--force"), "key_file_symlink", keys)
+    refusal(cli("--keys", str(link), "keys", "rotate"), "key_file_symlink", keys)
+    assert link.is_symlink()
+    assert before == keys.read_bytes()
+
+
+@posix_only
+def test_init_makes_missing_directories_private(home: Path, cli: Cli, private: Path) -> None:
+    """Every directory init has to make is 0700, whatever the umask, so the next run trusts it."""
+    keys = private / "a" / "b" / KEY_FILE_NAME
+    old = os.umask(0o002)
+    try:
+        assert 0 == cli("--keys", str(keys), "init").status
+    finally:
+        os.umask(old)
+    modes = [stat.S_IMODE(folder.stat().st_mode) for folder in (keys.parent.parent, keys.parent)]
+    assert [0o700, 0o700] == modes
+    assert 0 == cli("--keys", str(keys), "keys", "public").status
+
+
+# --- secrets off the command line: stdin and the environment -----------------------------------
+
+
+def feed(monkeypatch: pytest.MonkeyPatch, text: str) -> io.StringIO:
+    """Make ``text`` the command's standard input; the stream is returned to see what was read."""
+    stream = io.StringIO(text)
+    monkeypatch.setattr(sys, "stdin", stream)
+    return stream
+
+
+def test_redeem_reads_the_code_from_stdin(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--code - takes the code from standard input, one line, and no output repeats it."""
+    issued = issue(cli)
+    feed(monkeypatch, issued["display"] + "\n")
+    run = redeem(cli, "-", "--json")
+    assert 0 == run.status, run.out
+    assert issued["code_id"] == run.json()["code_id"]
+    assert issued["code"] not in run.out + run.err
+
+
+def test_the_id_is_read_from_stdin_with_any_line_ending(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--id - takes the identity number from standard input, ending in LF, CRLF or nothing."""
+    code_ids = []
+    for line in (f"{CITIZEN}\n", f"{CITIZEN.translate(TO_ARABIC_INDIC)}\r\n", CITIZEN):
+        feed(monkeypatch, line)
+        run = cli("--json", "issue", "--kind", "citizen", "--id", "-", "--provider", "zain")
+        assert 0 == run.status, run.out
+        assert CITIZEN not in run.out + run.err
+        code_ids.append(run.json()["code_id"])
+    status = cli("--json", "status", "--kind", "citizen", "--id", CITIZEN, "--code-id", code_ids[0])
+    assert "active" == status.json()["state"]  # the same customer as --id 1000000008
+
+
+def test_the_recipients_id_is_read_from_stdin_or_the_environment(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--recipient-id - or TELECARD_AUTH_RECIPIENT_ID names the recipient of --recipient-kind."""
+    transfer = ("--provider", "stc", "--service", "number_transfer", "--recipient-kind", "resident")
+    feed(monkeypatch, RESIDENT + "\n")
+    issued = cli(
+        "--json", "issue", "--kind", "citizen", "--id", CITIZEN, *transfer, "--recipient-id", "-"
+    )
+    assert 0 == issued.status, issued.out
+    monkeypatch.setenv("TELECARD_AUTH_RECIPIENT_ID", "2000000006")  # another resident
+    code = ("--code", issued.json()["code"])
+    other = cli("--json", "redeem", "--kind", "citizen", "--id", CITIZEN, *transfer, *code)
+    assert "binding_mismatch" == other.json()["error"]["code"]  # the recipient is another
+    monkeypatch.setenv("TELECARD_AUTH_RECIPIENT_ID", RESIDENT)
+    used = cli("--json", "redeem", "--kind", "citizen", "--id", CITIZEN, *transfer, *code)
+    assert 0 == used.status, used.out
+    assert RESIDENT not in used.out + used.err
+    plain = issue(cli, provider="zain")  # no --recipient-kind: the variable plays no part
+    assert plain["code_id"]
+
+
+def test_the_code_and_the_id_can_come_from_the_environment(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TELECARD_AUTH_ID and TELECARD_AUTH_CODE stand in for --id and --code; options win."""
+    monkeypatch.setenv("TELECARD_AUTH_ID", CITIZEN)
+    issued = cli("--json", "issue", "--kind", "citizen", "--provider", "stc")
+    assert 0 == issued.status, issued.out
+    code = issued.json()["code"]
+    arguments = ("--json", "redeem", "--kind", "citizen", "--provider", "stc")
+    monkeypatch.setenv("TELECARD_AUTH_CODE", "00000000")
+    wrong = cli(*arguments, "--service", "new_line")
+    assert "wrong_code" == wrong.json()["error"]["code"]
+    monkeypatch.setenv("TELECARD_AUTH_ID", RESIDENT)
+    used = cli(*arguments, "--service", "new_line", "--id", CITIZEN, "--code", code)
+    assert 0 == used.status, used.out  # the options, not the variables
+    monkeypatch.setenv("TELECARD_AUTH_ID", CITIZEN)
+    monkeypatch.setenv("TELECARD_AUTH_CODE", code)
+    again = cli(*arguments, "--service", "lost_sim_replacement")
+    assert "code_already_used" == again.json()["error"]["code"]
+    monkeypatch.setenv("TELECARD_AUTH_CODE", "")  # empty counts as unset
+    unset = cli(*arguments, "--service", "new_line")
+    assert "usage" == unset.json()["error"]["code"]
+
+
+def test_a_missing_code_or_id_names_every_way_to_give_it(home: Path, cli: Cli) -> None:
+    """Without --code (or --id), the usage error names the option, '-' and the variable."""
+    run = cli(
+        "redeem", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc", "--service", "new_line"
+    )
+    assert 2 == run.status
+    line = run.error_line
+    assert line.startswith("error [usage]: ")
+    assert all(word in line for word in ("--code", "--code -", "TELECARD_AUTH_CODE"))
+    assert "TELECARD_AUTH_ID" in cli("issue", "--kind", "citizen", "--provider", "stc").error_line
+
+
+@pytest.mark.parametrize(
+    ("arguments", "options"),
+    [
+        (
+            [
+                "redeem",
+                "--kind",
+                "citizen",
+                "--id",
+                "-",
+                "--provider",
+                "stc",
+                "--service",
+                "new_line",
+                "--code",
+                "-",
+            ],
+            "--id, --code",
+        ),
+        (
+            ["--storage", "-", "issue", "--kind", "citizen", "--id", "-", "--provider", "stc"],
+            "--storage, --id",
+        ),
+        (["--storage", "-", "receipt", "verify", "-"], "--storage, RECEIPT"),
+        (
+            [
+                "issue",
+                "--kind",
+                "citizen",
+                "--id",
+                "-",
+                "--provider",
+                "stc",
+                "--service",
+                "number_transfer",
+                "--recipient-kind",
+                "resident",
+                "--recipient-id",
+                "-",
+            ],
+            "--id, --recipient-id",
+        ),
+    ],
+)
+def test_only_one_option_may_read_stdin(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, arguments: list[str], options: str
+) -> None:
+    """Two options asking for '-' are refused before anything is read from standard input."""
+    stdin = feed(monkeypatch, f"{CITIZEN}\n")
+    run = cli(*arguments)
+    assert 2 == run.status
+    assert run.error_line.startswith(f"error [invalid_argument]: The value of {options} cannot")
+    assert "only one option can read standard input" in run.error_line
+    assert 0 == stdin.tell()
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("", "standard input is empty"),
+        ("\n", "standard input is empty"),
+        ("  \t \r\n", "standard input is empty"),
+        ("31415926\n27182818\n", "more than one line"),
+        ("31415926\n\n", "more than one line"),
+        ("31415926\r27182818", "more than one line"),
+        ("3" * 5000, "too long"),
+    ],
+)
+def test_stdin_must_hold_one_line_that_is_not_empty(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, given: str, reason: str
+) -> None:
+    """An empty, multi-line or huge standard input is a typed usage error that shows none of it."""
+    feed(monkeypatch, given)
+    for lang, label in (("en", "error"), ("ar", "خطأ")):
+        run = redeem(cli, "-", "--lang", lang)
+        assert 2 == run.status
+        assert run.error_line.startswith(f"{label} [invalid_argument]: ")
+        assert "--code" in run.error_line
+        assert reason in run.error_line
+        assert all(part not in run.err for part in given.split() if part)
+        feed(monkeypatch, given)
+
+
+@pytest.mark.parametrize("how", ["stdin", "environment"])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        ("--code", "31415926", "wrong_code"),
+        ("--code", "3141x926", "malformed_code"),
+        ("--id", "1000000009", "invalid_identifier"),
+        ("--id", "8765432109876", "invalid_identifier"),
+    ],
+)
+def test_a_secret_from_stdin_or_the_environment_is_never_shown(
+    ready: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+    secret: tuple[str, str, str],
+) -> None:
+    """Refused as it should be, in either language, in JSON, even with --debug: never repeated."""
+    option, value, code = secret
+    given = {"--code": "31415927", "--id": CITIZEN}
+    if how == "environment":
+        monkeypatch.setenv(f"TELECARD_AUTH_{option[2:].upper()}", value)
+        del given[option]
+    else:
+        given[option] = "-"
+    words = [word for pair in given.items() for word in pair]
+    main(["issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc"])
+    capsys.readouterr()
+    for extra in ((), ("--json",), ("--lang", "ar"), ("--debug",)):
+        feed(monkeypatch, value + "\n")
+        main(
+            [
+                "redeem",
+                "--kind",
+                "citizen",
+                "--provider",
+                "stc",
+                "--service",
+                "new_line",
+                *words,
+                *extra,
+            ]
+        )
+        shown = capsys.readouterr()
+        assert f"[{code}]" in shown.err or f'"code": "{code}"' in shown.out, shown
+        assert value not in shown.out + shown.err
+
+
+def test_the_storage_url_can_come_from_stdin_and_its_password_is_never_shown(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--storage - reads the URL from standard input; a refused URL's password is not repeated."""
+    database = tmp_path / "other.db"
+    feed(monkeypatch, f"sqlite:///{database}\n")
+    run = cli("--json", "--storage", "-", "migrate")
+    assert 0 == run.status, run.out
+    assert f"sqlite:///{database}" == run.json()["storage"]
+    feed(monkeypatch, "nosuch://telecard:pa55-w0rd@db.example/telecard\n")
+    refused = cli("--storage", "-", "purge")
+    assert 6 == refused.status
+    assert refused.error_line.startswith("error [invalid_storage_url]:")
+    assert "pa55-w0rd" not in refused.err
+
+
+def test_help_says_how_to_keep_secrets_off_the_command_line(cli: Cli) -> None:
+    """--help lists the variables, and each secret option says that '-' reads standard input."""
+    top = cli("--help").out
+    assert all(name in top for name in SECRET_VARIABLES)
+    redeem_help = " ".join(cli("redeem", "--help").out.split())
+    assert "- reads it from standard input" in redeem_help
+    assert all(name in redeem_help for name in SECRET_VARIABLES)
+    issue_help = " ".join(cli("issue", "--help").out.split())
+    assert "TELECARD_AUTH_ID" in issue_help
+    storage_help = " ".join(cli("migrate", "--help").out.split())
+    assert "- reads it from standard input" in storage_help
+
+
+def test_python_m_takes_the_code_from_a_pipe_and_the_id_from_the_environment(
+    tmp_path: Path, private: Path
+) -> None:
+    """End to end in a real process: neither the code nor the ID is ever an argument."""
+    env = {
+        ENV_HOME: str(private / "home"),
+        ENV_KEYS: "",
+        ENV_STORAGE: "",
+        ENV_LANG: "",
+        "TELECARD_AUTH_ID": CITIZEN,
+        "TELECARD_AUTH_CODE": "",
+        "TELECARD_AUTH_RECIPIENT_ID": "",
+    }
+    assert 0 == python_m("init", env=env, cwd=tmp_path).returncode
+    issued = python_m(
+        "--json", "issue", "--kind", "citizen", "--provider", "stc", env=env, cwd=tmp_path
+    )
+    assert 0 == issued.returncode, issued.stderr
+    code = json.loads(issued.stdout)["code"]
+    arguments = ["redeem", "--kind", "citizen", "--provider", "stc", "--service", "new_line"]
+    used = python_m(*arguments, "--code", "-", env=env, cwd=tmp_path, stdin=f"{code}\n")
+    assert 0 == used.returncode, used.stderr
+    assert "receipt:" in used.stdout
+    assert code not in used.stdout + used.stderr

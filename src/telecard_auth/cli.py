@@ -6,6 +6,11 @@ The command keeps its files in one home directory (``TELECARD_AUTH_HOME``, defau
 them there, unless ``--keys`` / ``TELECARD_AUTH_KEYS`` or ``--storage`` / ``TELECARD_AUTH_STORAGE``
 say otherwise. The reference, with the exit statuses, is ``docs/cli.md``.
 
+Secrets stay off the command line, where every local user can read them in the process list:
+``--code``, ``--id``, ``--recipient-id`` and ``--storage`` accept ``-`` to read the value from
+standard input, and the first three fall back to ``TELECARD_AUTH_CODE``, ``TELECARD_AUTH_ID`` and
+``TELECARD_AUTH_RECIPIENT_ID``.
+
 Every failure ends in one line on stderr (or one JSON object on stdout with ``--json``) and an
 exit status chosen by the error's family:
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import errno
 import io
 import json
 import os
@@ -75,9 +81,12 @@ __all__ = [
     "DATABASE_NAME",
     "DEFAULT_HOME",
     "DEMO_DATABASE",
+    "ENV_CODE",
     "ENV_HOME",
+    "ENV_ID",
     "ENV_KEYS",
     "ENV_LANG",
+    "ENV_RECIPIENT_ID",
     "ENV_STORAGE",
     "EXAMPLES",
     "EXIT_STATUSES",
@@ -86,10 +95,15 @@ __all__ = [
     "PROG",
     "DatabaseMissing",
     "InvalidArgument",
+    "KeyDirectoryNotOwned",
+    "KeyDirectoryShared",
+    "KeyDirectoryWritable",
     "KeyFile",
     "KeyFileExists",
     "KeyFileExposed",
+    "KeyFileNotOwned",
     "KeyFileNotWritten",
+    "KeyFileSymlink",
     "KeyFileUnreadable",
     "NotInitialized",
     "UnknownCommand",
@@ -113,6 +127,12 @@ ENV_KEYS = "TELECARD_AUTH_KEYS"
 ENV_STORAGE = "TELECARD_AUTH_STORAGE"
 #: ``en`` or ``ar``: the default of ``--lang``.
 ENV_LANG = "TELECARD_AUTH_LANG"
+#: The code, when ``--code`` is not given: out of the process list and the shell's history.
+ENV_CODE = "TELECARD_AUTH_CODE"
+#: The customer's identity number, when ``--id`` is not given.
+ENV_ID = "TELECARD_AUTH_ID"
+#: The recipient's identity number, when ``--recipient-kind`` is given and ``--recipient-id`` not.
+ENV_RECIPIENT_ID = "TELECARD_AUTH_RECIPIENT_ID"
 
 #: The home directory when ``TELECARD_AUTH_HOME`` is not set, relative to the working directory.
 DEFAULT_HOME = ".telecard-auth"
@@ -125,6 +145,18 @@ DEMO_DATABASE = "telecard-demo.db"
 KEY_FILE_FORMAT = 1
 # A key file holds a few lines per key; anything much larger is not one.
 _LONGEST_KEY_FILE = 1 << 20
+# Owners, links and directories are checked where they mean something; elsewhere the key file
+# is checked as before (a regular file, and nothing more).
+_POSIX = os.name == "posix"
+# Never follow a link at the key file's name, and never wait on a FIFO put there (as ssh opens
+# authorized_keys): the file is checked before a byte of it is read.
+_OPEN_KEY_FILE = os.O_RDONLY | (os.O_NOFOLLOW | os.O_NONBLOCK if _POSIX else 0)
+# The mode bits that let group or others write a directory.
+_WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
+# The value of an option that reads it from standard input instead.
+_STDIN = "-"
+# One secret, typed or pasted: a storage URL is the longest of them.
+_LONGEST_STDIN = 4096
 
 #: Exit status per error family (the first family an error belongs to wins). Success is 0,
 #: anything unexpected 1, an interrupt 130.
@@ -191,7 +223,11 @@ class NotInitialized(ConfigurationError):
 
 
 class KeyFileExposed(ConfigurationError):
-    """The key file can be read or written by group or others; it is not read (as ssh does)."""
+    """The key file can be read or written by group or others; it is not read (as ssh does).
+
+    Its subclasses are the other ways another user could have written the key file: a link at
+    its name, another owner, a directory on the way that others can change.
+    """
 
     code = "key_file_exposed"
     template_en = (
@@ -201,6 +237,89 @@ class KeyFileExposed(ConfigurationError):
     template_ar = (
         "ملف المفاتيح {path} متاح لغير مالكه (الصلاحيات {mode})، لذا لن يُستخدم؛"
         " اجعله خاصًا بالأمر: chmod 600 {path}"
+    )
+
+
+class KeyFileSymlink(KeyFileExposed):
+    """The key file's name is a symbolic link: it is not followed, wherever it leads."""
+
+    code = "key_file_symlink"
+    template_en = (
+        "The key file {path} is a symbolic link, so it is not used: whoever can change the link"
+        " chooses the keys. Name the file itself with --keys or TELECARD_AUTH_KEYS, or move the"
+        " file to where the link is."
+    )
+    template_ar = (
+        "ملف المفاتيح {path} رابط رمزي، لذا لن يُستخدم: من يستطيع تغيير الرابط يختار المفاتيح."
+        " حدّد الملف نفسه عبر --keys أو TELECARD_AUTH_KEYS، أو انقل الملف إلى مكان الرابط."
+    )
+
+
+class KeyFileNotOwned(KeyFileExposed):
+    """The key file belongs to another user: neither the one running the command nor root."""
+
+    code = "key_file_not_owned"
+    template_en = (
+        "The key file {path} belongs to another user (uid {owner}), so it is not used: it must"
+        " be yours (uid {uid}) or root's. If you trust what it holds, have root make it yours:"
+        " chown {uid} {path}"
+    )
+    template_ar = (
+        "ملف المفاتيح {path} يملكه مستخدم آخر (uid {owner})، لذا لن يُستخدم: يجب أن يكون ملكك"
+        " (uid {uid}) أو ملك root. إن كنت تثق بمحتواه فاطلب من root نقل ملكيته إليك:"
+        " chown {uid} {path}"
+    )
+
+
+class KeyDirectoryWritable(KeyFileExposed):
+    """A directory on the way to the key file is writable by group or others, sticky or not."""
+
+    code = "key_directory_writable"
+    template_en = (
+        "The directory {directory}, on the way to the key file {path}, can be written by group or"
+        " others (mode {mode}), so the key file is not used: they could put their own in its"
+        " place. Keep the key file in a directory that only you and root can change, or run:"
+        " chmod go-w {directory}"
+    )
+    template_ar = (
+        "المجلد {directory}، في مسار ملف المفاتيح {path}، قابل للكتابة من المجموعة أو الآخرين"
+        " (الصلاحيات {mode})، لذا لن يُستخدم ملف المفاتيح: يمكنهم وضع ملف من عندهم مكانه."
+        " احفظ ملف المفاتيح في مجلد لا يغيّره غيرك وغير root، أو شغّل: chmod go-w {directory}"
+    )
+
+
+class KeyDirectoryShared(KeyDirectoryWritable):
+    """A directory on the way to the key file is a shared one, such as ``/tmp``: sticky, and
+    writable by group or others. Its mode is not the thing to change: the key file moves."""
+
+    code = "key_directory_shared"
+    template_en = (
+        "The directory {directory}, on the way to the key file {path}, is shared: others can"
+        " create files in it (mode {mode}, like /tmp), so the key file is not used. Keep the key"
+        " file in a directory that only you and root can change, such as one in your home"
+        " directory (set TELECARD_AUTH_HOME or --keys)."
+    )
+    template_ar = (
+        "المجلد {directory}، في مسار ملف المفاتيح {path}، مجلد مشترك: يستطيع الآخرون إنشاء ملفات"
+        " فيه (الصلاحيات {mode}، مثل /tmp)، لذا لن يُستخدم ملف المفاتيح. احفظ ملف المفاتيح في مجلد"
+        " لا يغيّره غيرك وغير root، كمجلد داخل مجلدك الرئيسي (عبر TELECARD_AUTH_HOME أو --keys)."
+    )
+
+
+class KeyDirectoryNotOwned(KeyFileExposed):
+    """A directory on the way to the key file belongs to another user than the caller or root."""
+
+    code = "key_directory_not_owned"
+    template_en = (
+        "The directory {directory}, on the way to the key file {path}, belongs to another user"
+        " (uid {owner}), so the key file is not used: that user could put their own in its"
+        " place. Keep the key file in directories that are yours (uid {uid}) or root's, or have"
+        " root run: chown {uid} {directory}"
+    )
+    template_ar = (
+        "المجلد {directory}، في مسار ملف المفاتيح {path}، يملكه مستخدم آخر (uid {owner})، لذا لن"
+        " يُستخدم ملف المفاتيح: يمكن لذلك المستخدم وضع ملف من عنده مكانه. احفظ ملف المفاتيح في"
+        " مجلدات تملكها أنت (uid {uid}) أو root، أو اطلب من root تشغيل: chown {uid} {directory}"
     )
 
 
@@ -458,27 +577,37 @@ def _decode_key_file(document: object) -> KeyFile:
 def read_key_file(path: str | os.PathLike[str]) -> KeyFile:
     """Load the key material from a key file that ``init`` or ``keys rotate`` wrote.
 
-    Like ssh with a private key, a file that group or others may read or write is refused
-    (``KeyFileExposed``), on POSIX systems. A missing file is ``NotInitialized``; one that cannot
-    be read or is not a key file is ``KeyFileUnreadable``. Every one is a ``ConfigurationError``.
+    On POSIX systems the file is trusted only if no other user could have written it, which is
+    what OpenSSH checks of ``authorized_keys``: it is not a symbolic link (``KeyFileSymlink``),
+    it belongs to the caller or root (``KeyFileNotOwned``), group and others can neither read nor
+    write it (``KeyFileExposed``, as ssh asks of a private key), and every directory from its own
+    up to ``/`` belongs to the caller or root (``KeyDirectoryNotOwned``) and is not writable by
+    group or others (``KeyDirectoryWritable``), even with the sticky bit, as ``/tmp`` has
+    (``KeyDirectoryShared``). Links among the directories are resolved first and the real
+    directories checked, as ssh does.
+    All of these are ``KeyFileExposed``. A missing file is ``NotInitialized``; one that cannot be
+    read or is not a key file is ``KeyFileUnreadable``. Every one is a ``ConfigurationError``.
     """
     where = Path(path)
     shown = str(where)
+    located = _located(where)
     try:
-        descriptor = os.open(where, os.O_RDONLY)
+        descriptor = os.open(located, _OPEN_KEY_FILE)
     except FileNotFoundError:
         raise NotInitialized(path=shown) from None
     except PermissionError:
         raise KeyFileUnreadable(path=shown, reason="permission denied") from None
     except OSError as error:
+        if _POSIX and error.errno in (errno.ELOOP, errno.EMLINK) and located.is_symlink():
+            raise KeyFileSymlink(path=shown) from None
         raise KeyFileUnreadable(path=shown, reason=error.strerror or type(error).__name__) from None
     try:
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             raise KeyFileUnreadable(path=shown, reason="it is not a regular file")
-        if os.name == "posix" and info.st_mode & 0o077:
-            mode = f"{stat.S_IMODE(info.st_mode):04o}"
-            raise KeyFileExposed(path=shown, mode=mode)
+        if _POSIX:
+            _refuse_foreign_file(info, shown)
+            _refuse_foreign_directories(located.parent, shown)
         raw = os.read(descriptor, _LONGEST_KEY_FILE + 1)
     except OSError as error:
         raise KeyFileUnreadable(path=shown, reason=error.strerror or type(error).__name__) from None
@@ -504,11 +633,81 @@ def read_key_file(path: str | os.PathLike[str]) -> KeyFile:
         raise KeyFileUnreadable(path=shown, reason=reason) from None
 
 
+def _located(path: Path) -> Path:
+    """``path`` with the links among its directories resolved; its own name is left as it is.
+
+    The key file is opened, and its directories checked, by this name, so what is read is what
+    was checked: a link swapped afterwards cannot redirect it.
+    """
+    if not _POSIX:
+        return path
+    return Path(os.path.realpath(path.parent)) / path.name
+
+
+def _trusted_owner(uid: int) -> bool:
+    # Root can change anything anyway, so root's files and directories are trusted (as in ssh).
+    return uid in (0, os.geteuid())
+
+
+def _refuse_foreign_file(info: os.stat_result, shown: str) -> None:
+    """Refuse a key file that another user owns, or that group or others may read or write."""
+    if not _trusted_owner(info.st_uid):
+        raise KeyFileNotOwned(path=shown, owner=info.st_uid, uid=os.geteuid())
+    if info.st_mode & 0o077:
+        raise KeyFileExposed(path=shown, mode=f"{stat.S_IMODE(info.st_mode):04o}")
+
+
+def _refuse_foreign_directories(directory: Path, shown: str) -> None:
+    """Refuse the key file ``shown`` if another user could change ``directory`` or one above it.
+
+    ``directory`` has no links in it (see ``_located``). The walk goes up to ``/``, further than
+    ssh's for ``authorized_keys``, which stops at the user's home directory. A sticky directory
+    (``/tmp``) is refused as well, as ssh refuses it: others can create names in it.
+    """
+    for folder in (directory, *directory.parents):
+        info = os.stat(folder)
+        if not _trusted_owner(info.st_uid):
+            raise KeyDirectoryNotOwned(
+                directory=str(folder), path=shown, owner=info.st_uid, uid=os.geteuid()
+            )
+        if info.st_mode & _WRITABLE_BY_OTHERS:
+            mode = f"{stat.S_IMODE(info.st_mode):04o}"
+            shared = info.st_mode & stat.S_ISVTX
+            refusal = KeyDirectoryShared if shared else KeyDirectoryWritable
+            raise refusal(directory=str(folder), path=shown, mode=mode)
+
+
+def _refuse_unsafe_place(where: Path) -> None:
+    """Refuse to put a key file at ``where`` if it would be refused there once written.
+
+    That is a link at its name, or a directory on the way that another user could change: the
+    nearest one that exists and every one above it (those still to be made will be 0700).
+    """
+    if not _POSIX:
+        return
+    if where.is_symlink():
+        raise KeyFileSymlink(path=str(where))
+    existing = where.parent
+    while not existing.is_dir() and existing != existing.parent:
+        existing = existing.parent
+    _refuse_foreign_directories(Path(os.path.realpath(existing)), str(where))
+
+
 def _private_directory(path: Path) -> None:
-    """Make ``path`` (owner-only, 0700) if it does not exist; an existing one is left alone."""
+    """Make ``path`` and every missing directory above it owner-only (0700), whatever the umask.
+
+    Existing directories are left alone. A directory made with the umask's mode (0775 under
+    umask 002) would be refused as a key file's directory at the next run.
+    """
     if path.is_dir():
         return
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private_directory(path.parent)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        if path.is_dir():  # made meanwhile, by someone else: theirs to set
+            return
+        raise
     path.chmod(0o700)
 
 
@@ -517,26 +716,35 @@ def write_key_file(path: str | os.PathLike[str], keys: KeyFile) -> None:
 
     The text goes to a private temporary file beside ``path``, is flushed to disk, and then
     replaces ``path`` in one rename: a reader sees the old file or the new one, never half.
+
+    On POSIX systems it refuses, before making anything, the places ``read_key_file`` refuses: a
+    symbolic link at ``path`` (``KeyFileSymlink``: the link is left alone, never written through)
+    and directories another user could change (``KeyDirectoryWritable``, ``KeyDirectoryShared``,
+    ``KeyDirectoryNotOwned``). Other failures are ``KeyFileNotWritten``.
     """
     where = Path(path)
+    shown = str(where)
     text = json.dumps(_encode_key_file(keys), indent=2) + "\n"
     temporary: str | None = None
     try:
+        _refuse_unsafe_place(where)  # before a directory is made there
         _private_directory(where.parent)
+        located = _located(where)
         descriptor, temporary = tempfile.mkstemp(
-            prefix=f".{where.name}.", suffix=".tmp", dir=where.parent
+            prefix=f".{where.name}.", suffix=".tmp", dir=located.parent
         )
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             os.chmod(temporary, 0o600)
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, where)
+        # A rename replaces the name itself: it never writes through a link put there meanwhile.
+        os.replace(temporary, located)
         temporary = None
-        _sync_directory(where.parent)
+        _sync_directory(located.parent)
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise KeyFileNotWritten(path=str(where), reason=reason) from error
+        raise KeyFileNotWritten(path=shown, reason=reason) from error
     finally:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
@@ -633,6 +841,89 @@ def _settings(args: argparse.Namespace) -> _Settings:
         json=bool(getattr(args, "json", False)),
         debug=bool(getattr(args, "debug", False)),
     )
+
+
+# --- secrets off the command line ----------------------------------------------------------------
+
+# What the command line holds, every local user can read (ps, /proc/PID/cmdline) and the shell
+# keeps in its history; standard input and the environment are the caller's own.
+
+
+def _stdin_readers(args: argparse.Namespace) -> list[str]:
+    """The options (and the RECEIPT argument) given as ``-``, in a fixed order."""
+    named = [
+        ("--storage", "storage"),
+        ("--id", "id"),
+        ("--code", "code"),
+        ("--recipient-id", "recipient_id"),
+        ("RECEIPT", "receipt"),
+    ]
+    return [option for option, dest in named if getattr(args, dest, None) == _STDIN]
+
+
+def _stdin_line(option: str) -> str:
+    """The one line on standard input, without its line ending: the value of ``option``.
+
+    Reasons never quote what was read: it is a code, an identity number or a password.
+    """
+    stream: TextIO | None = sys.stdin
+    if stream is None:
+        raise InvalidArgument(option=option, reason="there is no standard input to read")
+    try:
+        text = stream.read(_LONGEST_STDIN + 1)
+    except UnicodeDecodeError:
+        raise InvalidArgument(option=option, reason="standard input is not UTF-8 text") from None
+    if len(text) > _LONGEST_STDIN:
+        raise InvalidArgument(option=option, reason="standard input is too long for one value")
+    line = text.removesuffix("\n").removesuffix("\r")
+    if "\n" in line or "\r" in line:
+        reason = "standard input holds more than one line; give the value alone, on one line"
+        raise InvalidArgument(option=option, reason=reason)
+    if not line.strip():
+        raise InvalidArgument(option=option, reason="standard input is empty")
+    return line
+
+
+def _secret(
+    args: argparse.Namespace, option: str, variable: str | None, *, required: bool
+) -> str | None:
+    """The value of ``option``: as given, from standard input for ``-``, else from ``variable``."""
+    dest = option.removeprefix("--").replace("-", "_")
+    value: str | None = getattr(args, dest)
+    if value == _STDIN:
+        return _stdin_line(option)
+    if value is None and variable is not None:
+        value = os.environ.get(variable) or None  # empty counts as unset
+    if value is None and required:
+        ways = f"{option} VALUE, {option} - to read it from standard input, or ${variable}"
+        raise UsageError(detail=f"{option} is needed: give {ways}", prog=f"{PROG} {args.command}")
+    return value
+
+
+def _read_secrets(args: argparse.Namespace) -> None:
+    """Put in ``args`` the values given as ``-`` and those left to environment variables.
+
+    Only one option may read standard input, so that none takes another's value; it is refused
+    before anything is read.
+    """
+    readers = _stdin_readers(args)
+    if len(readers) > 1:
+        reason = (
+            "only one option can read standard input ('-') at a time; give the others in"
+            f" {ENV_ID}, {ENV_CODE} or {ENV_RECIPIENT_ID}"
+        )
+        raise InvalidArgument(option=", ".join(readers), reason=reason)
+    if getattr(args, "storage", None) == _STDIN:
+        # TELECARD_AUTH_STORAGE is read where the storage is chosen (_settings).
+        args.storage = _stdin_line("--storage")
+    if hasattr(args, "id"):
+        args.id = _secret(args, "--id", ENV_ID, required=True)
+    if hasattr(args, "code"):
+        args.code = _secret(args, "--code", ENV_CODE, required=True)
+    if hasattr(args, "recipient_id"):
+        # The variable names the recipient of --recipient-kind; it never makes a code a transfer.
+        variable = ENV_RECIPIENT_ID if args.recipient_kind is not None else None
+        args.recipient_id = _secret(args, "--recipient-id", variable, required=False)
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -785,6 +1076,7 @@ def _init(args: argparse.Namespace, settings: _Settings) -> _Outcome:
     replaced = path.exists() or path.is_symlink()
     if replaced and not args.force:
         raise KeyFileExists(path=str(path))
+    _refuse_unsafe_place(path)  # nothing is made for a key file that could not be written
     # The storage first: if it cannot be made, no key file is left behind to refuse a retry.
     with settings.storage(create=True):
         pass
@@ -1189,11 +1481,22 @@ exit status:
 
 _FILES = f"""\
 files and environment:
-  {ENV_HOME}     home directory (default: ./{DEFAULT_HOME})
-  {ENV_KEYS}     key file (default: $TELECARD_AUTH_HOME/{KEY_FILE_NAME}); --keys overrides
-  {ENV_STORAGE}  storage URL (default: $TELECARD_AUTH_HOME/{DATABASE_NAME}); --storage
-                         overrides
-  {ENV_LANG}     en or ar: the default of --lang"""
+  {ENV_HOME:<26}  home directory (default: ./{DEFAULT_HOME})
+  {ENV_KEYS:<26}  key file (default: $TELECARD_AUTH_HOME/{KEY_FILE_NAME});
+  {"":<26}  --keys overrides
+  {ENV_STORAGE:<26}  storage URL (default: $TELECARD_AUTH_HOME/{DATABASE_NAME});
+  {"":<26}  --storage overrides
+  {ENV_LANG:<26}  en or ar: the default of --lang
+  {ENV_ID:<26}  the customer's ID, when --id is not given
+  {ENV_CODE:<26}  the code, when --code is not given
+  {ENV_RECIPIENT_ID:<26}  the recipient's ID, when --recipient-kind is given and
+  {"":<26}  --recipient-id is not
+
+keeping secrets off the command line:
+  Every local user can read a command line (ps) and the shell keeps it in its history. Give a
+  code, an ID or a storage URL with a password in the variables above, or as - to read it from
+  standard input (one option at a time), e.g.
+    read -rs CODE && printf '%s\\n' "$CODE" | {PROG} redeem ... --code -"""
 
 
 def _epilog(name: str) -> str:
@@ -1235,8 +1538,9 @@ def _common_options() -> _Parser:
         "--storage",
         metavar="URL",
         default=hidden,
-        help=f"where codes are kept: sqlite:///path.db, postgresql://..., redis://... "
-        f"(default: ${ENV_STORAGE}, else $TELECARD_AUTH_HOME/{DATABASE_NAME})",
+        help="where codes are kept: sqlite:///path.db, postgresql://..., redis://...; - reads it"
+        " from standard input, keeping a password out of the process list (default:"
+        f" ${ENV_STORAGE}, else $TELECARD_AUTH_HOME/{DATABASE_NAME})",
     )
     group.add_argument(
         "--keys",
@@ -1271,10 +1575,10 @@ def _subject_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--id",
-        required=True,
         metavar="ID",
         help="national ID (citizen, 1...), Iqama (resident, 2...), unified number (company, 7...)"
-        " or government identifier; ASCII or Arabic-Indic digits",
+        " or government identifier; ASCII or Arabic-Indic digits; - reads it from standard input;"
+        f" required unless ${ENV_ID} is set",
     )
 
 
@@ -1288,7 +1592,10 @@ def _binding_options(parser: argparse.ArgumentParser) -> None:
         help="for a number transfer: the kind of the person receiving the number",
     )
     parser.add_argument(
-        "--recipient-id", metavar="ID", help="for a number transfer: that person's identifier"
+        "--recipient-id",
+        metavar="ID",
+        help="for a number transfer: that person's identifier; - reads it from standard input;"
+        f" given --recipient-kind alone, ${ENV_RECIPIENT_ID} is used",
     )
 
 
@@ -1380,7 +1687,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _subject_options(redeem)
     redeem.add_argument("--provider", required=True, help=f"the provider: {_PROVIDERS}")
-    redeem.add_argument("--code", required=True, help="the code as the customer gave it")
+    redeem.add_argument(
+        "--code",
+        help="the code as the customer gave it; - reads it from standard input; required unless"
+        f" ${ENV_CODE} is set",
+    )
     redeem.add_argument("--service", required=True, help=f"the service: {_SERVICES}")
     _binding_options(redeem)
     redeem.add_argument(
@@ -1565,6 +1876,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(_glue(arguments))
         except SystemExit as done:  # --help and --version print, then exit
             return done.code if isinstance(done.code, int) else 0
+        _read_secrets(args)
         settings = _settings(args)
         lang, as_json, debug = settings.lang, settings.json, settings.debug
         handler: _Command = args.handler
