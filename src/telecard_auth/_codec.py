@@ -1,8 +1,11 @@
 """One text form of a subject's state, shared by every backend that stores bytes.
 
 A subject's codes and failure logs are stored as one compact JSON document: positional arrays,
-times in ISO 8601 (UTC), digests in base64. It holds digests and pseudonyms only, never a code or an
-identity number. ``FORMAT`` is written into each document so that a later release can read old ones.
+times in ISO 8601 (UTC), digests in base64, and the subject's sealed identity and ``moved`` mark.
+It holds digests, pseudonyms and sealed text only, never a code or an identity number. ``FORMAT``
+is written into each document so that a later release can read old ones. The compare-and-set
+token (version and incarnation) is not in the document: backends keep it where their
+compare-and-set can read it (a column, a hash field).
 
 Backends that index times (SQLite's and Redis's ``keep_until``) store them as whole microseconds
 since the Unix epoch: ``micros`` and ``from_micros``.
@@ -21,8 +24,9 @@ from telecard_auth._storage import CodeRecord, Commit, FailureLog, SubjectSnapsh
 
 __all__ = ["FORMAT", "decode_deleted", "decode_state", "encode_state", "from_micros", "micros"]
 
-#: Version of the document layout below.
-FORMAT = 1
+#: Version of the document layout below. Format 1 (before record digests were bound to the
+#: subject's identity) is not read: it was never released.
+FORMAT = 2
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -48,6 +52,7 @@ def _parse_time(text: str | None) -> datetime | None:
 
 def _row(record: CodeRecord) -> list[Any]:
     row: list[Any] = [
+        int(record.recovery),
         record.code_id,
         record.provider_id,
         record.key_id,
@@ -68,26 +73,53 @@ def _row(record: CodeRecord) -> list[Any]:
     return row
 
 
+def _log(log: FailureLog) -> list[Any]:
+    row: list[Any] = [log.provider_id, [moment.isoformat() for moment in log.failures]]
+    if log.recoveries:
+        row.append([moment.isoformat() for moment in log.recoveries])
+    return row
+
+
 def encode_state(change: Commit) -> str:
     """The document for the subject's state after ``change``."""
-    logs = [
-        [log.provider_id, [moment.isoformat() for moment in log.failures]]
-        for log in change.failure_logs
-    ]
-    codes = [_row(record) for record in change.codes]
-    return json.dumps({"f": FORMAT, "c": codes, "l": logs}, separators=(",", ":"))
+    document: dict[str, Any] = {
+        "f": FORMAT,
+        "c": [_row(record) for record in change.codes],
+        "l": [_log(log) for log in change.failure_logs],
+    }
+    if change.identity is not None:
+        document["s"] = change.identity
+    if change.moved:
+        document["m"] = 1
+    return json.dumps(document, separators=(",", ":"))
 
 
-_BASE_FIELDS = 13
+_BASE_FIELDS = 14
 _OPTIONAL_FIELDS = 3
 
 
-def _record(subject_ref: str, row: list[Any]) -> CodeRecord:
+def _times(texts: list[str]) -> tuple[datetime, ...]:
+    return tuple(datetime.fromisoformat(text) for text in texts)
+
+
+def _failure_log(row: list[Any]) -> FailureLog:
+    provider_id, failures, *rest = row
+    if len(rest) > 1:
+        raise ValueError("a stored failure log has the wrong number of fields")
+    return FailureLog(
+        provider_id=provider_id,
+        failures=_times(failures),
+        recoveries=_times(rest[0]) if rest else (),
+    )
+
+
+def _record(row: list[Any]) -> CodeRecord:
     optional = row[_BASE_FIELDS:]
     if len(optional) not in (0, _OPTIONAL_FIELDS):
         raise ValueError("a stored code has the wrong number of fields")
     request_ref, request_inputs, receipt_key_id = optional or (None, None, None)
     (
+        recovery,
         code_id,
         provider_id,
         key_id,
@@ -104,7 +136,6 @@ def _record(subject_ref: str, row: list[Any]) -> CodeRecord:
     ) = row[:_BASE_FIELDS]
     return CodeRecord(
         code_id=code_id,
-        subject_ref=subject_ref,
         provider_id=provider_id,
         key_id=key_id,
         digest=base64.b64decode(digest),
@@ -120,36 +151,46 @@ def _record(subject_ref: str, row: list[Any]) -> CodeRecord:
         request_ref=request_ref,
         request_inputs=request_inputs,
         receipt_key_id=receipt_key_id,
+        recovery=bool(recovery),
     )
 
 
 def decode_state(
-    subject_ref: str, version: int, document: str | bytes, keep_until: datetime | None = None
+    subject_ref: str,
+    version: int,
+    incarnation: str,
+    document: str | bytes,
+    keep_until: datetime | None = None,
 ) -> SubjectSnapshot:
-    """The snapshot stored as ``document`` at ``version``; ``StorageError`` if it is unreadable."""
+    """The snapshot stored as ``document`` at (``incarnation``, ``version``); ``StorageError`` if
+    it is unreadable."""
     try:
         data = json.loads(document)
         if data["f"] != FORMAT:
-            raise ValueError(f"unknown document format {data['f']!r}")
+            raise ValueError("unknown document format")
+        identity = data.get("s")
+        if identity is not None and not isinstance(identity, str):
+            raise TypeError("a sealed identity is text")
         return SubjectSnapshot(
             subject_ref=subject_ref,
             version=version,
-            codes=tuple(_record(subject_ref, row) for row in data["c"]),
-            failure_logs=tuple(
-                FailureLog(
-                    provider_id=provider_id,
-                    failures=tuple(datetime.fromisoformat(moment) for moment in failures),
-                )
-                for provider_id, failures in data["l"]
-            ),
+            incarnation=incarnation,
+            codes=tuple(_record(row) for row in data["c"]),
+            failure_logs=tuple(_failure_log(row) for row in data["l"]),
             keep_until=keep_until,
+            identity=identity,
+            moved=data.get("m") == 1,
         )
     except (ValueError, TypeError, KeyError) as error:
         raise StorageError(reason="a stored record cannot be read") from error
 
 
 def decode_deleted(
-    subject_ref: str, version: int, document: str | bytes, keep_until: datetime | None = None
+    subject_ref: str,
+    version: int,
+    incarnation: str,
+    document: str | bytes,
+    keep_until: datetime | None = None,
 ) -> SubjectSnapshot:
     """The snapshot of a subject a purge has just deleted, as ``decode_state`` reads it.
 
@@ -158,6 +199,11 @@ def decode_deleted(
     would lose the rest of the batch.
     """
     try:
-        return decode_state(subject_ref, version, document, keep_until)
+        return decode_state(subject_ref, version, incarnation, document, keep_until)
     except StorageError:
-        return SubjectSnapshot(subject_ref=subject_ref, version=version, keep_until=keep_until)
+        return SubjectSnapshot(
+            subject_ref=subject_ref,
+            version=version,
+            incarnation=incarnation,
+            keep_until=keep_until,
+        )

@@ -31,13 +31,22 @@ class MemoryStorage:
         snapshot = SubjectSnapshot(
             subject_ref=change.subject_ref,
             version=change.expected_version + 1,
+            incarnation=change.incarnation,
             codes=change.codes,
             failure_logs=change.failure_logs,
             keep_until=change.keep_until,
+            identity=change.identity,
+            moved=change.moved,
         )
         with self._lock:
             current = self._subjects.get(change.subject_ref)
-            if (current.version if current is not None else 0) != change.expected_version:
+            if current is None:
+                if change.expected_version != 0:
+                    return False
+            elif (
+                current.version != change.expected_version
+                or current.incarnation != change.incarnation
+            ):
                 return False
             self._subjects[change.subject_ref] = snapshot
             return True
@@ -63,6 +72,16 @@ class MemoryStorage:
             for snapshot in done:
                 del self._subjects[snapshot.subject_ref]
         return done
+
+    def scan_subjects(
+        self, after: str | None, limit: int
+    ) -> tuple[list[SubjectSnapshot], str | None]:
+        """A page of stored subjects in ``subject_ref`` order; see ``SubjectScanning``."""
+        with self._lock:
+            refs = sorted(ref for ref in self._subjects if after is None or ref > after)
+            page = [self._subjects[ref] for ref in refs[:limit]]
+        more = len(refs) > limit
+        return page, (page[-1].subject_ref if more else None)
 
     def snapshots(self) -> Iterator[SubjectSnapshot]:
         """Every subject's snapshot: the whole content of the storage, for audits and tests."""
@@ -110,6 +129,12 @@ class AsyncMemoryStorage:
     async def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
         """See ``MemoryStorage.purge_snapshots``."""
         return self.sync.purge_snapshots(now, limit)
+
+    async def scan_subjects(
+        self, after: str | None, limit: int
+    ) -> tuple[list[SubjectSnapshot], str | None]:
+        """See ``MemoryStorage.scan_subjects``."""
+        return self.sync.scan_subjects(after, limit)
 
     def snapshots(self) -> Iterator[SubjectSnapshot]:
         """Every subject's snapshot; see ``MemoryStorage.snapshots``."""

@@ -1,15 +1,18 @@
 """PostgreSQL storage (extra ``postgres``): psycopg 3 with a connection pool.
 
-One table, one row per subject: ``(subject_ref, version, keep_until, state)``. Loading is one
-primary-key ``SELECT``; committing is one statement in its own transaction (autocommit): an
-``INSERT … ON CONFLICT DO NOTHING`` for a new subject, an ``UPDATE … WHERE version = %s``
-otherwise. Both touch a single row through the primary key, so their cost stays flat however large
-the table grows. A commit is acknowledged only after PostgreSQL has made it durable under the
-server's ``synchronous_commit`` (``on`` by default: flushed to the WAL on disk).
+One table, one row per subject: ``(subject_ref, version, incarnation, keep_until, state)``.
+Loading is one primary-key ``SELECT``; committing is one statement in its own transaction
+(autocommit): an ``INSERT … ON CONFLICT DO NOTHING`` for a new subject (which stores the commit's
+incarnation), an ``UPDATE … WHERE version = %s AND incarnation = %s`` otherwise, so the
+compare-and-set is on both. Both touch a single row through the primary key, so their cost stays
+flat however large the table grows. A commit is acknowledged only after PostgreSQL has made it
+durable under the server's ``synchronous_commit`` (``on`` by default: flushed to the WAL on disk).
 
 ``purge`` deletes in bounded batches and skips rows a redeemer holds locked (``SKIP LOCKED``), so it
 never makes a redemption wait. ``purge_snapshots`` is the same statement with ``RETURNING``: it
-reads back exactly the rows it deleted, as they were.
+reads back exactly the rows it deleted, as they were. ``scan_subjects`` reads a page of rows in
+``subject_ref`` order through the primary key, one ``SELECT`` a page; its cursor is the last
+``subject_ref`` of a full page.
 
 Lost connections: the pool does not test a connection when it hands one out (that would cost a
 round trip on every call). When the server ends connections (a restart, a failover, an
@@ -70,7 +73,7 @@ logger = logging.getLogger("telecard_auth.postgres")
 DIAGNOSIS_INTERVAL = 30.0
 
 #: The schema this release reads and writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -82,6 +85,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
         "CREATE INDEX telecard_subjects_keep_until ON {schema}.telecard_subjects (keep_until)",
     ),
+    # A constant default: PostgreSQL adds the column without rewriting the table. Rows written
+    # before it hold incarnation '': their subjects keep working at their version.
+    2: ("ALTER TABLE {schema}.telecard_subjects ADD COLUMN incarnation text NOT NULL DEFAULT ''",),
 }
 
 # A fixed key for pg_advisory_xact_lock: concurrent migrate() calls take turns.
@@ -248,30 +254,36 @@ class _Tables:
         names = {"schema": sql.Identifier(schema)}
         table = sql.SQL("{schema}.telecard_subjects").format(**names)
         self._names = names
+        row = sql.SQL("subject_ref, version, incarnation, state, keep_until")
         self._load = sql.SQL(
-            "SELECT version, state, keep_until FROM {} WHERE subject_ref = %s"
+            "SELECT version, incarnation, state, keep_until FROM {} WHERE subject_ref = %s"
         ).format(table)
         self._insert = sql.SQL(
-            "INSERT INTO {} (subject_ref, version, keep_until, state) VALUES (%s, 1, %s, %s)"
-            " ON CONFLICT (subject_ref) DO NOTHING"
+            "INSERT INTO {} (subject_ref, version, incarnation, keep_until, state)"
+            " VALUES (%s, 1, %s, %s, %s) ON CONFLICT (subject_ref) DO NOTHING"
         ).format(table)
         self._update = sql.SQL(
             "UPDATE {} SET version = version + 1, keep_until = %s, state = %s"
-            " WHERE subject_ref = %s AND version = %s"
+            " WHERE subject_ref = %s AND version = %s AND incarnation = %s"
         ).format(table)
         # When keep_until has not moved, leaving it out keeps the update HOT (no index write).
         self._update_state = sql.SQL(
             "UPDATE {} SET version = version + 1, state = %s"
-            " WHERE subject_ref = %s AND version = %s"
+            " WHERE subject_ref = %s AND version = %s AND incarnation = %s"
         ).format(table)
         self._purge = sql.SQL(
             "DELETE FROM {0} WHERE keep_until <= %s AND subject_ref IN"
             " (SELECT subject_ref FROM {0} WHERE keep_until <= %s ORDER BY keep_until"
             " LIMIT %s FOR UPDATE SKIP LOCKED)"
         ).format(table)
-        self._purge_returning = self._purge + sql.SQL(
-            " RETURNING subject_ref, version, state, keep_until"
+        self._purge_returning = self._purge + sql.SQL(" RETURNING {}").format(row)
+        # The primary key's own order (the column's collation), so each page is an index range.
+        self._scan_first = sql.SQL("SELECT {} FROM {} ORDER BY subject_ref LIMIT %s").format(
+            row, table
         )
+        self._scan_after = sql.SQL(
+            "SELECT {} FROM {} WHERE subject_ref > %s ORDER BY subject_ref LIMIT %s"
+        ).format(row, table)
         # Rendered to bytes once: composing a query on every call costs more than sending it.
         try:
             self._statements = {
@@ -283,6 +295,8 @@ class _Tables:
                     "_update_state",
                     "_purge",
                     "_purge_returning",
+                    "_scan_first",
+                    "_scan_after",
                 )
             }
         except UnicodeError:
@@ -293,33 +307,46 @@ class _Tables:
     def _commit_statement(self, change: Commit) -> tuple[bytes, tuple[Any, ...]]:
         state = encode_state(change)
         if change.expected_version == 0:
-            return self._statements["_insert"], (change.subject_ref, change.keep_until, state)
-        if change.keep_until == change.stored_keep_until:
-            return self._statements["_update_state"], (
-                state,
+            return self._statements["_insert"], (
                 change.subject_ref,
-                change.expected_version,
+                change.incarnation,
+                change.keep_until,
+                state,
             )
-        return self._statements["_update"], (
-            change.keep_until,
-            state,
-            change.subject_ref,
-            change.expected_version,
-        )
+        token = (change.subject_ref, change.expected_version, change.incarnation)
+        if change.keep_until == change.stored_keep_until:
+            return self._statements["_update_state"], (state, *token)
+        return self._statements["_update"], (change.keep_until, state, *token)
+
+    def _scan_statement(self, after: str | None, limit: int) -> tuple[bytes, tuple[Any, ...]]:
+        if after is None:
+            return self._statements["_scan_first"], (limit,)
+        return self._statements["_scan_after"], (after, limit)
 
     @staticmethod
     def _snapshot(subject_ref: str, row: tuple[Any, ...] | None) -> SubjectSnapshot:
         if row is None:
             return SubjectSnapshot(subject_ref=subject_ref)
-        return decode_state(subject_ref, row[0], row[1], row[2])
+        version, incarnation, state, keep_until = row
+        return decode_state(subject_ref, version, incarnation, state, keep_until)
 
     @staticmethod
     def _deleted(rows: list[tuple[Any, ...]]) -> list[SubjectSnapshot]:
         """The snapshots of the rows ``_purge_returning`` deleted."""
         return [
-            decode_deleted(subject_ref, version, state, keep_until)
-            for subject_ref, version, state, keep_until in rows
+            decode_deleted(subject_ref, version, incarnation, state, keep_until)
+            for subject_ref, version, incarnation, state, keep_until in rows
         ]
+
+    @staticmethod
+    def _page(rows: list[tuple[Any, ...]], limit: int) -> tuple[list[SubjectSnapshot], str | None]:
+        """The page of ``_scan_first`` or ``_scan_after``: the cursor is the last ``subject_ref``
+        of a full page, ``None`` after a short one."""
+        page = [
+            decode_state(subject_ref, version, incarnation, state, keep_until)
+            for subject_ref, version, incarnation, state, keep_until in rows
+        ]
+        return page, (page[-1].subject_ref if page and len(page) >= limit else None)
 
     def _error(
         self,
@@ -463,6 +490,16 @@ class PostgresStorage(_Tables):
         rows = self._execute_all(self._statements["_purge_returning"], (now, now, limit))
         return self._deleted(rows)
 
+    def scan_subjects(
+        self, after: str | None, limit: int
+    ) -> tuple[list[SubjectSnapshot], str | None]:
+        """A page of stored subjects in ``subject_ref`` order; see ``SubjectScanning``.
+
+        One ``SELECT`` over a range of the primary key, so each page costs the same however far
+        the walk has gone.
+        """
+        return self._page(self._execute_all(*self._scan_statement(after, limit)), limit)
+
     def close(self) -> None:
         """Close the pool and its connections."""
         self.pool.close()
@@ -573,6 +610,12 @@ class AsyncPostgresStorage(_Tables):
         """See ``PostgresStorage.purge_snapshots``."""
         rows = await self._execute_all(self._statements["_purge_returning"], (now, now, limit))
         return self._deleted(rows)
+
+    async def scan_subjects(
+        self, after: str | None, limit: int
+    ) -> tuple[list[SubjectSnapshot], str | None]:
+        """See ``PostgresStorage.scan_subjects``."""
+        return self._page(await self._execute_all(*self._scan_statement(after, limit)), limit)
 
     async def close(self) -> None:
         """Close the pool and its connections; the storage cannot be used afterwards."""

@@ -1,12 +1,17 @@
 """Redis storage (extra ``redis``): one hash per subject, changed only by Lua scripts.
 
-Layout: ``<prefix>:{<subject_ref>}`` is a hash holding ``v`` (the version), ``d`` (the state
-document) and ``k`` (``Commit.keep_until``, in whole microseconds since the Unix epoch). The braces
-are a hash tag: everything about one subject lives on one cluster slot, and so will any key added
-beside it later.
+Layout: ``<prefix>:{<subject_ref>}`` is a hash holding ``v`` (the version), ``i`` (the
+incarnation), ``d`` (the state document) and ``k`` (``Commit.keep_until``, in whole microseconds
+since the Unix epoch). The braces are a hash tag: everything about one subject lives on one cluster
+slot, and so will any key added beside it later.
 
 Loading is one ``HMGET``; committing is one ``EVALSHA`` of ``lua/commit.lua``, loaded once per
-server and called by its SHA (reloaded, on the same connection, if the server forgot it).
+server and called by its SHA (reloaded, on the same connection, if the server forgot it). The
+script compares and sets on both ``v`` and ``i``: a commit at version 0 lands only on a key with
+no ``v`` and stores the commit's incarnation; any other lands only where ``v`` and ``i`` both
+match (a hash written before ``i`` was stored reads as incarnation ``""``). A key that expired by
+itself is gone, so the subject's next creation brings a new incarnation, and a request that read
+the old key can no longer commit, however many commits the new one has had.
 
 A commit is sent once, never again. redis-py retries a command whose connection failed (a
 ``redis.Redis`` built directly does, by default; one from a URL with ``retry_on_timeout`` does
@@ -29,6 +34,13 @@ scanned one whole ``SCAN`` cycle (from cursor 0 back to 0), so a call that retur
 ``limit`` has looked at every key. ``SCAN`` walks the whole database, other applications' keys
 too, so a database of its own keeps purges short. Keys written before ``k`` was stored are left to
 expire by themselves.
+
+Scanning: ``scan_subjects`` is one ``SCAN`` (the same ``MATCH``, ``COUNT`` the page's limit) from
+the cursor it is given, then the fields of every key found, read in one pipelined round trip; keys
+that hold no version (expired meanwhile, or not written by this library) are skipped. The cursor
+is Redis's own, as a decimal string. ``SCAN`` returns every key present for the whole walk, and
+may return one more than once if the keyspace shrinks meanwhile (Redis resizes its table after
+many deletions).
 
 Native expiry stays as the backstop: every commit sets the key to expire ``keep_until - written_at
 + expiry_grace`` after writing it (``expiry_grace``: one hour unless told otherwise). A purge that
@@ -92,7 +104,7 @@ _COMMIT_SHA = hashlib.sha1(COMMIT_SCRIPT.encode("utf-8"), usedforsecurity=False)
 DEFAULT_EXPIRY_GRACE = timedelta(hours=1)
 #: How many keys one ``SCAN`` call is asked to look at.
 SCAN_COUNT = 1000
-_FIELDS = ("v", "d", "k")
+_FIELDS = ("v", "d", "k", "i")
 _MILLISECOND = timedelta(milliseconds=1)
 
 Key = bytes | str
@@ -171,31 +183,39 @@ class _Layout:
         keep_ms = max(1, math.ceil((change.keep_until - change.written_at).total_seconds() * 1000))
         return [
             change.expected_version,
+            change.incarnation,
             encode_state(change),
             micros(change.keep_until),
             keep_ms + self._grace_ms,
         ]
 
     @staticmethod
-    def _snapshot(
-        subject_ref: str,
-        version: Key | None,
-        state: Key | None,
-        keep_until: Key | None,
-    ) -> SubjectSnapshot:
+    def _snapshot(subject_ref: str, held: Sequence[Key | None]) -> SubjectSnapshot:
+        """The snapshot of a hash whose fields ``_FIELDS`` are ``held``."""
+        version, state, keep_until, incarnation = held
         if version is None or state is None:
             return SubjectSnapshot(subject_ref=subject_ref)
         keep = None if keep_until is None else from_micros(int(keep_until))
-        return decode_state(subject_ref, int(version), state, keep)
+        return decode_state(subject_ref, int(version), _text(incarnation or ""), state, keep)
 
-    def _deleted(self, key: Key, held: list[Key | None]) -> SubjectSnapshot:
+    def _deleted(self, key: Key, held: Sequence[Key | None]) -> SubjectSnapshot:
         """The snapshot of the hash the purge script deleted at ``key``."""
-        version, state, keep_until = held
+        version, state, keep_until, incarnation = held
         ref = self._subject_ref(key)
         if version is None or state is None:  # not written by this library: nothing to report
             return SubjectSnapshot(subject_ref=ref)
         keep = None if keep_until is None else from_micros(int(keep_until))
-        return decode_deleted(ref, int(version), state, keep)
+        return decode_deleted(ref, int(version), _text(incarnation or ""), state, keep)
+
+    def _page(
+        self, keys: Sequence[Key], fields: Sequence[Sequence[Key | None]]
+    ) -> list[SubjectSnapshot]:
+        """The snapshots of the scanned ``keys`` whose ``fields`` hold a version and a state."""
+        return [
+            self._snapshot(self._subject_ref(key), held)
+            for key, held in zip(keys, fields, strict=True)
+            if held[0] is not None and held[1] is not None
+        ]
 
     def _describe(self, client: Any, url: str | None) -> None:
         """Note the server's address for ``StorageError.detail``, and the passwords it must not
@@ -224,6 +244,21 @@ class _Layout:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self.prefix!r})"
+
+
+def _scan_cursor(after: str | None) -> int:
+    """The ``SCAN`` cursor that ``after`` (a page's cursor, or ``None`` to start) stands for."""
+    if after is None:
+        return 0
+    try:
+        return int(after)
+    except (TypeError, ValueError):
+        raise StorageError(reason="the scan cursor is not one this storage returned") from None
+
+
+def _next_cursor(cursor: int | bytes | str) -> str | None:
+    """The cursor of the next page, from what ``SCAN`` answered: ``None`` once it is back at 0."""
+    return None if int(cursor) == 0 else str(int(cursor))
 
 
 def _pool_of(client: Any) -> tuple[Any, tuple[str, ...]] | None:
@@ -348,10 +383,10 @@ class RedisStorage(_Layout):
     def load(self, subject_ref: str) -> SubjectSnapshot:
         """One ``HMGET``; see ``Storage.load``."""
         try:
-            version, state, keep_until = self.client.hmget(self.key(subject_ref), _FIELDS)
+            held = self.client.hmget(self.key(subject_ref), _FIELDS)
         except redis.RedisError as error:
             raise self._error(error) from error
-        return self._snapshot(subject_ref, version, state, keep_until)
+        return self._snapshot(subject_ref, held)
 
     def commit(self, change: Commit) -> bool:
         """One script call, compare-and-set, sent once; see ``Storage.commit``."""
@@ -391,6 +426,26 @@ class RedisStorage(_Layout):
         finally:
             self._scan_state = scan.state()
         return deleted
+
+    def scan_subjects(
+        self, after: str | None, limit: int
+    ) -> tuple[list[SubjectSnapshot], str | None]:
+        """A page of stored subjects, in no particular order; see ``SubjectScanning``.
+
+        One ``SCAN`` with ``COUNT`` ``limit``, then one pipelined ``HMGET`` per key found.
+        """
+        cursor = _scan_cursor(after)
+        try:
+            found, keys = self.client.scan(cursor, match=self._pattern, count=limit)
+            fields: list[Any] = []
+            if keys:
+                with self.client.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.hmget(key, _FIELDS)
+                    fields = pipe.execute()
+        except redis.RedisError as error:
+            raise self._error(error) from error
+        return self._page(keys, fields), _next_cursor(found)
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -436,10 +491,10 @@ class AsyncRedisStorage(_Layout):
     async def load(self, subject_ref: str) -> SubjectSnapshot:
         """See ``RedisStorage.load``."""
         try:
-            version, state, keep_until = await self.client.hmget(self.key(subject_ref), _FIELDS)
+            held = await self.client.hmget(self.key(subject_ref), _FIELDS)
         except redis.RedisError as error:
             raise self._error(error) from error
-        return self._snapshot(subject_ref, version, state, keep_until)
+        return self._snapshot(subject_ref, held)
 
     async def commit(self, change: Commit) -> bool:
         """See ``RedisStorage.commit``."""
@@ -477,6 +532,23 @@ class AsyncRedisStorage(_Layout):
         finally:
             self._scan_state = scan.state()
         return deleted
+
+    async def scan_subjects(
+        self, after: str | None, limit: int
+    ) -> tuple[list[SubjectSnapshot], str | None]:
+        """See ``RedisStorage.scan_subjects``."""
+        cursor = _scan_cursor(after)
+        try:
+            found, keys = await self.client.scan(cursor, match=self._pattern, count=limit)
+            fields: list[Any] = []
+            if keys:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.hmget(key, _FIELDS)
+                    fields = await pipe.execute()
+        except redis.RedisError as error:
+            raise self._error(error) from error
+        return self._page(keys, fields), _next_cursor(found)
 
     async def close(self) -> None:
         """Close the client's connections."""

@@ -8,12 +8,16 @@ Durability choices, and why:
   so an acknowledged redemption survives a process kill *and* a power cut. ``"normal"`` trades
   the power-cut guarantee for speed: commits survive a killed process but the last ones may be
   lost if the machine itself stops.
-- Each state change is one statement in its own transaction (autocommit): an ``INSERT … ON
-  CONFLICT DO NOTHING`` for a new subject, an ``UPDATE … WHERE version = ?`` otherwise. SQLite
-  serialises writers; ``busy_timeout`` makes a writer wait its turn instead of failing.
+- One row per subject: ``(subject_ref, version, incarnation, keep_until, state)``, the last being
+  the state document. Each state change is one statement in its own transaction (autocommit): an
+  ``INSERT … ON CONFLICT DO NOTHING`` for a new subject (which stores the commit's incarnation),
+  an ``UPDATE … WHERE version = ? AND incarnation = ?`` otherwise, so the compare-and-set is on
+  both. SQLite serialises writers; ``busy_timeout`` makes a writer wait its turn instead of failing.
 - One connection per thread (and per process: a connection is never used across ``fork``).
 - ``purge`` and ``purge_snapshots`` are one short ``DELETE`` each, bounded by their limit;
   ``purge_snapshots`` reads the deleted rows back with ``RETURNING`` (SQLite 3.35 or later).
+- ``scan_subjects`` reads a page of rows in ``subject_ref`` order through the primary key, one
+  ``SELECT`` a page; its cursor is the last ``subject_ref`` of a full page.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ __all__ = ["AsyncSQLiteStorage", "SQLiteStorage"]
 R = TypeVar("R")
 
 #: The schema this release reads and writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -49,28 +53,41 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID""",
         "CREATE INDEX telecard_subjects_keep_until ON telecard_subjects (keep_until)",
     ),
+    # Rows written before it hold incarnation '': their subjects keep working at their version.
+    2: ("ALTER TABLE telecard_subjects ADD COLUMN incarnation TEXT NOT NULL DEFAULT ''",),
 }
 
-_LOAD = "SELECT version, state, keep_until FROM telecard_subjects WHERE subject_ref = ?"
+_LOAD = (
+    "SELECT version, incarnation, state, keep_until FROM telecard_subjects WHERE subject_ref = ?"
+)
 _INSERT = (
-    "INSERT INTO telecard_subjects (subject_ref, version, keep_until, state) VALUES (?, 1, ?, ?)"
-    " ON CONFLICT (subject_ref) DO NOTHING"
+    "INSERT INTO telecard_subjects (subject_ref, version, incarnation, keep_until, state)"
+    " VALUES (?, 1, ?, ?, ?) ON CONFLICT (subject_ref) DO NOTHING"
 )
 _UPDATE = (
     "UPDATE telecard_subjects SET version = version + 1, keep_until = ?, state = ?"
-    " WHERE subject_ref = ? AND version = ?"
+    " WHERE subject_ref = ? AND version = ? AND incarnation = ?"
 )
 # When keep_until has not moved, leaving it out spares its index a delete and an insert.
 _UPDATE_STATE = (
     "UPDATE telecard_subjects SET version = version + 1, state = ?"
-    " WHERE subject_ref = ? AND version = ?"
+    " WHERE subject_ref = ? AND version = ? AND incarnation = ?"
 )
 _PURGE = (
     "DELETE FROM telecard_subjects WHERE subject_ref IN"
     " (SELECT subject_ref FROM telecard_subjects WHERE keep_until <= ? LIMIT ?)"
 )
 # The same deletion, reading each deleted row back as it was.
-_PURGE_RETURNING = _PURGE + " RETURNING subject_ref, version, state, keep_until"
+_PURGE_RETURNING = _PURGE + " RETURNING subject_ref, version, incarnation, state, keep_until"
+# A page of subjects in primary-key order: a range of the key, however far the walk has gone.
+_SCAN_FIRST = (
+    "SELECT subject_ref, version, incarnation, state, keep_until FROM telecard_subjects"
+    " ORDER BY subject_ref LIMIT ?"
+)
+_SCAN_AFTER = (
+    "SELECT subject_ref, version, incarnation, state, keep_until FROM telecard_subjects"
+    " WHERE subject_ref > ? ORDER BY subject_ref LIMIT ?"
+)
 
 
 class SQLiteStorage:
@@ -187,7 +204,8 @@ class SQLiteStorage:
             raise _storage_error(error, self.path) from error
         if row is None:
             return SubjectSnapshot(subject_ref=subject_ref)
-        return decode_state(subject_ref, row[0], row[1], from_micros(row[2]))
+        version, incarnation, state, keep_until = row
+        return decode_state(subject_ref, version, incarnation, state, from_micros(keep_until))
 
     def commit(self, change: Commit) -> bool:
         """One statement, one transaction, compare-and-set; see ``Storage.commit``."""
@@ -196,16 +214,14 @@ class SQLiteStorage:
         try:
             if change.expected_version == 0:
                 cursor = self._connection().execute(
-                    _INSERT, (change.subject_ref, keep_until, state)
-                )
-            elif change.keep_until == change.stored_keep_until:
-                cursor = self._connection().execute(
-                    _UPDATE_STATE, (state, change.subject_ref, change.expected_version)
+                    _INSERT, (change.subject_ref, change.incarnation, keep_until, state)
                 )
             else:
-                cursor = self._connection().execute(
-                    _UPDATE, (keep_until, state, change.subject_ref, change.expected_version)
-                )
+                token = (change.subject_ref, change.expected_version, change.incarnation)
+                if change.keep_until == change.stored_keep_until:
+                    cursor = self._connection().execute(_UPDATE_STATE, (state, *token))
+                else:
+                    cursor = self._connection().execute(_UPDATE, (keep_until, state, *token))
         except sqlite3.Error as error:
             raise _storage_error(error, self.path) from error
         return cursor.rowcount == 1
@@ -229,9 +245,30 @@ class SQLiteStorage:
         except sqlite3.Error as error:
             raise _storage_error(error, self.path) from error
         return [
-            decode_deleted(subject_ref, version, state, from_micros(keep_until))
-            for subject_ref, version, state, keep_until in rows
+            decode_deleted(subject_ref, version, incarnation, state, from_micros(keep_until))
+            for subject_ref, version, incarnation, state, keep_until in rows
         ]
+
+    def scan_subjects(
+        self, after: str | None, limit: int
+    ) -> tuple[list[SubjectSnapshot], str | None]:
+        """A page of stored subjects in ``subject_ref`` order; see ``SubjectScanning``.
+
+        One ``SELECT`` through the primary key; the cursor is the last ``subject_ref`` of a full
+        page, and ``None`` after a short one.
+        """
+        try:
+            if after is None:
+                rows = self._connection().execute(_SCAN_FIRST, (limit,)).fetchall()
+            else:
+                rows = self._connection().execute(_SCAN_AFTER, (after, limit)).fetchall()
+        except sqlite3.Error as error:
+            raise _storage_error(error, self.path) from error
+        page = [
+            decode_state(subject_ref, version, incarnation, state, from_micros(keep_until))
+            for subject_ref, version, incarnation, state, keep_until in rows
+        ]
+        return page, _resume_after(page, limit)
 
     def close(self) -> None:
         """Close every connection this storage opened (in this process)."""
@@ -249,6 +286,11 @@ class SQLiteStorage:
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({self.path!r}, synchronous={self.synchronous!r})"
+
+
+def _resume_after(page: list[SubjectSnapshot], limit: int) -> str | None:
+    """Where the page after ``page`` starts: after its last subject if it is full, else nowhere."""
+    return page[-1].subject_ref if page and len(page) >= limit else None
 
 
 def _storage_error(error: sqlite3.Error, path: str) -> StorageError:
@@ -309,6 +351,12 @@ class AsyncSQLiteStorage:
     async def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
         """See ``SQLiteStorage.purge_snapshots``."""
         return await self._call(self.sync.purge_snapshots, now, limit)
+
+    async def scan_subjects(
+        self, after: str | None, limit: int
+    ) -> tuple[list[SubjectSnapshot], str | None]:
+        """See ``SQLiteStorage.scan_subjects``."""
+        return await self._call(self.sync.scan_subjects, after, limit)
 
     async def close(self) -> None:
         """Close the worker's connection and stop the worker; closing twice is harmless."""

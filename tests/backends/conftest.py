@@ -106,3 +106,21 @@ def _drop_redis_prefix(url: str, prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+def expire_redis_key(url: str, key: str) -> None:
+    """Let the Redis server at ``url`` expire ``key`` by itself, as it does once a subject's grace
+    period ends: its time to live is cut to a millisecond, and the server drops it when it is
+    next read past that (each read below is such a read)."""
+    import time
+
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        assert client.pexpire(key, 1)
+        deadline = time.monotonic() + 5
+        while client.exists(key):
+            assert time.monotonic() < deadline, "Redis did not expire the key"
+    finally:
+        client.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 import pytest
 
@@ -17,8 +18,10 @@ import pytest
 if "telecard_auth.testing" not in sys.modules:
     pytest.register_assert_rewrite("telecard_auth.testing")
 
-from telecard_auth import AsyncStorage, async_storage_from_url
-from telecard_auth.testing import AsyncStorageContract, Portal
+from tests.backends.conftest import REDIS_URL, expire_redis_key
+
+from telecard_auth import AsyncRedisStorage, AsyncStorage, Storage, async_storage_from_url
+from telecard_auth.testing import AsyncStorageContract, BlockingStorage, Portal
 
 #: The ``storage_url`` fixture of ``tests/backends/conftest.py``: backend name to fresh URL.
 UrlFactory = Callable[[str], str]
@@ -57,12 +60,20 @@ class TestAsyncSQLiteStorage(AsyncStorageContract):
 
 
 class TestAsyncRedisStorage(AsyncStorageContract):
-    """The async contract on Redis (``redis.asyncio``), under a fresh key prefix."""
+    """The async contract on Redis (``redis.asyncio``), under a fresh key prefix; where a test
+    deletes a subject, Redis expires its key by itself."""
 
     @pytest.fixture
     def async_storage(self, storage_url: UrlFactory, portal: Portal) -> Iterator[AsyncStorage]:
         """An async Redis storage under a new key prefix, its script loaded."""
         yield from opened(storage_url("redis"), portal)
+
+    def vanish(self, storage: Storage, subject_ref: str, now: datetime) -> None:
+        """Let Redis expire the subject's key by itself."""
+        assert isinstance(storage, BlockingStorage)
+        assert isinstance(storage.async_storage, AsyncRedisStorage)
+        expire_redis_key(REDIS_URL, storage.async_storage.key(subject_ref))
+        assert 0 == storage.load(subject_ref).version
 
 
 class TestAsyncPostgresStorage(AsyncStorageContract):

@@ -4,7 +4,8 @@ The server is a loopback port that accepts every connection and closes it straig
 them: the pool's own attempts fail there, so no connection ever becomes free. Every connection
 the port saw beyond the pool's own attempts (``connections_num`` in the pool's stats) was opened
 by the library to diagnose a timeout: at most one per ``DIAGNOSIS_INTERVAL`` is allowed, however
-many calls time out together.
+many calls time out together. The calls are loads and scans (``scan_subjects``), half and half:
+both take their connection from the same pool.
 """
 
 from __future__ import annotations
@@ -72,19 +73,22 @@ class Listener:
         self._socket.close()
 
 
-def _load_together(storage: PostgresStorage) -> list[StorageError]:
-    """``CALLS`` loads at once, each on its own thread; the StorageError each one raised."""
+def _call_together(storage: PostgresStorage) -> list[StorageError]:
+    """``CALLS`` loads and scans at once, each on its own thread; the StorageError each raised."""
     errors: list[StorageError] = []
     start = threading.Barrier(CALLS)
 
-    def call() -> None:
+    def call(index: int) -> None:
         start.wait()
         try:
-            storage.load("someone")
+            if index % 2:
+                storage.scan_subjects(None, 10)
+            else:
+                storage.load("someone")
         except StorageError as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=call) for _ in range(CALLS)]
+    threads = [threading.Thread(target=call, args=(index,)) for index in range(CALLS)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -92,11 +96,13 @@ def _load_together(storage: PostgresStorage) -> list[StorageError]:
     return errors
 
 
-async def _load_together_async(storage: AsyncPostgresStorage) -> list[StorageError]:
-    """``CALLS`` loads at once on one event loop; the StorageError each one raised."""
-    results = await asyncio.gather(
-        *(storage.load("someone") for _ in range(CALLS)), return_exceptions=True
-    )
+async def _call_together_async(storage: AsyncPostgresStorage) -> list[StorageError]:
+    """``CALLS`` loads and scans at once on one event loop; the StorageError each one raised."""
+    calls = [
+        storage.scan_subjects(None, 10) if index % 2 else storage.load("someone")
+        for index in range(CALLS)
+    ]
+    results = await asyncio.gather(*calls, return_exceptions=True)
     await storage.close()
     return [result for result in results if isinstance(result, StorageError)]
 
@@ -116,7 +122,7 @@ def test_concurrent_timeouts_open_no_connection_of_their_own() -> None:
     """Many calls timing out at once: each answers, none connects to find out why."""
     with Listener() as listener:
         storage = PostgresStorage(listener.url, schema="t", timeout=TIMEOUT)
-        errors = _load_together(storage)
+        errors = _call_together(storage)
         storage.close()
     _check(errors, listener, storage.pool.get_stats()["connections_num"])
 
@@ -125,7 +131,7 @@ def test_concurrent_async_timeouts_open_no_connection_of_their_own() -> None:
     """The same for AsyncPostgresStorage: no connection of its own on a timeout."""
     with Listener() as listener:
         storage = AsyncPostgresStorage(listener.url, schema="t", timeout=TIMEOUT)
-        errors = asyncio.run(_load_together_async(storage))
+        errors = asyncio.run(_call_together_async(storage))
     _check(errors, listener, storage.pool.get_stats()["connections_num"])
 
 
@@ -133,7 +139,7 @@ def test_the_diagnosis_is_logged_once_per_interval(caplog: pytest.LogCaptureFixt
     """Many timeouts within one interval log one warning, which carries the pool's failure."""
     with Listener() as listener, caplog.at_level(logging.WARNING, "telecard_auth.postgres"):
         storage = PostgresStorage(listener.url, schema="t", timeout=TIMEOUT)
-        errors = _load_together(storage)
+        errors = _call_together(storage)
         storage.close()
     records = [record for record in caplog.records if record.name == "telecard_auth.postgres"]
     assert CALLS == len(errors)

@@ -24,7 +24,7 @@ from telecard_auth import (
     SubjectSnapshot,
     storage_from_url,
 )
-from telecard_auth._codec import micros
+from telecard_auth._codec import FORMAT, micros
 from telecard_auth._redis import SCAN_COUNT
 from telecard_auth.testing import START
 
@@ -32,10 +32,12 @@ NOW = START + timedelta(days=1)
 
 
 def commit_at(ref: str, keep_until: datetime, *, written_at: datetime = START) -> Commit:
-    """A first commit of ``ref`` with nothing in it, kept until ``keep_until``."""
+    """A first commit of ``ref`` with nothing in it, kept until ``keep_until``; its incarnation
+    is ``inc-<ref>``."""
     return Commit(
         subject_ref=ref,
         expected_version=0,
+        incarnation=f"inc-{ref}",
         codes=(),
         failure_logs=(),
         written_at=written_at,
@@ -104,6 +106,7 @@ def test_purge_walks_more_keys_than_one_scan_returns(storage: RedisStorage) -> N
     assert [700, 700, 700, 400, 0] == counts
     assert sorted(due) == sorted(snapshot.subject_ref for snapshot in reported)
     assert {1} == {snapshot.version for snapshot in reported}
+    assert all(f"inc-{snapshot.subject_ref}" == snapshot.incarnation for snapshot in reported)
     assert [1] * len(kept) == [storage.load(ref).version for ref in kept]
     assert 0 == storage.purge(NOW, 700)
 
@@ -117,11 +120,13 @@ def test_purge_leaves_other_prefixes_and_foreign_hashes_alone(redis_url: str) ->
     try:
         for storage in storages:
             assert storage.commit(commit_at("s", NOW)) is True
-        # A hash under the prefix written without k, as before this release: left to expire.
-        ours.client.hset(ours.key("legacy"), mapping={"v": "3", "d": '{"f":1,"c":[],"l":[]}'})
+        # A hash under the prefix written without k (nor i), as before: left to expire.
+        document = f'{{"f":{FORMAT},"c":[],"l":[]}}'
+        ours.client.hset(ours.key("legacy"), mapping={"v": "3", "d": document})
         ours.client.pexpire(ours.key("legacy"), 60_000)
         assert (1, 0) == (ours.purge(NOW, 100), ours.purge(NOW, 100))
         assert [0, 3] == [ours.load("s").version, ours.load("legacy").version]
+        assert "" == ours.load("legacy").incarnation
         assert [1] * len(others) == [other.load("s").version for other in others]
         # Each prefix, glob characters and all, matches its own keys only.
         for index, other in enumerate(others):
@@ -145,9 +150,16 @@ def test_a_client_that_decodes_responses_works_the_same(redis_url: str) -> None:
         storage.migrate()
         change = commit_at("text", NOW)
         assert storage.commit(change) is True
-        assert (1, NOW) == (storage.load("text").version, storage.load("text").keep_until)
+        loaded = storage.load("text")
+        assert (1, "inc-text", NOW) == (loaded.version, loaded.incarnation, loaded.keep_until)
+        assert ([loaded], None) == storage.scan_subjects(None, 10**6)
         (deleted,) = storage.purge_snapshots(NOW, 10)
-        assert ("text", 1, NOW) == (deleted.subject_ref, deleted.version, deleted.keep_until)
+        assert ("text", 1, "inc-text", NOW) == (
+            deleted.subject_ref,
+            deleted.version,
+            deleted.incarnation,
+            deleted.keep_until,
+        )
     finally:
         storage.close()
         drop(redis_url, f"{prefix}:*")

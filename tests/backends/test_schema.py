@@ -1,10 +1,12 @@
 """Schema handling and failure behaviour of the backends that have one (SQLite, PostgreSQL; Redis
 has only its script to load).
 
-``migrate()`` is idempotent and safe to run concurrently; before it, every call says the schema is
-missing; a database from a newer release is refused; driver failures surface as ``StorageError``
-with the driver's exception chained; and a call that fails leaves nothing half-applied. The
-database is inspected and manipulated behind the library's back with ``sqlite3`` and ``psycopg``.
+``migrate()`` is idempotent and safe to run concurrently; it brings a database of an older schema
+(1, before the incarnation column) up to date, and the database works afterwards; before it, every
+call says the schema is missing; a database from a newer release is refused; driver failures
+surface as ``StorageError`` with the driver's exception chained; and a call that fails leaves
+nothing half-applied. The database is inspected and manipulated behind the library's back with
+``sqlite3`` and ``psycopg``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tests.helpers import START
 
 from telecard_auth import (
     CodeIssuer,
+    CodeRecord,
     CodeState,
     Commit,
     Keyring,
@@ -35,10 +38,41 @@ from telecard_auth import (
     Subject,
     storage_from_url,
 )
+from telecard_auth._codec import encode_state, micros
 
 SQL_BACKENDS = ("sqlite", "postgres")
 #: Fresh databases on which two migrations race.
 MIGRATION_RACES = 10
+#: The schema versions a migrated database has recorded, oldest first.
+MIGRATED = [1, 2]
+#: A schema version from a later release.
+NEWER = 3
+
+#: How the release before incarnations created its schema (version 1), statement for statement.
+SCHEMA_1 = {
+    "sqlite": (
+        "CREATE TABLE telecard_schema (version INTEGER NOT NULL)",
+        """CREATE TABLE telecard_subjects (
+            subject_ref TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            keep_until INTEGER NOT NULL,
+            state TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX telecard_subjects_keep_until ON telecard_subjects (keep_until)",
+        "INSERT INTO telecard_schema (version) VALUES (1)",
+    ),
+    "postgres": (
+        "CREATE TABLE @telecard_schema (version integer NOT NULL)",
+        """CREATE TABLE @telecard_subjects (
+            subject_ref text PRIMARY KEY,
+            version bigint NOT NULL,
+            keep_until timestamptz NOT NULL,
+            state text NOT NULL
+        )""",
+        "CREATE INDEX telecard_subjects_keep_until ON @telecard_subjects (keep_until)",
+        "INSERT INTO @telecard_schema (version) VALUES (1)",
+    ),
+}
 
 
 @attrs.define
@@ -46,18 +80,22 @@ class Database:
     """A SQL storage's database and a raw connection to it, outside the library.
 
     In statements given to ``run``, ``@`` stands for the PostgreSQL schema prefix (``schema.``)
-    and is dropped for SQLite; ``'@'`` is the schema's name as a string literal.
+    and is dropped for SQLite; ``'@'`` is the schema's name as a string literal; ``?`` is a
+    parameter's placeholder.
     """
 
     backend: str
     url: str
-    execute: Callable[[str], list[tuple[Any, ...]]]
+    execute: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
     schema: str = ""
 
-    def run(self, statement: str) -> list[tuple[Any, ...]]:
-        """Run one statement on the raw connection; its rows."""
+    def run(self, statement: str, *parameters: Any) -> list[tuple[Any, ...]]:
+        """Run one statement on the raw connection, with ``parameters``; its rows."""
         statement = statement.replace("'@'", f"'{self.schema}'")
-        return self.execute(statement.replace("@", f"{self.schema}." if self.schema else ""))
+        statement = statement.replace("@", f"{self.schema}." if self.schema else "")
+        if self.backend == "postgres":
+            statement = statement.replace("?", "%s")
+        return self.execute(statement, parameters)
 
     def storage(self) -> SQLiteStorage | PostgresStorage:
         """A new storage object on this database."""
@@ -74,29 +112,45 @@ class Database:
         return {row[0] for row in self.run(query)}
 
     def versions(self) -> list[int]:
-        """Every row of the schema-version table."""
-        return [row[0] for row in self.run("SELECT version FROM @telecard_schema")]
+        """Every row of the schema-version table, in order."""
+        return sorted(row[0] for row in self.run("SELECT version FROM @telecard_schema"))
+
+    def columns(self) -> dict[str, tuple[bool, str | None]]:
+        """Each column of the subjects table: whether it is NOT NULL, and its default."""
+        if self.backend == "sqlite":
+            rows = self.run("PRAGMA table_info(telecard_subjects)")
+            return {name: (bool(notnull), default) for _, name, _, notnull, default, _ in rows}
+        rows = self.run(
+            "SELECT column_name, is_nullable, column_default FROM information_schema.columns"
+            " WHERE table_schema = '@' AND table_name = 'telecard_subjects'"
+        )
+        return {name: (nullable == "NO", default) for name, nullable, default in rows}
+
+    def create_schema_1(self) -> None:
+        """Create the schema as the release before incarnations did, at version 1."""
+        for statement in SCHEMA_1[self.backend]:
+            self.run(statement)
 
 
-def _sqlite_runner(path: str) -> Callable[[str], list[tuple[Any, ...]]]:
+def _sqlite_runner(path: str) -> Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
     import sqlite3
 
-    def run(statement: str) -> list[tuple[Any, ...]]:
+    def run(statement: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         connection = sqlite3.connect(path, isolation_level=None)
         try:
-            return connection.execute(statement).fetchall()
+            return connection.execute(statement, parameters).fetchall()
         finally:
             connection.close()
 
     return run
 
 
-def _postgres_runner(url: str) -> Callable[[str], list[tuple[Any, ...]]]:
+def _postgres_runner(url: str) -> Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
     import psycopg
 
-    def run(statement: str) -> list[tuple[Any, ...]]:
+    def run(statement: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with psycopg.connect(url, autocommit=True) as connection:
-            cursor = connection.execute(statement)
+            cursor = connection.execute(statement, parameters or None)
             return cursor.fetchall() if cursor.description else []
 
     return run
@@ -139,11 +193,12 @@ def issuer_over(storage: Any, keyring: Keyring) -> CodeIssuer:
     return CodeIssuer(storage, keyring=keyring, clock=ManualClock(START))
 
 
-def empty_commit(subject_ref: str = "someone") -> Commit:
+def empty_commit(subject_ref: str = "someone", incarnation: str = "inc-1") -> Commit:
     """A first commit for a subject with nothing in it."""
     return Commit(
         subject_ref=subject_ref,
         expected_version=0,
+        incarnation=incarnation,
         codes=(),
         failure_logs=(),
         written_at=START,
@@ -162,7 +217,7 @@ def test_migrate_is_idempotent(
     for _ in range(3):
         storage.migrate()
     opened().migrate()
-    assert [1] == db.versions()
+    assert MIGRATED == db.versions()
     assert {"telecard_schema", "telecard_subjects"} == db.tables()
     issuer = issuer_over(storage, keyring)
     customer = Subject.citizen("1000000008")
@@ -222,7 +277,7 @@ def test_concurrent_migrations_on_an_empty_database(
         second = first if race % 2 else db.storage()
         try:
             assert [None, None] == _race([first.migrate, second.migrate])
-            assert [1] == db.versions()
+            assert MIGRATED == db.versions()
             assert {"telecard_schema", "telecard_subjects"} == db.tables()
             assert first.commit(empty_commit())
             assert 1 == second.load("someone").version
@@ -251,7 +306,7 @@ def test_opening_a_new_sqlite_file_waits_for_a_concurrent_writer(
         release.join()
         writer.close()
         storage.close()
-    assert [1] == db.versions()
+    assert MIGRATED == db.versions()
 
 
 # --- before migrate(), and a newer schema -----------------------------------------------------
@@ -266,6 +321,7 @@ def test_calls_before_migrate_say_the_schema_is_missing(
         lambda: storage.load("someone"),
         lambda: storage.commit(empty_commit()),
         lambda: storage.purge(START, 10),
+        lambda: storage.scan_subjects(None, 10),
         lambda: issuer_over(storage, keyring).issue(Subject.citizen("1000000008"), "stc"),
     ]
     for call in calls:
@@ -282,12 +338,12 @@ def test_a_newer_schema_is_refused_and_left_alone(
 ) -> None:
     """A database already at a later schema version than this release's is refused untouched."""
     db.run("CREATE TABLE @telecard_schema (version INTEGER NOT NULL)")
-    db.run("INSERT INTO @telecard_schema (version) VALUES (2)")
+    db.run("INSERT INTO @telecard_schema (version) VALUES (?)", NEWER)
     storage = opened()
     with pytest.raises(StorageError) as caught:
         storage.migrate()
     assert "newer" in caught.value.details["reason"]
-    assert [2] == db.versions()
+    assert [NEWER] == db.versions()
     assert {"telecard_schema"} == db.tables()
 
 
@@ -296,11 +352,11 @@ def test_a_newer_schema_is_refused_after_an_upgrade_elsewhere(
 ) -> None:
     """Once another release moved a migrated database on, this release's migrate() refuses it."""
     opened().migrate()
-    db.run("INSERT INTO @telecard_schema (version) VALUES (2)")
+    db.run("INSERT INTO @telecard_schema (version) VALUES (?)", NEWER)
     with pytest.raises(StorageError) as caught:
         opened().migrate()
     assert "newer" in caught.value.details["reason"]
-    assert [1, 2] == sorted(db.versions())
+    assert [*MIGRATED, NEWER] == db.versions()
 
 
 # --- nothing half-applied ---------------------------------------------------------------------
@@ -320,7 +376,135 @@ def test_a_failed_migration_leaves_nothing_behind(
     assert {"squatter"} == db.tables()
     db.run("DROP INDEX @telecard_subjects_keep_until")
     storage.migrate()
+    assert MIGRATED == db.versions()
+
+
+# --- from schema 1 to schema 2 ----------------------------------------------------------------
+
+
+def _insert_schema_1_row(db: Database, change: Commit, version: int) -> None:
+    """Store ``change`` at ``version`` as the release before incarnations did: no incarnation."""
+    keep_until = micros(change.keep_until) if db.backend == "sqlite" else change.keep_until
+    db.run(
+        "INSERT INTO @telecard_subjects (subject_ref, version, keep_until, state)"
+        " VALUES (?, ?, ?, ?)",
+        change.subject_ref,
+        version,
+        keep_until,
+        encode_state(change),
+    )
+
+
+def test_a_schema_1_database_is_migrated_and_works(
+    db: Database, opened: Callable[[], SQLiteStorage | PostgresStorage]
+) -> None:
+    """migrate() adds the incarnation column to a schema 1 database; its rows read as incarnation
+    "" at their version, and the compare-and-set works on them and on new subjects alike."""
+    db.create_schema_1()
+    old = attrs.evolve(empty_commit("old"), codes=(_code("c1"),))
+    _insert_schema_1_row(db, old, 3)
+    storage = opened()
+    storage.migrate()
+
+    assert MIGRATED == db.versions()
+    assert (True, "''") == _default_as_written(db.columns()["incarnation"])
+    before = storage.load("old")
+    assert ("", 3, old.codes, old.keep_until) == (
+        before.incarnation,
+        before.version,
+        before.codes,
+        before.keep_until,
+    )
+    # The upgraded row takes commits on the token it reads, and only on that one.
+    assert storage.commit(_next(old, 3, "inc-x")) is False
+    assert storage.commit(_next(old, 3, ""))
+    assert ("", 4) == (storage.load("old").incarnation, storage.load("old").version)
+    # A new subject stores its incarnation.
+    assert storage.commit(empty_commit("new", "inc-new"))
+    assert ("inc-new", 1) == (storage.load("new").incarnation, storage.load("new").version)
+    page, cursor = storage.scan_subjects(None, 10)
+    assert ([("new", "inc-new", 1), ("old", "", 4)], None) == (
+        [(snapshot.subject_ref, snapshot.incarnation, snapshot.version) for snapshot in page],
+        cursor,
+    )
+    deleted = storage.purge_snapshots(old.keep_until, 10)
+    assert {("new", "inc-new"), ("old", "")} == {
+        (snapshot.subject_ref, snapshot.incarnation) for snapshot in deleted
+    }
+    # Re-created after its purge, the old subject has an incarnation of its own: once back at
+    # version 4, the token its schema 1 row last had, ("", 4), still cannot commit.
+    assert storage.commit(empty_commit("old", "inc-again"))
+    for version in (1, 2, 3):
+        assert storage.commit(_next(old, version, "inc-again"))
+    assert storage.commit(_next(old, 4, "")) is False
+    assert ("inc-again", 4) == (storage.load("old").incarnation, storage.load("old").version)
+    opened().migrate()
+    assert MIGRATED == db.versions()
+
+
+@pytest.mark.parametrize("backend", SQL_BACKENDS)
+def test_concurrent_migrations_of_a_schema_1_database(
+    backend: str, storage_url: UrlFactory, request: pytest.FixtureRequest
+) -> None:
+    """Two storages upgrade one schema 1 database at once: both succeed, the column comes once."""
+    db = database(backend, storage_url, request)
+    if backend == "sqlite":
+        db.run("PRAGMA journal_mode = WAL")
+    db.create_schema_1()
+    first, second = db.storage(), db.storage()
+    try:
+        assert [None, None] == _race([first.migrate, second.migrate])
+        assert MIGRATED == db.versions()
+        assert 1 == list(db.columns()).count("incarnation")
+        assert first.commit(empty_commit())
+        assert "inc-1" == second.load("someone").incarnation
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_failed_upgrade_from_schema_1_leaves_it_at_schema_1(
+    db: Database, opened: Callable[[], SQLiteStorage | PostgresStorage]
+) -> None:
+    """An upgrade that fails rolls back whole: the database stays at schema 1, and a later
+    migrate() upgrades it."""
+    db.create_schema_1()
+    _insert_schema_1_row(db, empty_commit("old"), 2)
+    # A trigger that refuses the ALTER TABLE is not portable; a column already named so is.
+    db.run("ALTER TABLE @telecard_subjects ADD COLUMN incarnation INTEGER")
+    storage = opened()
+    with pytest.raises(StorageError) as caught:
+        storage.migrate()
+    assert caught.value.__cause__ is not None
     assert [1] == db.versions()
+    db.run("ALTER TABLE @telecard_subjects DROP COLUMN incarnation")
+    storage.migrate()
+    assert MIGRATED == db.versions()
+    assert ("", 2) == (storage.load("old").incarnation, storage.load("old").version)
+
+
+def _default_as_written(column: tuple[bool, str | None]) -> tuple[bool, str | None]:
+    """A column's NOT NULL and default, with PostgreSQL's type cast (``''::text``) left out."""
+    not_null, default = column
+    return not_null, None if default is None else default.removesuffix("::text")
+
+
+def _code(code_id: str) -> CodeRecord:
+    return CodeRecord(
+        code_id=code_id,
+        provider_id="stc",
+        key_id="k1",
+        digest=hashlib.sha256(code_id.encode()).digest(),
+        issued_at=START,
+        expires_at=START + timedelta(hours=4),
+    )
+
+
+def _next(change: Commit, version: int, incarnation: str) -> Commit:
+    """``change`` again, on top of (``incarnation``, ``version``)."""
+    return attrs.evolve(
+        change, expected_version=version, incarnation=incarnation, stored_keep_until=None
+    )
 
 
 def _refuse_writes(db: Database, event: str) -> Callable[[], None]:
@@ -430,6 +614,7 @@ def _all_fail(storage: Any, keyring: Keyring) -> list[BaseException | None]:
         lambda: storage.commit(empty_commit()),
         lambda: storage.purge(START, 10),
         lambda: storage.purge_snapshots(START, 10),
+        lambda: storage.scan_subjects(None, 10),
         lambda: issuer_over(storage, keyring).issue(Subject.company("7000000001"), "zain"),
     ]
     for call in calls:

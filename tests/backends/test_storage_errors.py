@@ -83,6 +83,7 @@ def _commit() -> Commit:
     return Commit(
         subject_ref="someone",
         expected_version=0,
+        incarnation="inc-1",
         codes=(),
         failure_logs=(),
         written_at=START,
@@ -125,6 +126,8 @@ def test_a_failing_backend_keeps_server_data_in_detail_only(backend: str, tmp_pa
         lambda: storage.commit(_commit()),
         lambda: storage.purge(START, 10),
         lambda: storage.purge_snapshots(START, 10),
+        lambda: storage.scan_subjects(None, 10),
+        lambda: storage.scan_subjects("0", 10),
         lambda: issuer.issue(Subject.company("7000000001"), "zain"),
     ]
     with storage:
@@ -148,6 +151,8 @@ def test_a_failing_async_backend_keeps_server_data_in_detail_only(
         lambda: storage.commit(_commit()),
         lambda: storage.purge(START, 10),
         lambda: storage.purge_snapshots(START, 10),
+        lambda: storage.scan_subjects(None, 10),
+        lambda: storage.scan_subjects("0", 10),
         lambda: issuer.issue(Subject.company("7000000001"), "zain"),
     ]
 
