@@ -781,10 +781,12 @@ def _filler_commits(count: int, states: Sequence[tuple[int, bench.Write]]) -> It
     """
     for index, ref in enumerate(bench.fresh_refs(count)):
         version, write = states[index % len(states)]
-        snapshot = decode_state(ref, version, write.document, write.keep_until)
+        snapshot = decode_state(ref, version, write.incarnation, write.document, write.keep_until)
         yield Commit(
             subject_ref=ref,
             expected_version=0,
+            incarnation=write.incarnation,
+            identity=snapshot.identity,
             codes=snapshot.codes,
             failure_logs=snapshot.failure_logs,
             written_at=write.keep_until - timedelta(milliseconds=write.keep_ms),
@@ -849,8 +851,8 @@ def sqlite_tables(
                 bulk.execute("PRAGMA synchronous = OFF")
                 bulk.execute("BEGIN")
                 bulk.executemany(
-                    "INSERT INTO telecard_subjects (subject_ref, version, keep_until, state)"
-                    " VALUES (?, ?, ?, ?)",
+                    "INSERT INTO telecard_subjects (subject_ref, version, incarnation,"
+                    " keep_until, state) VALUES (?, ?, ?, ?, ?)",
                     bench._filler_rows(size - batch, states, micros_keep=True),
                 )
                 bulk.execute("COMMIT")
@@ -910,7 +912,8 @@ def postgres_tables(
                     connection.cursor() as cursor,
                     cursor.copy(
                         sql.SQL(
-                            "COPY {} (subject_ref, version, keep_until, state) FROM STDIN"
+                            "COPY {} (subject_ref, version, incarnation, keep_until, state)"
+                            " FROM STDIN"
                         ).format(table_name)
                     ) as copy,
                 ):

@@ -16,9 +16,16 @@ a realistic mix of traffic:
   six hours later in service time: a third of those codes have expired by then, and customers who
   keep codes reach the live-code limit;
 - one time in ten, it first types a wrong code;
-- it redeems the right code with a fresh request id;
+- it redeems the right code with a fresh request id and the reference of one of a hundred
+  agents, which the ``CodeRedeemed`` audit event must carry (one time in two hundred, it first
+  tries an invalid reference, which must be refused as such);
 - one time in twenty, it retries: the same request again, which must return the very same
-  redemption, or the same code without a request id, which must be refused as already used.
+  redemption, or the same code without a request id, which must be refused as already used;
+- one visit in a hundred is a guessed customer's (a company of its own, new each time): a guesser
+  locks two of its codes in turn with five wrong guesses each, which spends its failure budget at
+  that operator; the locked code is then refused as budget exhausted, the customer asks anew and
+  gets a recovery code (so the ``CodeIssued`` event says), one more wrong guess is refused, and
+  the recovery code is redeemed.
 
 Time moves: every process reads one clock, which runs from a fixed start at a constant multiple of
 real time, so that the run covers up to 20 hours of the service: codes expire, and failure
@@ -28,10 +35,13 @@ At the end the parent checks, over everything the workers were told:
 
 - every acknowledged redemption is recorded as redeemed, for the service it was acknowledged for;
 - no code was acknowledged as redeemed by two different requests;
-- every retry with the same request id got the same redemption.
+- every retry with the same request id got the same redemption;
+- every redemption's audit event carried its reference, and every guessed customer's visit went
+  as the rules say (in the worker, as it happens).
 
 The last line printed is a JSON summary with the keys ``operations``, ``errors`` (unexpected
-exceptions by kind), ``refusals`` (the library's refusals by code), ``p50_ms``, ``p99_ms`` and
+exceptions by kind), ``refusals`` (the library's refusals by code), ``redemptions_acknowledged``,
+``recovery_redemptions`` (recovery codes redeemed), ``p50_ms``, ``p99_ms`` and
 ``invariant_violations``. The exit status is 0 only when there were neither errors nor violations.
 """
 
@@ -57,6 +67,7 @@ from telecard_auth import (
     CodeIssuer,
     CodeState,
     HmacKey,
+    IssuedCode,
     Keyring,
     Policy,
     Redemption,
@@ -65,6 +76,7 @@ from telecard_auth import (
     luhn_valid,
     storage_from_url,
 )
+from telecard_auth.events import AuditEvent, CodeIssued, CodeRedeemed
 
 #: Where the simulated service time starts.
 START = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
@@ -76,6 +88,14 @@ SHARED_CUSTOMERS = 40
 OWN_CUSTOMERS = 5_000
 #: Most codes one worker's customers keep for later at once.
 MAX_KEPT = 2_000
+#: Agents whose references redemptions carry.
+AGENTS = 100
+#: What ``Heard.references`` gives for a redemption it heard nothing of.
+UNHEARD = "(no event)"
+
+
+#: Refusal codes that mean the storage failed, not the rules: counted as errors.
+STORAGE_FAILURES = ("storage_error", "storage_contention")
 
 
 class ScaledClock:
@@ -110,6 +130,23 @@ class WorkerReport:
     refusals: Counter[str] = field(default_factory=Counter)
     acks: list[Ack] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    recovery_redemptions: int = 0
+
+
+class Heard:
+    """An event sink that keeps what the soak checks: the reference of each redemption (until
+    it is checked) and the ids of the recovery codes issued."""
+
+    def __init__(self) -> None:
+        self.references: dict[str, str | None] = {}
+        self.recovery: set[str] = set()
+
+    def emit(self, event: AuditEvent) -> None:
+        """Note a redemption's reference or a recovery code's id."""
+        if isinstance(event, CodeRedeemed) and event.code_id is not None:
+            self.references[event.code_id] = event.reference
+        elif isinstance(event, CodeIssued) and event.recovery and event.code_id is not None:
+            self.recovery.add(event.code_id)
 
 
 def national_ids(first: str, count: int, skip: int = 0) -> list[str]:
@@ -125,7 +162,10 @@ def national_ids(first: str, count: int, skip: int = 0) -> list[str]:
 
 
 def _keyring(secret: bytes, pseudonym_secret: bytes) -> Keyring:
-    return Keyring(keys=(HmacKey(key_id="k1", secret=secret),), pseudonym_secret=pseudonym_secret)
+    return Keyring(
+        keys=(HmacKey(key_id="k1", secret=secret),),
+        pseudonym_keys=(HmacKey(key_id="p1", secret=pseudonym_secret),),
+    )
 
 
 class Worker:
@@ -136,16 +176,20 @@ class Worker:
         self.rng = random.Random(config["seed"] * 1000 + index)  # noqa: S311 - traffic, not keys
         self.deadline = config["deadline"]
         self.storage = storage_from_url(config["url"])
+        self.heard = Heard()
         self.issuer = CodeIssuer(
             self.storage,
             keyring=_keyring(config["secret"], config["pseudonym_secret"]),
             policy=Policy(),
             clock=ScaledClock(config["origin"], config["speed"]),
+            events=self.heard,
         )
         self.own = national_ids("1", OWN_CUSTOMERS, skip=(index + 1) * OWN_CUSTOMERS)
         self.shared = national_ids("2", SHARED_CUSTOMERS)
         self.report = WorkerReport()
         self.requests = 0
+        #: Guessed customers so far: each visit's customer is a company of its own.
+        self.guessed = 0
         self.clock = self.issuer.clock
         #: Codes customers kept, by the service time they come back: (time, count, visit).
         self.kept: list[tuple[datetime, int, tuple[Subject, str, str]]] = []
@@ -156,7 +200,7 @@ class Worker:
         try:
             return action(*args, **kwargs)
         except TelecardAuthError as error:
-            if error.code in ("storage_error", "storage_contention"):
+            if error.code in STORAGE_FAILURES:
                 self.report.errors[error.code] += 1
             else:
                 self.report.refusals[error.code] += 1
@@ -173,9 +217,90 @@ class Worker:
         self.requests += 1
         return f"w{self.index}-{self.requests}"
 
+    def redeem(
+        self, subject: Subject, provider: str, code: str, service: str, request_id: str
+    ) -> object:
+        """Redeem with a request id and an agent's reference; the audit event must carry it."""
+        reference = f"agent-{self.rng.randrange(AGENTS)}"
+        result = self.timed(
+            self.issuer.redeem,
+            subject,
+            provider,
+            code,
+            service,
+            request_id=request_id,
+            reference=reference,
+        )
+        if isinstance(result, Redemption):
+            heard = self.heard.references.pop(result.code_id, UNHEARD)
+            if heard != reference:
+                self.report.violations.append(
+                    f"redemption of {result.code_id} with reference {reference!r} was heard"
+                    f" with {heard!r}"
+                )
+        return result
+
+    def unexpected(self, result: object, what: str) -> None:
+        """``result`` broke a rule: a violation, unless the storage failed (counted as an error)."""
+        if not (isinstance(result, TelecardAuthError) and result.code in STORAGE_FAILURES):
+            self.report.violations.append(f"{what}: {result!r}")
+
+    def expect(self, result: object, wanted: str, what: str) -> bool:
+        """Whether ``result`` is the refusal ``wanted`` (an error code); if not, ``unexpected``."""
+        if isinstance(result, TelecardAuthError) and result.code == wanted:
+            return True
+        self.unexpected(result, f"{what}, not {wanted}")
+        return False
+
+    def guessed_visit(self) -> None:
+        """A guessed customer: the budget spent by guesses, then a recovery code redeemed."""
+        self.guessed += 1
+        subject = Subject.company(f"7{self.index:03d}{self.guessed:06d}")
+        provider = self.rng.choice(PROVIDERS)
+        where = f"guessed customer {subject.identifier} at {provider}"
+        locked: IssuedCode | None = None
+        # A code locks after 5 wrong guesses, each counted: two codes spend the budget of 10.
+        for _ in range(2):
+            issued = self.timed(self.issuer.issue, subject, provider)
+            if not isinstance(issued, IssuedCode):
+                return
+            locked = issued
+            wrong = f"{(int(issued.code) + 1) % 10**8:08d}"
+            for _ in range(5):
+                guess = self.timed(self.issuer.redeem, subject, provider, wrong, "new_line")
+                if not self.expect(guess, "wrong_code", f"{where}: a guess"):
+                    return
+        assert locked is not None  # noqa: S101 - the loop ran
+        # The budget is spent: only a recovery code is compared, and there is none yet.
+        late = self.timed(self.issuer.redeem, subject, provider, locked.code, "new_line")
+        if not self.expect(late, "failure_budget_exhausted", f"{where}: a locked code"):
+            return
+        recovery = self.timed(self.issuer.issue, subject, provider)
+        if not isinstance(recovery, IssuedCode):
+            self.unexpected(recovery, f"{where}: asking anew")
+            return
+        if recovery.code_id not in self.heard.recovery:
+            self.report.violations.append(f"{where}: {recovery.code_id} is no recovery code")
+            return
+        self.heard.recovery.discard(recovery.code_id)
+        wrong = f"{(int(recovery.code) + 1) % 10**8:08d}"
+        guess = self.timed(self.issuer.redeem, subject, provider, wrong, "new_line")
+        if not self.expect(guess, "wrong_code", f"{where}: a guess at the recovery code"):
+            return
+        request_id = self.request_id()
+        used = self.redeem(subject, provider, recovery.code, "new_line", request_id)
+        if isinstance(used, Redemption):
+            self.report.recovery_redemptions += 1
+            self.report.acks.append(Ack(subject.identifier, used.code_id, "new_line", request_id))
+        else:
+            self.unexpected(used, f"{where}: the recovery code")
+
     def visit(self) -> None:
         """One customer's visit: a code, maybe a wrong attempt, a redemption, maybe a retry."""
         rng = self.rng
+        if rng.random() < 0.01:  # noqa: PLR2004 - the mix
+            self.guessed_visit()
+            return
         service = rng.choice(SERVICES)
         if self.kept and self.kept[0][0] <= self.clock.now() and rng.random() < 0.1:  # noqa: PLR2004
             subject, provider, code = heapq.heappop(self.kept)[2]
@@ -195,10 +320,13 @@ class Worker:
         if rng.random() < 0.1:  # noqa: PLR2004 - the mix
             wrong = f"{(int(code) + 1 + rng.randrange(10**7)) % 10**8:08d}"
             self.timed(self.issuer.redeem, subject, provider, wrong, service)
+        if rng.random() < 0.005:  # noqa: PLR2004 - the mix
+            invalid = self.timed(
+                self.issuer.redeem, subject, provider, code, service, reference="agent 7"
+            )
+            self.expect(invalid, "invalid_reference", "a reference with a space")
         request_id = self.request_id()
-        first = self.timed(
-            self.issuer.redeem, subject, provider, code, service, request_id=request_id
-        )
+        first = self.redeem(subject, provider, code, service, request_id)
         if not isinstance(first, Redemption):
             return
         self.report.acks.append(Ack(subject.identifier, first.code_id, service, request_id))
@@ -235,6 +363,8 @@ def _work(index: int, config: dict[str, Any]) -> WorkerReport:
 
 
 def _subject(customer: str) -> Subject:
+    if customer[0] == "7":
+        return Subject.company(customer)
     return Subject.resident(customer) if customer[0] == "2" else Subject.citizen(customer)
 
 
@@ -326,6 +456,7 @@ def soak(url: str, workers: int, minutes: float, seed: int) -> dict[str, Any]:
         "minutes": minutes,
         "operations": sum(report.operations for report in reports),
         "redemptions_acknowledged": sum(len(report.acks) for report in reports),
+        "recovery_redemptions": sum(report.recovery_redemptions for report in reports),
         "operations_per_s": round(sum(report.operations for report in reports) / seconds, 1),
         "errors": dict(errors),
         "refusals": dict(refusals),

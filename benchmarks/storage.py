@@ -200,6 +200,8 @@ class Write:
     keep_ms: int
     #: The commit leaves keep_until as stored, so the SQL backends send their shorter UPDATE.
     keeps_stored: bool
+    #: The subject's incarnation, half of the compare-and-set token (with the version).
+    incarnation: str
 
     @classmethod
     def of(cls, change: Commit) -> Write:
@@ -211,6 +213,7 @@ class Write:
             keep_micros=micros(change.keep_until),
             keep_ms=max(1, math.ceil(seconds * 1000)),
             keeps_stored=change.keep_until == change.stored_keep_until,
+            incarnation=change.incarnation,
         )
 
 
@@ -473,11 +476,11 @@ class SQLiteFloor(Floor):
 
     def seed(self, refs: list[str]) -> None:
         write = self.documents.new_redeem
-        rows = [(ref, write.keep_micros, write.document) for ref in refs]
+        rows = [(ref, write.incarnation, write.keep_micros, write.document) for ref in refs]
         self.connection.execute("BEGIN")
         self.connection.executemany(
-            "INSERT INTO telecard_subjects (subject_ref, version, keep_until, state)"
-            " VALUES (?, 2, ?, ?)",
+            "INSERT INTO telecard_subjects (subject_ref, version, incarnation, keep_until, state)"
+            " VALUES (?, 2, ?, ?, ?)",
             rows,
         )
         self.connection.execute("COMMIT")
@@ -489,16 +492,17 @@ class SQLiteFloor(Floor):
         second = _UPDATE_STATE if redeem.keeps_stored else _UPDATE
 
         def update_parameters(write: Write, ref: str, version: int) -> tuple[Any, ...]:
+            token = (ref, version, write.incarnation)
             if write.keeps_stored:
-                return (write.document, ref, version)
-            return (write.keep_micros, write.document, ref, version)
+                return (write.document, *token)
+            return (write.keep_micros, write.document, *token)
 
         steps = [
             (
                 (ref,),
                 update_parameters(issue, ref, base)
                 if returning
-                else (ref, issue.keep_micros, issue.document),
+                else (ref, issue.incarnation, issue.keep_micros, issue.document),
                 update_parameters(redeem, ref, base + 1),
             )
             for ref in refs
@@ -715,10 +719,10 @@ def _memory_backend(name: str, documents: Documents, keyring: Keyring) -> Backen
     return Backend(name, MemoryStorage(), floor, lambda: None, [open_async])
 
 
-#: The commit script's ARGV: expected version, document, keep_until (µs), expiry (ms).
-RedisArgs = tuple[str, str, int, int]
+#: The commit script's ARGV: expected version, incarnation, document, keep_until (µs), expiry (ms).
+RedisArgs = tuple[str, str, str, int, int]
 #: The fields ``RedisStorage.load`` reads.
-REDIS_FIELDS = ["v", "d", "k"]
+REDIS_FIELDS = ["v", "d", "k", "i"]
 
 
 def _redis_script_args(storage: Any, documents: Documents) -> Callable[[int, Write], RedisArgs]:
@@ -726,7 +730,13 @@ def _redis_script_args(storage: Any, documents: Documents) -> Callable[[int, Wri
     grace_ms = math.ceil(storage.expiry_grace / timedelta(milliseconds=1))
 
     def script_args(version: int, write: Write) -> RedisArgs:
-        return (str(version), write.document, write.keep_micros, write.keep_ms + grace_ms)
+        return (
+            str(version),
+            write.incarnation,
+            write.document,
+            write.keep_micros,
+            write.keep_ms + grace_ms,
+        )
 
     # The floor sends what the library sends: the library's arguments for the same commits.
     writes = (
@@ -767,11 +777,15 @@ def _redis_backend(name: str, documents: Documents) -> Backend:
 
         def seed(self, refs: list[str]) -> None:
             # What the commit script leaves behind for the pair's second write.
-            _, document, keep_until, expiry_ms = script_args(1, self.documents.new_redeem)
+            _, incarnation, document, keep_until, expiry_ms = script_args(
+                1, self.documents.new_redeem
+            )
             with client.pipeline(transaction=False) as pipe:
                 for ref in refs:
                     key = storage.key(ref)
-                    pipe.hset(key, mapping={"v": "2", "d": document, "k": keep_until})
+                    pipe.hset(
+                        key, mapping={"v": "2", "i": incarnation, "d": document, "k": keep_until}
+                    )
                     pipe.pexpire(key, expiry_ms)
                 pipe.execute()
 
@@ -888,12 +902,13 @@ def _postgres_async(
         )
 
         def prepare(ref: str) -> tuple[tuple[str], tuple[Any, ...], tuple[Any, ...]]:
+            token = (ref, 1, redeem.incarnation)
             second: tuple[Any, ...] = (
-                (redeem.document, ref, 1)
+                (redeem.document, *token)
                 if redeem.keeps_stored
-                else (redeem.keep_until, redeem.document, ref, 1)
+                else (redeem.keep_until, redeem.document, *token)
             )
-            return ((ref,), (ref, issue.keep_until, issue.document), second)
+            return ((ref,), (ref, issue.incarnation, issue.keep_until, issue.document), second)
 
         async def raw_pair(step: tuple[tuple[str], tuple[Any, ...], tuple[Any, ...]]) -> None:
             # One pool checkout per statement, as the storage does it.
@@ -944,8 +959,8 @@ def _postgres_backend(name: str, documents: Documents, pools: Sequence[int]) -> 
     update = storage._update.as_bytes(connection)
     update_state = storage._update_state.as_bytes(connection)
     seed_statement = sql.SQL(
-        "INSERT INTO {}.telecard_subjects (subject_ref, version, keep_until, state)"
-        " VALUES (%s, 2, %s, %s)"
+        "INSERT INTO {}.telecard_subjects (subject_ref, version, incarnation, keep_until, state)"
+        " VALUES (%s, 2, %s, %s, %s)"
     ).format(sql.Identifier(schema))
 
     class PostgresFloor(Floor):
@@ -955,23 +970,25 @@ def _postgres_backend(name: str, documents: Documents, pools: Sequence[int]) -> 
             write = self.documents.new_redeem
             with connection.cursor() as cursor:
                 cursor.executemany(
-                    seed_statement, [(ref, write.keep_until, write.document) for ref in refs]
+                    seed_statement,
+                    [(ref, write.incarnation, write.keep_until, write.document) for ref in refs],
                 )
 
         def run(self, refs: list[str], *, returning: bool) -> float:
             issue, redeem, base = self.writes(returning=returning)
 
             def update_parameters(write: Write, ref: str, version: int) -> tuple[Any, ...]:
+                token = (ref, version, write.incarnation)
                 if write.keeps_stored:
-                    return (write.document, ref, version)
-                return (write.keep_until, write.document, ref, version)
+                    return (write.document, *token)
+                return (write.keep_until, write.document, *token)
 
             steps: list[tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]] = [
                 (
                     (ref,),
                     update_parameters(issue, ref, base)
                     if returning
-                    else (ref, issue.keep_until, issue.document),
+                    else (ref, issue.incarnation, issue.keep_until, issue.document),
                     update_parameters(redeem, ref, base + 1),
                 )
                 for ref in refs
@@ -1472,12 +1489,13 @@ class ScaleResult:
 
 def _filler_rows(
     count: int, states: Sequence[tuple[int, Write]], *, micros_keep: bool
-) -> Iterator[tuple[str, int, Any, str]]:
-    """``count`` rows (subject_ref, version, keep_until, state) in primary-key order."""
+) -> Iterator[tuple[str, int, str, Any, str]]:
+    """``count`` rows (subject_ref, version, incarnation, keep_until, state) in primary-key
+    order."""
     for index, ref in enumerate(sorted(fresh_refs(count))):
         version, write = states[index % len(states)]
         keep: Any = write.keep_micros if micros_keep else write.keep_until
-        yield ref, version, keep, write.document
+        yield ref, version, write.incarnation, keep, write.document
 
 
 def _scale_round(issuer: CodeIssuer, clock: ManualClock, subjects: list[Subject]) -> float:
@@ -1525,8 +1543,8 @@ def scale_sqlite(
             bulk.execute("PRAGMA synchronous = OFF")
             bulk.execute("BEGIN")
             bulk.executemany(
-                "INSERT INTO telecard_subjects (subject_ref, version, keep_until, state)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO telecard_subjects"
+                " (subject_ref, version, incarnation, keep_until, state) VALUES (?, ?, ?, ?, ?)",
                 _filler_rows(size - settings.scale_batch, states, micros_keep=True),
             )
             bulk.execute("COMMIT")
@@ -1582,7 +1600,8 @@ def scale_postgres(
                     connection.cursor() as cursor,
                     cursor.copy(
                         sql.SQL(
-                            "COPY {} (subject_ref, version, keep_until, state) FROM STDIN"
+                            "COPY {} (subject_ref, version, incarnation, keep_until, state)"
+                            " FROM STDIN"
                         ).format(table)
                     ) as copy,
                 ):

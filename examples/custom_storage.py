@@ -2,16 +2,29 @@
 
 The ``Storage`` protocol asks for three operations and knows no rule:
 
-- ``load(subject_ref)``: everything stored for one customer, at its version (0 when nothing is);
-- ``commit(change)``: store the customer's complete new state only if the stored version is still
-  ``change.expected_version`` (compare-and-set), and say whether it did;
+- ``load(subject_ref)``: everything stored for one customer, with its compare-and-set token
+  (version 0 when nothing is);
+- ``commit(change)``: store the customer's complete new state only if the customer still has the
+  change's compare-and-set token, and say whether it did. The token is the pair
+  (``incarnation``, ``version``): a commit at version 0 creates the customer, who must have
+  nothing stored, and stores the change's ``incarnation``; any other commit needs both the stored
+  version and the stored incarnation to equal the change's. The incarnation is what keeps a
+  stalled request from writing over a customer that was purged and created anew since it read;
 - ``purge(now, limit)``: delete up to ``limit`` customers whose ``keep_until`` has come.
 
-``JsonFileStorage`` does that with plain files: each commit writes a new file and renames it over
-the old one, so a reader sees the old state or the new one, never half of each. Changes take turns
-under a lock file (``fcntl.flock``, POSIX only), which excludes other threads and other processes
-on the same machine alike. It is a teaching example, not a production backend: every commit
-fsyncs a file, and ``purge`` reads the whole directory.
+A commit also carries the customer's sealed identity and a ``moved`` mark (set while the customer
+moves to a new pseudonym key); they are stored as they come, and ``load`` gives them back.
+
+Two capabilities are optional, and this backend has both: ``purge_snapshots`` (a purge that
+returns what it deleted, so that an issuer can report codes that expired unused) and
+``scan_subjects`` (every stored customer, a page at a time, so that ``move_subjects`` can move
+them all to a new pseudonym key; without it, customers move only when they are next written).
+
+``JsonFileStorage`` does all of that with plain files: each commit writes a new file and renames
+it over the old one, so a reader sees the old state or the new one, never half of each. Changes
+take turns under a lock file (``fcntl.flock``, POSIX only), which excludes other threads and
+other processes on the same machine alike. It is a teaching example, not a production backend:
+every commit fsyncs a file, and ``purge`` reads the whole directory.
 
 ``examples/test_custom_storage.py`` proves it with ``telecard_auth.testing.StorageContract``.
 Run this file to see it serve an issuer::
@@ -51,7 +64,10 @@ __all__ = ["JsonFileStorage"]
 
 
 class JsonFileStorage:
-    """``Storage`` (and ``PurgeReporting``) over a directory of JSON files, one per customer."""
+    """``Storage``, ``PurgeReporting`` and ``SubjectScanning`` over a directory of JSON files.
+
+    One file per customer, named by a hash of its ``subject_ref``.
+    """
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
@@ -65,17 +81,25 @@ class JsonFileStorage:
             return self._read(self._path(subject_ref), subject_ref)
 
     def commit(self, change: Commit) -> bool:
-        """Compare-and-set on the customer's version; see ``Storage.commit``."""
+        """Compare-and-set on the customer's (incarnation, version); see ``Storage.commit``."""
         path = self._path(change.subject_ref)
         with _as_storage_error(), self._locked():
-            if self._read(path, change.subject_ref).version != change.expected_version:
+            current = self._read(path, change.subject_ref)
+            if current.version != change.expected_version:
+                return False
+            # Version 0 means nothing is stored: the change creates the customer, with its own
+            # new incarnation. Otherwise the stored incarnation must be the change's too.
+            if current.version and current.incarnation != change.incarnation:
                 return False
             stored = SubjectSnapshot(
                 subject_ref=change.subject_ref,
                 version=change.expected_version + 1,
+                incarnation=change.incarnation,
                 codes=change.codes,
                 failure_logs=change.failure_logs,
                 keep_until=change.keep_until,
+                identity=change.identity,
+                moved=change.moved,
             )
             self._write(path, _to_json(stored))
             return True
@@ -101,6 +125,28 @@ class JsonFileStorage:
             if deleted:
                 _sync_directory(self.directory)
         return deleted
+
+    def scan_subjects(
+        self, after: str | None, limit: int
+    ) -> tuple[list[SubjectSnapshot], str | None]:
+        """A page of stored customers, in file-name order; see ``SubjectScanning``.
+
+        The cursor is the last file name of the page: file names never change, so a customer
+        stored for the whole walk is listed exactly once.
+        """
+        with _as_storage_error():
+            names = sorted(
+                path.name
+                for path in self.directory.glob("*.json")
+                if after is None or path.name > after
+            )
+            page: list[SubjectSnapshot] = []
+            for name in names[:limit]:
+                try:
+                    page.append(_from_json(json.loads((self.directory / name).read_bytes())))
+                except FileNotFoundError:
+                    continue  # purged since the directory was listed
+        return page, (names[limit - 1] if len(names) > limit else None)
 
     def _path(self, subject_ref: str) -> Path:
         # Hashing the pseudonym makes a safe file name of any text: no separators, no "..".
@@ -200,15 +246,19 @@ def _from_json(document: dict[str, Any]) -> SubjectSnapshot:
         FailureLog(
             provider_id=log["provider_id"],
             failures=tuple(datetime.fromisoformat(moment) for moment in log["failures"]),
+            recoveries=tuple(datetime.fromisoformat(moment) for moment in log["recoveries"]),
         )
         for log in document["failure_logs"]
     )
     return SubjectSnapshot(
         subject_ref=document["subject_ref"],
         version=document["version"],
+        incarnation=document["incarnation"],
         codes=codes,
         failure_logs=failure_logs,
         keep_until=_time_or_none(document["keep_until"]),
+        identity=document["identity"],
+        moved=document["moved"],
     )
 
 

@@ -94,10 +94,14 @@ def test_five_wrong_attempts_lock_the_code(issuer: CodeIssuer, customer: Subject
         issuer.redeem(customer, "mobily", issued.code, "new_line")
 
 
-def test_the_failure_budget_comes_back_a_day_later(
+def test_a_spent_failure_budget_leaves_recovery_codes_until_a_day_later(
     issuer: CodeIssuer, clock: ManualClock, customer: Subject
 ) -> None:
-    """Ten wrong attempts at one operator stop redemption there until the 24-hour window moves."""
+    """Ten wrong attempts at one operator spend the budget there for 24 hours.
+
+    Meanwhile only a code asked for since (a recovery code, with two attempts of its own) is
+    compared; once the window has moved on, ordinary codes work again.
+    """
     for _ in range(2):  # two codes, each locked by five wrong attempts: ten in all
         issued = issuer.issue(customer, "stc")
         for _ in range(5):
@@ -105,14 +109,18 @@ def test_the_failure_budget_comes_back_a_day_later(
             with pytest.raises(WrongCode):
                 issuer.redeem(customer, "stc", wrong(issued.code), "new_line")
 
-    fresh = issuer.issue(customer, "stc")  # a new code is never refused for the old failures...
-    with pytest.raises(FailureBudgetExhausted) as refused:
-        issuer.redeem(customer, "stc", fresh.code, "new_line")  # ...but it must wait to be used
+    recovery = issuer.issue(customer, "stc")  # the customer authenticates again and asks anew
+    assert 2 == issuer.status(customer, recovery.code_id).attempts_left
+    assert recovery.code_id == issuer.redeem(customer, "stc", recovery.code, "new_line").code_id
+
+    with pytest.raises(FailureBudgetExhausted) as refused:  # no live recovery code left
+        issuer.redeem(customer, "stc", wrong(recovery.code), "new_line")
     retry_after = refused.value.retry_after
     assert START + timedelta(minutes=1) + timedelta(hours=24) == retry_after
 
     clock.set(retry_after)  # a day passes in one call
-    again = issuer.issue(customer, "stc")  # the fresh code expired long ago
+    again = issuer.issue(customer, "stc")  # an ordinary code: the budget is no longer spent
+    assert 5 == issuer.status(customer, again.code_id).attempts_left
     assert again.code_id == issuer.redeem(customer, "stc", again.code, "new_line").code_id
 
 

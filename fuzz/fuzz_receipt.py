@@ -38,7 +38,7 @@ __all__ = ["SIGNING_KEY", "VALID_RECEIPT", "VERIFY_KEY", "FuzzFinding", "fuzz_on
 
 #: The fixed key every fuzzed receipt is checked against (the documentation's sample key).
 SIGNING_KEY = SigningKey.from_private_text(
-    "tar1-private:r1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+    "tar1-private:r1:p3KNBwbeZo_m6oCSH5BRG4ZZocfCUYA6nX9gUTua72o"
 )
 VERIFY_KEY = SIGNING_KEY.public_key
 #: A genuine receipt, the starting point of the edits.
@@ -49,7 +49,7 @@ VALID_RECEIPT = (
         provider_id="stc",
         service_id="new_line",
         redeemed_at=datetime(2026, 3, 1, 9, 30, 15, 250000, tzinfo=UTC),
-        subject_ref="3f9a0c1b2d4e5f60718293a4b5c6d7e8",
+        customer_ref="3f9a0c1b2d4e5f60718293a4b5c6d7e8",
     )
     .to_text()
 )
@@ -60,7 +60,7 @@ _FIELDS = (
     "provider_id",
     "service_id",
     "redeemed_at",
-    "subject_ref",
+    "customer_ref",
     "key_id",
 )
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"

@@ -42,9 +42,10 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def keyring() -> Keyring:
-    """A keyring holding one fixed key, ``k1``, and a fixed pseudonym secret."""
+    """A keyring holding one fixed HMAC key, ``k1``, and one fixed pseudonym key, ``p1``."""
     return Keyring(
-        keys=(HmacKey(key_id="k1", secret=K1_SECRET),), pseudonym_secret=PSEUDONYM_SECRET
+        keys=(HmacKey(key_id="k1", secret=K1_SECRET),),
+        pseudonym_keys=(HmacKey(key_id="p1", secret=PSEUDONYM_SECRET),),
     )
 
 

@@ -10,6 +10,7 @@ that noun; ``junk_*`` and ``non_*`` strategies draw values that must always be r
 
 from __future__ import annotations
 
+import hashlib
 import string
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -64,6 +65,7 @@ __all__ = [
     "subject_kinds",
     "subjects",
     "typed_msisdns",
+    "weak_secrets",
     "with_one_inserted",
 ]
 
@@ -438,8 +440,53 @@ def service_ids() -> st.SearchStrategy[str]:
 
 
 def hmac_secrets() -> st.SearchStrategy[bytes]:
-    """Secrets long enough for an ``HmacKey`` or a pseudonym secret (32 to 64 bytes)."""
-    return st.binary(min_size=32, max_size=64)
+    """Random-looking secrets of 32 to 64 bytes: what an ``HmacKey`` or a signing key accepts.
+
+    Drawn bytes are stretched with SHAKE-256, so that no draw is a placeholder or a pattern
+    (Hypothesis favours zeros and repeats): the keyring refuses those, see ``weak_secrets()``.
+    """
+    return st.builds(
+        lambda seed, size: hashlib.shake_256(seed).digest(size),
+        st.binary(max_size=16),
+        st.integers(min_value=32, max_value=64),
+    )
+
+
+#: Printable ASCII, space to tilde: the characters of a password typed as a key.
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x20, 0x7F))
+_WEAK_SIZES = st.integers(min_value=32, max_value=64)
+
+
+@st.composite
+def _patterned(draw: st.DrawFn) -> bytes:
+    """A pattern of 2 bytes up to half the size, repeated (the last repeat may be cut short)."""
+    size = draw(_WEAK_SIZES)
+    pattern = draw(st.binary(min_size=2, max_size=size // 2))
+    return (pattern * size)[:size]
+
+
+def weak_secrets() -> st.SearchStrategy[bytes]:
+    """Secrets of 32 to 64 bytes that are visibly not random: each must be refused as a key.
+
+    One byte repeated; bytes counting up or down in equal steps (modulo 256); a short pattern
+    repeated; at most 15 distinct byte values; printable ASCII text (a password or a hex key).
+    """
+    return st.one_of(
+        st.builds(lambda byte, size: bytes([byte]) * size, st.integers(0, 255), _WEAK_SIZES),
+        st.builds(
+            lambda start, step, size: bytes((start + step * i) % 256 for i in range(size)),
+            st.integers(0, 255),
+            st.integers(1, 255),
+            _WEAK_SIZES,
+        ),
+        _patterned(),
+        st.builds(
+            lambda values, picks: bytes(values[pick % len(values)] for pick in picks),
+            st.lists(st.integers(0, 255), min_size=1, max_size=15, unique=True),
+            st.lists(st.integers(0, 255), min_size=32, max_size=64),
+        ),
+        st.text(alphabet=_PRINTABLE_ASCII, min_size=32, max_size=64).map(str.encode),
+    )
 
 
 def short_secrets() -> st.SearchStrategy[bytes]:

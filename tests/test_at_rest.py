@@ -1,14 +1,18 @@
 """Nothing secret or personal at rest: a full dump of storage after a realistic run.
 
 The run issues codes to several subjects of every kind at several providers, binds some to mobile
-numbers and recipients, redeems, revokes, locks and lets some expire, and makes wrong attempts.
-Then every stored snapshot, record and failure log is rendered (``repr`` and ``attrs.asdict``)
-and searched for every plaintext code, identity number and mobile number, in every script.
+numbers and recipients, redeems (with request ids and references), revokes, locks and lets some
+expire, and makes wrong attempts, some at providers where the subject has no code. Then every
+stored snapshot, record and failure log is rendered (``repr`` and ``attrs.asdict``), with the
+bytes inside each sealed identity, and searched for every plaintext code, identity number, mobile
+number and request id, in every script.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -39,6 +43,7 @@ from telecard_auth import (
     UnknownService,
     WrongCode,
 )
+from telecard_auth._core import identity_of
 
 CITIZENS = ("1000000008", "1110704341", "1909266858", "1122334459", "1555555554")
 RESIDENTS = ("2129040479", "2123456788", "2345678904", "2987654320")
@@ -73,9 +78,14 @@ class Run:
 
     storage: MemoryStorage
     issuer: CodeIssuer
+    subjects: list[Subject] = attrs.Factory(list)
     codes: list[IssuedCode] = attrs.Factory(list)
     errors: list[TelecardAuthError] = attrs.Factory(list)
     outputs: list[object] = attrs.Factory(list)
+    #: The caller's own values: request ids and references given at redemption.
+    labels: list[str] = attrs.Factory(list)
+    #: Wrong codes that were compared with no live code, and so charged to nothing.
+    uncharged: int = 0
 
     def refused(
         self,
@@ -89,6 +99,12 @@ class Run:
             call(*args, **kwargs)
         self.errors.append(caught.value)
 
+    def labelled(self, index: int, step: str) -> tuple[str, str]:
+        """A request id and a reference for one redemption, remembered to be searched for."""
+        request_id, reference = f"req-{index:03d}-{step}", f"agent-{index:03d}-{step}"
+        self.labels += [request_id, reference]
+        return request_id, reference
+
 
 @pytest.fixture
 def run(storage: MemoryStorage, keyring: Keyring, clock: ManualClock) -> Run:
@@ -96,7 +112,6 @@ def run(storage: MemoryStorage, keyring: Keyring, clock: ManualClock) -> Run:
     rotated = keyring.with_key(HmacKey(key_id="k2", secret=K2_SECRET))
     early = CodeIssuer(storage, keyring=keyring, clock=clock)
     issuer = CodeIssuer(storage, keyring=rotated, clock=clock)
-    result = Run(storage=storage, issuer=issuer)
     subjects = (
         [Subject.citizen(number) for number in CITIZENS]
         + [Subject.resident(number) for number in RESIDENTS]
@@ -107,6 +122,7 @@ def run(storage: MemoryStorage, keyring: Keyring, clock: ManualClock) -> Run:
     subjects[1] = Subject.citizen(CITIZENS[1].translate(SCRIPTS[1]))
     subjects[6] = Subject.resident(RESIDENTS[1].translate(SCRIPTS[2]))
     providers = ("stc", "mobily", "zain", "virgin", "lebara", "salam", "redbull", "friendi")
+    result = Run(storage=storage, issuer=issuer, subjects=subjects)
 
     for index, subject in enumerate(subjects):
         active = early if index % 4 == 0 else issuer
@@ -133,11 +149,23 @@ def run(storage: MemoryStorage, keyring: Keyring, clock: ManualClock) -> Run:
         result.refused(
             BindingRequired, issuer.redeem, subject, first.provider, first.code, "new_line"
         )
+        request_id, reference = result.labelled(index, "first")
         result.outputs.append(
             issuer.redeem(
-                subject, first.provider, first.code.translate(SCRIPTS[1]), "new_line", msisdn=mobile
+                subject,
+                first.provider,
+                first.code.translate(SCRIPTS[1]),
+                "new_line",
+                msisdn=mobile,
+                request_id=request_id,
+                reference=reference,
             )
         )
+        # A wrong code where the subject has no code: refused, charged to nothing, stored nowhere.
+        result.refused(
+            WrongCode, issuer.redeem, subject, providers[(index + 1) % 8], first.code, "new_line"
+        )
+        result.uncharged += 1
         # Second code: a wrong recipient, then revoked (or redeemed by the right recipient).
         result.refused(
             BindingMismatch,
@@ -160,9 +188,16 @@ def run(storage: MemoryStorage, keyring: Keyring, clock: ManualClock) -> Run:
                 recipient=recipient,
             )
         else:
+            request_id, reference = result.labelled(index, "second")
             result.outputs.append(
                 issuer.redeem(
-                    subject, second.provider, second.code, "number_transfer", recipient=recipient
+                    subject,
+                    second.provider,
+                    second.code,
+                    "number_transfer",
+                    recipient=recipient,
+                    request_id=request_id,
+                    reference=reference,
                 )
             )
         # Third code: locked by wrong guesses for some, left to expire for the others.
@@ -209,14 +244,26 @@ def secrets_of(run: Run) -> set[str]:
     for typed in (*MOBILES, "0599999999"):
         forbidden |= renderings(mobile_core(typed))
         forbidden.add(typed)
-    return forbidden
+    return forbidden | set(run.labels)
+
+
+def sealed_bytes(envelope: str) -> str:
+    """The bytes inside a sealed identity (``<key id>.<base64url>``), as text to search.
+
+    Were sealing only an encoding, the identity would show here, though not in the text itself.
+    """
+    encoded = envelope.partition(".")[2]
+    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("latin-1")
 
 
 def dump_texts(storage: MemoryStorage) -> list[str]:
-    """The repr and asdict rendering of every snapshot, record and failure log in storage."""
+    """The repr and asdict rendering of every snapshot, record and failure log in storage, and
+    the bytes inside every sealed identity."""
     texts = []
     for snapshot in storage.snapshots():
         texts += [repr(snapshot), repr(attrs.asdict(snapshot, recurse=True))]
+        if snapshot.identity is not None:
+            texts.append(sealed_bytes(snapshot.identity))
         items: tuple[CodeRecord | FailureLog, ...] = (*snapshot.codes, *snapshot.failure_logs)
         for item in items:
             texts += [repr(item), repr(attrs.asdict(item)), str(attrs.astuple(item))]
@@ -233,14 +280,16 @@ def test_the_run_left_every_kind_of_record(run: Run) -> None:
     assert any(r.state is CodeState.ACTIVE and r.expires_at <= now for r in records)
     assert any(r.msisdn_ref is not None for r in records)
     assert any(r.recipient_ref is not None for r in records)
+    assert any(r.request_ref is not None and r.request_inputs is not None for r in records)
     assert {"k1", "k2"} == {record.key_id for record in records}
     logs = [log for snapshot in run.storage.snapshots() for log in snapshot.failure_logs]
     assert any(log.failures for log in logs)
     assert 15 == len(list(run.storage.snapshots()))
 
 
-def test_no_code_identity_or_mobile_number_at_rest(run: Run) -> None:
-    """No plaintext code, identity number or mobile number appears anywhere in the dump."""
+def test_no_code_identity_mobile_number_or_request_id_at_rest(run: Run) -> None:
+    """No code, identity number, mobile number, request id or reference is stored, even sealed."""
+    # Not in any field, nor inside a sealed identity: the identity is encrypted, not encoded.
     texts = dump_texts(run.storage)
     forbidden = secrets_of(run)
     assert len(forbidden) > 3 * len(run.codes)
@@ -249,11 +298,46 @@ def test_no_code_identity_or_mobile_number_at_rest(run: Run) -> None:
 
 
 def test_no_key_material_at_rest(run: Run) -> None:
-    """Neither HMAC secret nor the pseudonym secret is stored."""
+    """Neither HMAC key, nor the pseudonym key, nor the key that seals identities is stored."""
     texts = dump_texts(run.storage)
-    for secret in (K1_SECRET, K2_SECRET, PSEUDONYM_SECRET):
-        for rendering in (repr(secret), secret.decode(), secret.hex()):
+    seal_key = hmac.new(PSEUDONYM_SECRET, b"seal", "sha256").digest()
+    for secret in (K1_SECRET, K2_SECRET, PSEUDONYM_SECRET, seal_key):
+        renderings = (
+            repr(secret),
+            secret.hex(),
+            base64.urlsafe_b64encode(secret).decode().rstrip("="),
+            base64.b64encode(secret).decode().rstrip("="),
+            secret.decode("latin-1"),
+        )
+        for rendering in renderings:
             assert not any(rendering in text for text in texts)
+
+
+def test_every_subject_is_filed_under_its_pseudonym_with_its_identity_sealed(
+    run: Run, keyring: Keyring
+) -> None:
+    """Each subject is filed under its pseudonym, and its sealed identity opens to it."""
+    # So the identity is in storage, encrypted: the search for it in the dump is not vacuous.
+    numbers = CITIZENS + RESIDENTS + COMPANIES + GOVERNMENT
+    opened = []
+    for snapshot in run.storage.snapshots():
+        found = keyring.unseal(snapshot.identity, snapshot.subject_ref)
+        assert found is not None
+        key_id, identity = found
+        assert "p1" == key_id
+        assert keyring.subject_ref(identity) == snapshot.subject_ref
+        opened.append(identity.partition(":")[2])
+    assert sorted(numbers) == sorted(opened)
+
+
+def test_no_recipient_is_stored_under_its_storage_key(run: Run, keyring: Keyring) -> None:
+    """A recipient is stored as a digest bound to its code, never as the recipient's storage key."""
+    storage_keys = {snapshot.subject_ref for snapshot in run.storage.snapshots()}
+    records = [record for snapshot in run.storage.snapshots() for record in snapshot.codes]
+    bound = {record.recipient_ref for record in records if record.recipient_ref is not None}
+    assert len(bound) > 3
+    assert set() == bound & storage_keys
+    assert set() == bound & {keyring.audit_ref(identity_of(s)) for s in run.subjects}
 
 
 def test_digests_are_not_reproducible_without_the_key(run: Run) -> None:
@@ -277,39 +361,48 @@ def test_results_and_errors_do_not_echo_secrets(run: Run) -> None:
     assert [] == leaks
 
 
-def test_every_wrong_attempt_is_logged(run: Run) -> None:
-    """The failure logs hold exactly the counted refusals of the run (none has left the window)."""
-    counted = sum(isinstance(e, WrongCode) or e.code == "binding_mismatch" for e in run.errors)
+def test_every_charged_attempt_is_logged(run: Run) -> None:
+    """The failure logs hold exactly the charged refusals of the run (none has left the window)."""
+    # A wrong code is charged only when it was compared with a live code (finding 2): the run's
+    # wrong codes at providers where the subject had none are refused and logged nowhere.
+    refused = sum(isinstance(e, WrongCode) or e.code == "binding_mismatch" for e in run.errors)
     logged = sum(
         len(log.failures) for snapshot in run.storage.snapshots() for log in snapshot.failure_logs
     )
-    assert counted == logged
+    assert run.uncharged > 0
+    assert refused - run.uncharged == logged
     assert timedelta(hours=24) > run.issuer.clock.now() - run.codes[0].issued_at
 
 
 def test_the_search_finds_a_planted_leak(run: Run, clock: ManualClock) -> None:
-    """The dump search is not blind: a code or ID planted in a stored field is found."""
+    """The dump search is not blind: every kind of leak planted in stored fields is found."""
+    # A code, an ID, a request id, and an identity merely encoded where a sealed one belongs.
     planted = run.codes[0]
     snapshot = next(iter(run.storage.snapshots()))
+    encoded = base64.urlsafe_b64encode(f"citizen:{CITIZENS[2]}".encode()).decode()
     leaky = CodeRecord(
         code_id=planted.code,
-        subject_ref=snapshot.subject_ref,
         provider_id="stc",
         key_id="k1",
         digest=b"x",
         issued_at=clock.now(),
         expires_at=clock.now(),
         service_id=CITIZENS[0].translate(SCRIPTS[1]),
+        request_ref=run.labels[0],
     )
     change = Commit(
         subject_ref=snapshot.subject_ref,
         expected_version=snapshot.version,
+        incarnation=snapshot.incarnation,
         codes=(*snapshot.codes, leaky),
         failure_logs=snapshot.failure_logs,
         written_at=clock.now(),
         keep_until=clock.now(),
+        identity=f"p1.{encoded.rstrip('=')}",
     )
     assert run.storage.commit(change)
     texts = dump_texts(run.storage)
     found = {secret for secret in secrets_of(run) for text in texts if secret in text}
-    assert {planted.code, CITIZENS[0].translate(SCRIPTS[1])} <= found
+    planted_values = {planted.code, CITIZENS[0].translate(SCRIPTS[1]), run.labels[0], CITIZENS[2]}
+    assert planted_values <= found
+    assert CITIZENS[2] not in repr(snapshot) + repr(change)

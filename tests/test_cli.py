@@ -7,6 +7,8 @@ show a traceback.
 
 from __future__ import annotations
 
+import base64
+import functools
 import io
 import json
 import os
@@ -27,8 +29,10 @@ import pytest
 from telecard_auth import (
     CodeExpired,
     CodeIssuer,
+    CollectingSink,
     ConfigurationError,
     InvalidIdentifier,
+    InvalidInput,
     LiveCodeLimitReached,
     ManualClock,
     MissingExtra,
@@ -40,7 +44,8 @@ from telecard_auth import (
     UnknownCode,
     UnknownSigningKey,
     WrongCode,
-    _core,
+    _issuer,
+    events,
 )
 from telecard_auth.cli import (
     DATABASE_NAME,
@@ -51,6 +56,8 @@ from telecard_auth.cli import (
     EXAMPLES,
     KEY_FILE_NAME,
     KeyFile,
+    NoRotation,
+    UsageError,
     build_parser,
     exit_status,
     main,
@@ -220,7 +227,8 @@ def test_the_key_file_round_trips_and_rotation_keeps_every_key(private: Path) ->
     again = read_key_file(path)
     assert ["k1", "k2"] == [key.key_id for key in again.keyring.keys]
     assert ["r1"] == [key.key_id for key in again.signer.keys]
-    assert keys.keyring.pseudonym_secret == again.keyring.pseudonym_secret
+    assert keys.keyring.pseudonym_keys == again.keyring.pseudonym_keys
+    assert ["p1"] == [key.key_id for key in again.keyring.pseudonym_keys]
     assert datetime(2026, 2, 1, tzinfo=UTC) == again.hmac_added_at["k2"]
 
 
@@ -253,11 +261,13 @@ def test_issue_redeem_verify_and_status(ready: Path, cli: Cli) -> None:
     assert 0 == verified.status
     fields = verified.json()
     assert fields["verified"] is True
-    assert (issued["code_id"], "new_line", redemption["subject_ref"]) == (
+    assert (issued["code_id"], "new_line", redemption["customer_ref"]) == (
         fields["code_id"],
         fields["service"],
-        fields["subject_ref"],
+        fields["customer_ref"],
     )
+    assert "subject_ref" not in redemption
+    assert "subject_ref" not in fields
 
     status = cli(
         "--json", "status", "--kind", "citizen", "--id", CITIZEN, "--code-id", issued["code_id"]
@@ -382,7 +392,7 @@ def test_keys_and_storage_can_live_elsewhere(
 def test_a_code_id_may_begin_with_a_hyphen(
     ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_core, "new_code_id", lambda: "-dashFirst_12345")
+    monkeypatch.setattr(_issuer, "new_code_id", lambda: "-dashFirst_12345")
     issued = issue(cli)
     assert "-dashFirst_12345" == issued["code_id"]
     status = cli("status", "--kind", "citizen", "--id", CITIZEN, "--code-id", "-dashFirst_12345")
@@ -843,8 +853,9 @@ def refusal(run: Run, code: str, key_file: Path | None = None) -> str:
     line = run.error_line
     assert re.match(rf"(error|خطأ) \[{code}\]: ", line), line
     if key_file is not None and key_file.exists() and not key_file.is_symlink():
-        secret = json.loads(key_file.read_text())["pseudonym_secret"]
-        assert secret not in run.out + run.err
+        document = json.loads(key_file.read_text())
+        for key in (*document["hmac_keys"], *document["pseudonym_keys"]):
+            assert key["secret"] not in run.out + run.err
     return line
 
 
@@ -1329,3 +1340,267 @@ def test_python_m_takes_the_code_from_a_pipe_and_the_id_from_the_environment(
     assert 0 == used.returncode, used.stderr
     assert "receipt:" in used.stdout
     assert code not in used.stdout + used.stderr
+
+
+# --- pseudonym key rotation: keys rotate --pseudonym, keys move --------------------------------
+
+#: Customers filed before a rotation: a kind, an identity number, and a provider for each.
+CUSTOMERS = (
+    ("citizen", CITIZEN, "stc"),
+    ("citizen", "1110704341", "mobily"),
+    ("citizen", "1909266858", "zain"),
+    ("resident", RESIDENT, "stc"),
+)
+
+
+def issue_to(cli: Cli, kind: str, identifier: str, provider: str) -> Any:
+    """Issue a code to one customer through the command; its JSON answer."""
+    run = cli("--json", "issue", "--kind", kind, "--id", identifier, "--provider", provider)
+    assert 0 == run.status, run.out
+    return run.json()
+
+
+def redeem_for(cli: Cli, kind: str, identifier: str, provider: str, code: str) -> Run:
+    """Redeem one customer's code for a new line through the command, in JSON."""
+    return cli(
+        "--json",
+        "redeem",
+        "--kind",
+        kind,
+        "--id",
+        identifier,
+        "--provider",
+        provider,
+        "--service",
+        "new_line",
+        "--code",
+        code,
+    )
+
+
+def pseudonym_keys_in(path: Path) -> tuple[list[str], bool]:
+    """The pseudonym key ids a key file holds, oldest first, and whether the newer waits."""
+    document = json.loads(path.read_text())
+    return [key["id"] for key in document["pseudonym_keys"]], document["pseudonym_standby"]
+
+
+def test_a_pseudonym_key_rotates_end_to_end(ready: Path, cli: Cli) -> None:
+    """Standby, current, move, retire: customers filed under p1 keep redeeming throughout, the
+    key file ends with p2 alone, and the next rotation starts with p3 in standby."""
+    key_file = ready / KEY_FILE_NAME
+    assert (["p1"], False) == pseudonym_keys_in(key_file)
+    first = [issue_to(cli, *customer) for customer in CUSTOMERS]
+    second = [issue_to(cli, *customer) for customer in CUSTOMERS]
+
+    standby = cli("--json", "keys", "rotate", "--pseudonym")
+    assert 0 == standby.status, standby.out
+    assert {"pseudonym_key_ids": ["p1", "p2"], "standby": True} == standby.json()
+    assert (["p1", "p2"], True) == pseudonym_keys_in(key_file)
+    assert 0o600 == stat.S_IMODE(key_file.stat().st_mode)
+    # A code issued while p2 waits is filed under p1 and still found.
+    kind, identifier, provider = CUSTOMERS[0]
+    assert 0 == redeem_for(cli, kind, identifier, provider, first[0]["code"]).status
+
+    current = cli("--json", "keys", "rotate", "--pseudonym")
+    assert 0 == current.status, current.out
+    assert {"pseudonym_key_ids": ["p1", "p2"], "standby": False} == current.json()
+    assert (["p1", "p2"], False) == pseudonym_keys_in(key_file)
+    # Filed under p1, found with p2 current; redeeming moves the customer on.
+    kind, identifier, provider = CUSTOMERS[1]
+    assert 0 == redeem_for(cli, kind, identifier, provider, first[1]["code"]).status
+    newcomer = issue_to(cli, "company", COMPANY, "salam")
+
+    moved = cli("--json", "keys", "move", "--batch-size", "1")
+    assert 0 == moved.status, moved.out
+    counts = moved.json()
+    # The three customers not written since p2 became current; the one redeemed since moved.
+    assert (3, "p1") == (counts["moved"], counts["retired"])
+    assert counts["scanned"] >= len(CUSTOMERS) + 1
+    assert (["p2"], False) == pseudonym_keys_in(key_file)
+    assert ["p2"] == [key.key_id for key in read_key_file(key_file).keyring.pseudonym_keys]
+
+    for (kind, identifier, provider), issued in zip(CUSTOMERS, second, strict=True):
+        run = redeem_for(cli, kind, identifier, provider, issued["code"])
+        assert 0 == run.status, run.out
+        assert issued["code_id"] == run.json()["code_id"]
+    for kind, identifier, provider, issued in (
+        (*CUSTOMERS[2], first[2]),
+        (*CUSTOMERS[3], first[3]),
+        ("company", COMPANY, "salam", newcomer),
+    ):
+        assert 0 == redeem_for(cli, kind, identifier, provider, issued["code"]).status
+
+    again = cli("--json", "keys", "rotate", "--pseudonym")
+    assert 0 == again.status, again.out
+    assert {"pseudonym_key_ids": ["p2", "p3"], "standby": True} == again.json()
+    assert (["p2", "p3"], True) == pseudonym_keys_in(key_file)
+
+
+def test_pseudonym_rotation_steps_tell_people_what_to_do_next(ready: Path, cli: Cli) -> None:
+    """Each step says, in English or Arabic, which key it added or made current, and what to
+    run next; the move says how many customers moved and which key retired."""
+    standby = cli("keys", "rotate", "--pseudonym")
+    assert 0 == standby.status
+    assert "Added pseudonym key p2 in standby" in standby.out
+    assert "'keys rotate --pseudonym' again" in standby.out
+    current = cli("--lang", "ar", "keys", "rotate", "--pseudonym")
+    assert 0 == current.status
+    assert "أصبح مفتاح الأسماء المستعارة p2 معتمدًا" in current.out
+    assert "'keys move'" in current.out
+    moved = cli("keys", "move")
+    assert 0 == moved.status
+    assert "Moved 0 customer(s) to the new pseudonym key" in moved.out
+    assert "retired p1" in moved.out
+
+
+def test_keys_move_with_one_pseudonym_key_is_refused(ready: Path, cli: Cli) -> None:
+    """With a single pseudonym key no rotation is under way: no_rotation, exit 2, in English
+    or Arabic, naming the command that starts one; the key file is unchanged."""
+    before = (ready / KEY_FILE_NAME).read_bytes()
+    run = cli("keys", "move")
+    assert 2 == run.status
+    assert run.error_line.startswith("error [no_rotation]: No pseudonym key rotation is under way")
+    assert "'keys rotate --pseudonym'" in run.error_line
+    arabic = cli("--lang", "ar", "keys", "move")
+    assert 2 == arabic.status
+    assert "لا يجري تدوير لمفتاح الأسماء المستعارة" in arabic.err
+    answer = cli("--json", "keys", "move")
+    assert (2, "no_rotation") == (answer.status, answer.json()["error"]["code"])
+    assert before == (ready / KEY_FILE_NAME).read_bytes()
+
+
+def test_no_rotation_is_invalid_input() -> None:
+    """NoRotation is an InvalidInput: it exits with that family's status, 2, like a usage error."""
+    assert isinstance(NoRotation(), InvalidInput)
+    assert "no_rotation" == NoRotation().code
+    assert exit_status(UsageError(detail="x", prog="p")) == exit_status(NoRotation()) == 2
+
+
+@pytest.mark.parametrize("other", ["--hmac", "--signing"])
+def test_a_pseudonym_step_with_another_key_is_a_usage_error(
+    ready: Path, cli: Cli, other: str
+) -> None:
+    """``keys rotate --pseudonym`` with --hmac or --signing is a usage error (exit 2) that
+    changes nothing, in either order of the options."""
+    key_file = ready / KEY_FILE_NAME
+    before = key_file.read_bytes()
+    for arguments in (("--pseudonym", other), (other, "--pseudonym")):
+        run = cli("keys", "rotate", *arguments)
+        assert 2 == run.status
+        assert run.error_line.startswith("error [usage]: --pseudonym is a step of its own")
+        assert "" == run.out
+        answer = cli("--json", "keys", "rotate", *arguments)
+        assert (2, "usage") == (answer.status, answer.json()["error"]["code"])
+    assert before == key_file.read_bytes()
+    assert (["p1"], False) == pseudonym_keys_in(key_file)
+
+
+def test_keys_move_while_the_new_key_waits_in_standby_is_refused(ready: Path, cli: Cli) -> None:
+    """A key in standby files nobody yet: moving to it is refused and retires nothing."""
+    issue(cli)
+    assert 0 == cli("keys", "rotate", "--pseudonym").status
+    before = (ready / KEY_FILE_NAME).read_bytes()
+    run = cli("keys", "move")
+    assert 6 == run.status
+    assert run.error_line.startswith("error [keyring_error]:")
+    assert "move only once the newer pseudonym key is current on every node" in run.error_line
+    assert before == (ready / KEY_FILE_NAME).read_bytes()
+    assert (["p1", "p2"], True) == pseudonym_keys_in(ready / KEY_FILE_NAME)
+
+
+def test_a_new_rotation_before_the_move_is_refused(ready: Path, cli: Cli) -> None:
+    """While p2 is current and customers still wait under p1, ``keys rotate --pseudonym`` is
+    refused (exit 2, naming ``keys move``) and the key file is unchanged."""
+    issue(cli)
+    assert 0 == cli("keys", "rotate", "--pseudonym").status
+    assert 0 == cli("keys", "rotate", "--pseudonym").status
+    before = (ready / KEY_FILE_NAME).read_bytes()
+    run = cli("keys", "rotate", "--pseudonym")
+    assert 2 == run.status
+    assert run.error_line.startswith("error [invalid_argument]: The value of --pseudonym")
+    assert "run 'keys move' next" in run.error_line
+    assert before == (ready / KEY_FILE_NAME).read_bytes()
+
+
+def test_a_key_file_with_a_single_pseudonym_secret_still_loads_as_p1(ready: Path, cli: Cli) -> None:
+    """A key file written before pseudonym keys rotated ("pseudonym_secret") is read with that
+    secret as key p1: customers filed under it are found, and a rotation writes the new shape."""
+    key_file = ready / KEY_FILE_NAME
+    issued = issue(cli)
+    document = json.loads(key_file.read_text())
+    (p1,) = document.pop("pseudonym_keys")
+    del document["pseudonym_standby"]
+    document["pseudonym_secret"] = p1["secret"]
+    key_file.write_text(json.dumps(document))
+    assert 0o600 == stat.S_IMODE(key_file.stat().st_mode)
+
+    keys = read_key_file(key_file)
+    assert (["p1"], False) == (
+        [key.key_id for key in keys.keyring.pseudonym_keys],
+        keys.keyring.pseudonym_standby,
+    )
+    assert base64.b64decode(p1["secret"]) == keys.keyring.pseudonym_key.secret
+    assert 0 == redeem(cli, issued["code"]).status
+    assert 0 == cli("keys", "rotate", "--pseudonym").status
+    rewritten = json.loads(key_file.read_text())
+    assert "pseudonym_secret" not in rewritten
+    assert [p1["secret"]] == [key["secret"] for key in rewritten["pseudonym_keys"][:1]]
+    assert (["p1", "p2"], True) == pseudonym_keys_in(key_file)
+
+
+def test_redeem_names_the_customer_by_a_pseudonym_for_each_provider(ready: Path, cli: Cli) -> None:
+    """Redeem's JSON carries ``customer_ref`` (never ``subject_ref`` nor the ID): the same at one
+    provider, different at another for the same customer."""
+    refs: dict[str, set[str]] = {}
+    for provider in ("stc", "stc", "mobily"):
+        used = redeem(cli, issue(cli, provider=provider)["code"], "--json", provider=provider)
+        assert 0 == used.status, used.out
+        answer = used.json()
+        assert "subject_ref" not in answer
+        assert CITIZEN not in used.out
+        assert re.fullmatch(r"[0-9a-f]{32}", answer["customer_ref"])
+        refs.setdefault(provider, set()).add(answer["customer_ref"])
+    assert 1 == len(refs["stc"])
+    assert 1 == len(refs["mobily"])
+    assert refs["stc"] != refs["mobily"]
+
+
+def test_redeem_passes_its_reference_to_the_audit_events(
+    ready: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``redeem --reference`` names the agent in the library's audit events, in a refusal and in
+    the redemption; a redemption without it records None."""
+    first, second = issue(cli), issue(cli)
+    sink = CollectingSink()
+    monkeypatch.setattr("telecard_auth.cli.CodeIssuer", functools.partial(CodeIssuer, events=sink))
+    wrong = next(
+        code
+        for code in ("00000000", "11111111", "22222222")
+        if code not in (first["code"], second["code"])
+    )
+    assert exit_status(WrongCode()) == redeem(cli, wrong, "--reference", "agent-17").status
+    used = redeem(cli, first["code"], "--json", "--reference", "branch/riyadh#3")
+    assert 0 == used.status, used.out
+    assert first["code_id"] == used.json()["code_id"]
+    assert 0 == redeem(cli, second["code"]).status
+    [refused] = sink.of_type(events.RedemptionRefused)
+    assert ("wrong_code", "agent-17") == (refused.reason, refused.reference)
+    references = [event.reference for event in sink.of_type(events.CodeRedeemed)]
+    assert ["branch/riyadh#3", None] == references
+
+
+@pytest.mark.parametrize("reference", ["", "x" * 65, "agent 17", "agent\t17", "وكيل", "agent-١٧"])
+def test_redeem_refuses_a_reference_that_is_not_printable_ascii(
+    ready: Path, cli: Cli, reference: str
+) -> None:
+    """A reference that is not 1-64 printable ASCII characters is invalid_reference (exit 2),
+    in plain text and JSON; the code is neither used nor charged, and redeems afterwards."""
+    issued = issue(cli)
+    run = redeem(cli, issued["code"], "--reference", reference)
+    assert 2 == run.status
+    assert run.error_line.startswith("error [invalid_reference]: The reference must be 1 to 64")
+    answer = redeem(cli, issued["code"], "--json", "--reference", reference)
+    assert (2, "invalid_reference") == (answer.status, answer.json()["error"]["code"])
+    used = redeem(cli, issued["code"], "--json", "--reference", "x" * 64)
+    assert 0 == used.status, used.out
+    assert issued["code_id"] == used.json()["code_id"]

@@ -15,6 +15,8 @@ import pytest
 
 from telecard_auth import (
     CodeIssuer,
+    InvalidReference,
+    InvalidRequestId,
     Keyring,
     MemoryStorage,
     Policy,
@@ -71,6 +73,26 @@ def test_an_unknown_id_at_issuance_is_not_echoed(typed: str) -> None:
     for error in (provider.value, service.value):
         for text in _shown(error):
             assert [] == [telltale for telltale in TELLTALES if telltale in text]
+
+
+@pytest.mark.parametrize("typed", TYPED[1:])
+@pytest.mark.parametrize("argument", ["reference", "request_id"])
+def test_a_refused_reference_or_request_id_is_not_echoed(typed: str, argument: str) -> None:
+    """A redemption's reference or request id that is not printable ASCII is refused with its
+    own error, and nothing of it (a forged log line, an escape) is in any text of the error."""
+    issuer = CodeIssuer(MemoryStorage(), keyring=Keyring.generate())
+    customer = Subject.citizen("1000000008")
+    issued = issuer.issue(customer, "stc")
+    expected = InvalidReference if argument == "reference" else InvalidRequestId
+    reference, request_id = (typed, None) if argument == "reference" else (None, typed)
+    with pytest.raises(expected) as caught:
+        issuer.redeem(
+            customer, "stc", issued.code, "new_line", reference=reference, request_id=request_id
+        )
+    assert {} == dict(caught.value.details)
+    for text in _shown(caught.value):
+        assert [] == [telltale for telltale in TELLTALES if telltale in text]
+    assert "active" == issuer.status(customer, issued.code_id).state.value
 
 
 def test_an_unknown_id_is_named_by_what_it_must_be() -> None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import base64
+import hashlib
 import json
 import math
 import re
@@ -87,6 +88,7 @@ from telecard_auth import (
     InvalidInput,
     InvalidMsisdn,
     InvalidPolicy,
+    InvalidReference,
     InvalidRequestId,
     InvalidStorageUrl,
     InvalidTime,
@@ -583,8 +585,14 @@ def luhn_oracle(value: object) -> object:
 
 # --- fixed keys and a genuine receipt ----------------------------------------------------------
 
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+#: The documentation's sample receipt key (random bytes: the library refuses patterned seeds).
 SIGNING_KEY = SigningKey.from_private_text(
-    "tar1-private:r1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+    "tar1-private:r1:p3KNBwbeZo_m6oCSH5BRG4ZZocfCUYA6nX9gUTua72o"
 )
 VERIFY_KEY = SIGNING_KEY.public_key
 SIGNER = ReceiptSigner(keys=(SIGNING_KEY,))
@@ -593,15 +601,14 @@ RECEIPT_FIELDS: dict[str, Any] = {
     "provider_id": "stc",
     "service_id": "new_line",
     "redeemed_at": datetime(2026, 3, 1, 9, 30, 15, 250000, tzinfo=UTC),
-    "subject_ref": "3f9a0c1b2d4e5f60718293a4b5c6d7e8",
+    "customer_ref": "3f9a0c1b2d4e5f60718293a4b5c6d7e8",
 }
 RECEIPT = SIGNER.sign(**RECEIPT_FIELDS)
 RECEIPT_TEXT = RECEIPT.to_text()
-KEYRING = Keyring(keys=(HmacKey(key_id="k1", secret=K1_SECRET),), pseudonym_secret=PSEUDONYM_SECRET)
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+PSEUDONYM_KEY = HmacKey(key_id="p1", secret=PSEUDONYM_SECRET)
+KEYRING = Keyring(keys=(HmacKey(key_id="k1", secret=K1_SECRET),), pseudonym_keys=(PSEUDONYM_KEY,))
+#: The next pseudonym key, for a keyring in the middle of a rotation.
+P2_KEY = HmacKey(key_id="p2", secret=hashlib.sha256(b"telecard-auth hostile p2").digest())
 
 
 def _round_trip(receipt: Receipt, text: object) -> Receipt:
@@ -696,6 +703,22 @@ class Entry:
     extra: st.SearchStrategy[object] | None = None
 
 
+def pseudonym_keys_oracle(value: object) -> object:
+    """The pseudonym keys a keyring holds: one, or two with distinct ids; else ``REFUSE``."""
+    if not isinstance(value, list | tuple) or not 1 <= len(value) <= 2:
+        return REFUSE
+    if not all(isinstance(key, HmacKey) for key in value):
+        return REFUSE
+    return tuple(value) if len({key.key_id for key in value}) == len(value) else REFUSE
+
+
+def pseudonym_key_lists() -> st.SearchStrategy[object]:
+    """Lists and tuples of pseudonym keys, too few, too many, repeated, or mixed with junk."""
+    keys = st.sampled_from([PSEUDONYM_KEY, P2_KEY, HmacKey.generate("p3"), HmacKey.generate("p1")])
+    items = keys | st.sampled_from([hostile.value for hostile in HOSTILE if hostile.printable])
+    return st.lists(items, max_size=4) | st.lists(keys, max_size=4).map(tuple)
+
+
 def _receipt_with(name: str) -> Callable[[Any], object]:
     def call(value: Any) -> object:
         fields: dict[str, Any] = {
@@ -704,7 +727,7 @@ def _receipt_with(name: str) -> Callable[[Any], object]:
             "provider_id": RECEIPT.provider_id,
             "service_id": RECEIPT.service_id,
             "redeemed_at": RECEIPT.redeemed_at,
-            "subject_ref": RECEIPT.subject_ref,
+            "customer_ref": RECEIPT.customer_ref,
             "key_id": RECEIPT.key_id,
             "signature": RECEIPT.signature,
         }
@@ -957,6 +980,8 @@ def _entries() -> list[Entry]:
         "failure_budget": None,
         "failure_window": None,
         "max_live_codes": None,
+        "recovery_codes": None,
+        "recovery_attempts": None,
         "on_live_code_limit": "refuse",
         "retention": None,
         "transfer_services": None,
@@ -983,6 +1008,7 @@ def _entries() -> list[Entry]:
             "providers",
             "guesses_per_day",
             "codes_tested_per_guess",
+            "recovery_tries_per_day",
         )
     ]
     hmac_key = HmacKey(key_id="k1", secret=K1_SECRET)
@@ -991,19 +1017,51 @@ def _entries() -> list[Entry]:
             "HmacKey(key_id=)", lambda v: HmacKey(key_id=v, secret=K1_SECRET), KeyringError, "k1"
         ),
         Entry("HmacKey(secret=)", lambda v: HmacKey(key_id="k1", secret=v), KeyringError),
+        Entry("HmacKey.generate", HmacKey.generate, KeyringError, "k1"),
         Entry(
             "Keyring(keys=)",
-            lambda v: Keyring(keys=v, pseudonym_secret=PSEUDONYM_SECRET),
+            lambda v: Keyring(keys=v, pseudonym_keys=(PSEUDONYM_KEY,)),
             KeyringError,
         ),
         Entry(
-            "Keyring(pseudonym_secret=)",
-            lambda v: Keyring(keys=(hmac_key,), pseudonym_secret=v),
+            "Keyring(pseudonym_keys=)",
+            lambda v: Keyring(keys=(hmac_key,), pseudonym_keys=v).pseudonym_keys,
             KeyringError,
+            oracle=pseudonym_keys_oracle,
+            extra=pseudonym_key_lists(),
+        ),
+        Entry(
+            "Keyring(pseudonym_standby=)",
+            lambda v: (
+                Keyring(
+                    keys=(hmac_key,), pseudonym_keys=(PSEUDONYM_KEY, P2_KEY), pseudonym_standby=v
+                ).pseudonym_standby
+            ),
+            KeyringError,
+            oracle=lambda v: v if v is True or v is False else REFUSE,
         ),
         Entry("Keyring.generate", Keyring.generate, KeyringError, "k1"),
+        Entry(
+            "Keyring.generate(pseudonym_key_id=)",
+            lambda v: Keyring.generate(pseudonym_key_id=v),
+            KeyringError,
+            "p1",
+        ),
         Entry("Keyring.with_key", KEYRING.with_key, KeyringError),
         Entry("Keyring.without_key", KEYRING.without_key, KeyringError, "k1"),
+        Entry("Keyring.with_pseudonym_key", KEYRING.with_pseudonym_key, KeyringError),
+        Entry(
+            "Keyring.with_current_pseudonym_key",
+            KEYRING.with_pseudonym_key(P2_KEY, current=False).with_current_pseudonym_key,
+            KeyringError,
+            "p2",
+        ),
+        Entry(
+            "Keyring.without_pseudonym_key",
+            KEYRING.with_pseudonym_key(P2_KEY).without_pseudonym_key,
+            KeyringError,
+            "p1",
+        ),
     ]
     entries += [
         Entry(
@@ -1057,7 +1115,7 @@ def _entries() -> list[Entry]:
             ("provider_id", "stc"),
             ("service_id", "new_line"),
             ("redeemed_at", None),
-            ("subject_ref", RECEIPT.subject_ref),
+            ("customer_ref", RECEIPT.customer_ref),
             ("key_id", "r1"),
             ("signature", None),
         )
@@ -1069,7 +1127,7 @@ def _entries() -> list[Entry]:
             ("provider_id", "stc"),
             ("service_id", "new_line"),
             ("redeemed_at", None),
-            ("subject_ref", RECEIPT.subject_ref),
+            ("customer_ref", RECEIPT.customer_ref),
             ("key_id", "r1"),
         )
     ]
@@ -1287,7 +1345,15 @@ def test_generated_hostile_values_get_a_result_or_a_library_error(
 CITIZEN = Subject.citizen("1000000008")
 RESIDENT = Subject.resident("2129040479")
 COMPANY = Subject.company("7000000001")
+#: Customers with one code each: one for wrong attempts, one for redemptions naming an agent.
+GUESSED = Subject.citizen("1110704341")
+REFERENCED = Subject.citizen("1909266858")
 BOUND_MSISDN = "0551234567"
+
+
+def _wrong(code: str) -> str:
+    """A well-formed code of the default format that is not ``code``."""
+    return "00000000" if code != "00000000" else "11111111"
 
 
 @dataclass
@@ -1307,18 +1373,28 @@ class World:
 
     def populate(self) -> None:
         """Live codes (unbound, bound to a mobile number, bound to a recipient), a used code,
-        and a counted wrong attempt, so that every kind of record is there to be changed."""
-        for name, provider, options in (
-            ("unbound", "stc", {}),
-            ("bound", "stc", {"service": "new_line", "msisdn": BOUND_MSISDN}),
-            ("transfer", "mobily", {"service": "number_transfer", "recipient": RESIDENT}),
+        and a counted wrong attempt, so that every kind of record is there to be changed.
+
+        A wrong code is counted only when it was compared with a live code: ``GUESSED`` holds
+        one at the provider of the wrong attempt."""
+        for name, subject, provider, options in (
+            ("unbound", CITIZEN, "stc", {}),
+            ("bound", CITIZEN, "stc", {"service": "new_line", "msisdn": BOUND_MSISDN}),
+            (
+                "transfer",
+                CITIZEN,
+                "mobily",
+                {"service": "number_transfer", "recipient": RESIDENT},
+            ),
+            ("guessed", GUESSED, "zain", {}),
+            ("referenced", REFERENCED, "salam", {}),
         ):
-            issued = self.run("issue", CITIZEN, provider, **options)
+            issued = self.run("issue", subject, provider, **options)
             self.codes[name], self.code_ids[name] = issued.code, issued.code_id
         used = self.run("issue", RESIDENT, "zain")
         self.run("redeem", RESIDENT, "zain", used.code, "new_line", request_id="first")
         with pytest.raises(WrongCode):
-            self.run("redeem", CITIZEN, "zain", "00000000", "new_line")
+            self.run("redeem", GUESSED, "zain", _wrong(self.codes["guessed"]), "new_line")
 
 
 def _sqlite_rows(path: Path) -> Callable[[], object]:
@@ -1379,12 +1455,13 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[World]]:
 
 def test_the_worlds_hold_records_and_their_views_see_a_change(worlds: list[World]) -> None:
     """The before-and-after comparison can fail: every world holds records, and a counted
-    refusal (a wrong code, charged against the failure budget) shows in its raw view."""
+    refusal (a wrong code compared with a live code, charged to it and to the failure budget)
+    shows in its raw view."""
     for world in worlds:
         before = world.dump()
         assert before, f"{world.name} holds nothing to compare"
         with pytest.raises(WrongCode):
-            world.run("redeem", CITIZEN, "zain", "99999999", "new_line")
+            world.run("redeem", GUESSED, "zain", _wrong(world.codes["guessed"]), "new_line")
         assert before != world.dump(), f"{world.name}'s view did not see a counted refusal"
 
 
@@ -1527,6 +1604,15 @@ VERBS: tuple[Verb, ...] = (
         lambda _w: "retry-1",
     ),
     Verb(
+        "redeem(reference=)",
+        lambda w, v: w.run(
+            "redeem", REFERENCED, "salam", w.codes["referenced"], "new_line", reference=v
+        ),
+        _optional(_request_id_ok),
+        InvalidReference,
+        lambda _w: "branch-17/agent-0042",
+    ),
+    Verb(
         "status(subject)",
         lambda w, v: w.run("status", v, w.code_ids["unbound"]),
         _is_subject,
@@ -1553,6 +1639,7 @@ VERBS: tuple[Verb, ...] = (
         lambda w: w.code_ids["transfer"],
     ),
     Verb("purge(limit)", lambda w, v: w.run("purge", v), _limit_ok, InvalidInput),
+    Verb("move_subjects(limit)", lambda w, v: w.run("move_subjects", v), _limit_ok, InvalidInput),
 )
 
 
@@ -1810,3 +1897,94 @@ def test_purge_takes_a_limit_of_any_size_on_every_storage(limit: int, worlds: li
         except TelecardAuthError as error:
             outcomes[world.name] = error.code
     assert {world.name: 0 for world in worlds} == outcomes
+
+
+# --- the pseudonym key rotation's batch mover --------------------------------------------------
+
+
+@pytest.fixture
+def rotating(tmp_path: Path) -> Iterator[list[World]]:
+    """Memory, SQLite and asyncio memory worlds whose subjects were filed under ``p1``, served
+    by issuers whose keyring now holds ``p2`` as well: current (``memory``, ``sqlite``,
+    ``async memory``) or in standby (``standby``). Nothing has moved yet."""
+    from telecard_auth import SQLiteStorage
+
+    path = tmp_path / "rotating.db"
+    sqlite = SQLiteStorage(path)
+    sqlite.migrate()
+    memory, standby, shared = MemoryStorage(), MemoryStorage(), MemoryStorage()
+    before: dict[str, Any] = {"keyring": KEYRING, "signer": SIGNER}
+    for storage in (memory, standby, sqlite):
+        World("p1", CodeIssuer(storage, clock=ManualClock(START), **before), tuple).populate()
+    World("p1", CodeIssuer(shared, clock=ManualClock(START), **before), tuple).populate()
+    current = KEYRING.with_pseudonym_key(P2_KEY)
+    waiting = KEYRING.with_pseudonym_key(P2_KEY, current=False)
+    found = [
+        World(
+            "memory",
+            CodeIssuer(memory, keyring=current, clock=ManualClock(START)),
+            lambda: tuple(memory.snapshots()),
+        ),
+        World(
+            "sqlite",
+            CodeIssuer(sqlite, keyring=current, clock=ManualClock(START)),
+            _sqlite_rows(path),
+        ),
+        World(
+            "async memory",
+            AsyncCodeIssuer(AsyncMemoryStorage(shared), keyring=current, clock=ManualClock(START)),
+            lambda: tuple(shared.snapshots()),
+        ),
+        World(
+            "standby",
+            CodeIssuer(standby, keyring=waiting, clock=ManualClock(START)),
+            lambda: tuple(standby.snapshots()),
+        ),
+    ]
+    yield found
+    sqlite.close()
+
+
+def test_move_subjects_refuses_hostile_limits_mid_rotation(rotating: list[World]) -> None:
+    """While subjects wait to move to a new pseudonym key, every hostile limit is refused with
+    ``InvalidInput`` and moves nothing; a valid one then moves them all (so a move shows)."""
+    fed = [
+        *HOSTILE,
+        *traps_for(None),
+        Hostile("Count(0)", Count(0)),
+        Hostile("-(2**31)", -(2**31)),
+    ]
+    junk = [hostile for hostile in fed if not _limit_ok(rotating[0], hostile.value)]
+    assert len(junk) > 100  # the whole corpus, not a sample
+
+    def refused(world: World) -> Callable[[object], None]:
+        def check(value: object) -> None:
+            before = world.dump()
+            with pytest.raises(InvalidInput) as excinfo:
+                world.run("move_subjects", value)
+            assert type(excinfo.value) is InvalidInput
+            check_error(excinfo.value)
+            assert before == world.dump(), "a refused limit changed storage"
+
+        return check
+
+    failed = [
+        f"[{world.name}] {line}" for world in rotating for line in failures_of(refused(world), junk)
+    ]
+    _report("move_subjects(limit) mid-rotation", failed)
+    for world in rotating[:3]:
+        before = world.dump()
+        progress = world.run("move_subjects", 10**30)
+        # CITIZEN, RESIDENT, GUESSED and REFERENCED.
+        assert (4, True) == (progress.moved, progress.done), world.name
+        assert before != world.dump(), f"{world.name}'s view did not see the move"
+
+
+def test_move_subjects_refuses_a_standby_key_and_changes_nothing(rotating: list[World]) -> None:
+    """A valid limit while the new pseudonym key is in standby is ``KeyringError``: subjects
+    move only once it is current everywhere, and nothing stored changes."""
+    world = rotating[3]
+    before = world.dump()
+    with pytest.raises(KeyringError):
+        world.run("move_subjects", 1000)
+    assert before == world.dump()

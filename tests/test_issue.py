@@ -12,7 +12,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from tests.helpers import FOUR_HOURS, JUNK, ONE_MICROSECOND, junk_cases, make_issuer, other_code
+from tests.helpers import (
+    FOUR_HOURS,
+    JUNK,
+    ONE_MICROSECOND,
+    junk_cases,
+    make_issuer,
+    other_code,
+    stored_record,
+)
 
 from telecard_auth import (
     ADDITIONAL_SIM,
@@ -34,7 +42,9 @@ from telecard_auth import (
     ManualClock,
     MemoryStorage,
     NotEligible,
+    Policy,
     Provider,
+    Service,
     ServiceNotAllowed,
     StorageContention,
     StorageError,
@@ -46,6 +56,7 @@ from telecard_auth import (
     UnknownService,
     WrongCode,
 )
+from telecard_auth.events import CodeIssued, CollectingSink
 
 EIGHT_DIGITS = re.compile(r"[0-9]{8}", re.ASCII)
 
@@ -267,13 +278,17 @@ def test_clock_in_another_timezone_is_converted_to_utc(
 
 
 def test_bound_code_gets_the_service_ttl(
-    storage: MemoryStorage, keyring: Keyring, clock: ManualClock, citizen: Subject
+    storage: MemoryStorage,
+    keyring: Keyring,
+    clock: ManualClock,
+    citizen: Subject,
+    resident: Subject,
 ) -> None:
     """A code bound to a service with its own TTL expires after that TTL."""
     issuer = make_issuer(
         storage, keyring, clock, ttl_by_service={"number_transfer": timedelta(hours=1)}
     )
-    bound = issuer.issue(citizen, "stc", service="number_transfer")
+    bound = issuer.issue(citizen, "stc", service="number_transfer", recipient=resident)
     other = issuer.issue(citizen, "stc", service="new_line")
     assert clock.now() + timedelta(hours=1) == bound.expires_at
     assert clock.now() + FOUR_HOURS == other.expires_at
@@ -316,11 +331,12 @@ def test_custom_default_ttl(
 
 @pytest.mark.parametrize("service", DEFAULT_SERVICES, ids=lambda service: service.id)
 def test_code_can_be_bound_to_each_default_service(
-    issuer: CodeIssuer, citizen: Subject, service: object
+    issuer: CodeIssuer, citizen: Subject, resident: Subject, service: Service
 ) -> None:
-    """Each of the article's four services can be named at issue, by object or id."""
-    issued = issuer.issue(citizen, "stc", service=service)  # type: ignore[arg-type]
-    assert service == issued.service
+    """Each of the 4 services can be named at issue by object or id (a transfer with recipient)."""
+    recipient = resident if service is NUMBER_TRANSFER else None
+    assert service == issuer.issue(citizen, "stc", service=service, recipient=recipient).service
+    assert service == issuer.issue(citizen, "stc", service=service.id, recipient=recipient).service
 
 
 @pytest.mark.parametrize("service", ["additional_sim", "number_porting", "sim", "NEW_LINE"])
@@ -450,6 +466,51 @@ def test_locked_code_frees_a_slot(
     assert "stc" == issuer.issue(citizen, "stc").provider.id
 
 
+# --- the failure budget at issue: recovery codes ----------------------------------------------
+
+
+def spend_budget(issuer: CodeIssuer, subject: Subject, provider: str) -> None:
+    """Spend the budget at ``provider`` with wrong guesses at a new code, each counted."""
+    target = issuer.issue(subject, provider)
+    for _ in range(issuer.policy.failure_budget):
+        with pytest.raises(WrongCode):
+            issuer.redeem(subject, provider, other_code(target.code), "new_line")
+
+
+def test_codes_issued_while_the_budget_is_spent_are_recovery_codes_while_the_allowance_lasts(
+    storage: MemoryStorage, keyring: Keyring, clock: ManualClock, citizen: Subject
+) -> None:
+    """With stc's budget spent, 2 codes there are recovery codes, not the 3rd nor mobily's."""
+    sink = CollectingSink()
+    policy = Policy(failure_budget=1, max_live_codes=5)
+    issuer = CodeIssuer(storage, keyring=keyring, policy=policy, clock=clock, events=[sink])
+    spend_budget(issuer, citizen, "stc")
+    sink.clear()
+    issued = [issuer.issue(citizen, provider) for provider in ("stc", "stc", "stc", "mobily")]
+    expected = [True, True, False, False]
+    assert expected == [stored_record(storage, code.code_id).recovery for code in issued]
+    assert expected == [event.recovery for event in sink.of_type(CodeIssued)]
+
+
+def test_recovery_allowance_renews_as_recovery_codes_leave_the_window(
+    storage: MemoryStorage, keyring: Keyring, clock: ManualClock, citizen: Subject
+) -> None:
+    """A recovery code issued at t uses the allowance until t + failure_window, not at that time."""
+    issuer = make_issuer(storage, keyring, clock, failure_budget=2, recovery_codes=1)
+    start = clock.now()
+    spend_budget(issuer, citizen, "stc")
+    clock.set(start + timedelta(hours=1))
+    first = issuer.issue(citizen, "stc")
+    clock.set(start + timedelta(hours=24))
+    spend_budget(issuer, citizen, "stc")
+    clock.set(start + timedelta(hours=25) - ONE_MICROSECOND)
+    late = issuer.issue(citizen, "stc")
+    clock.set(start + timedelta(hours=25))
+    renewed = issuer.issue(citizen, "stc")
+    flags = [stored_record(storage, code.code_id).recovery for code in (first, late, renewed)]
+    assert [True, False, True] == flags
+
+
 # --- bindings at issue -------------------------------------------------------------------------
 
 
@@ -475,6 +536,17 @@ def test_invalid_msisdn_is_refused_at_issue(
     with pytest.raises(InvalidMsisdn) as caught:
         issuer.issue(citizen, "stc", msisdn=msisdn)
     assert "invalid_msisdn" == caught.value.code
+    assert [] == list(storage.snapshots())
+
+
+@pytest.mark.parametrize("service", ["number_transfer", NUMBER_TRANSFER])
+def test_number_transfer_code_without_recipient_is_invalid(
+    issuer: CodeIssuer, storage: MemoryStorage, citizen: Subject, service: object
+) -> None:
+    """A code for a number transfer must name the person receiving the number; nothing is stored."""
+    with pytest.raises(InvalidBinding) as caught:
+        issuer.issue(citizen, "stc", service=service)  # type: ignore[arg-type]
+    assert "invalid_binding" == caught.value.code
     assert [] == list(storage.snapshots())
 
 
@@ -516,8 +588,10 @@ def test_transfer_services_knob_allows_recipient_for_other_services(
     citizen: Subject,
     resident: Subject,
 ) -> None:
-    """transfer_services decides which services may name a recipient."""
+    """transfer_services decides which services may, and must, name a recipient."""
     issuer = make_issuer(storage, keyring, clock, transfer_services=frozenset({"new_line"}))
+    with pytest.raises(InvalidBinding):
+        issuer.issue(citizen, "stc", service="new_line")
     issued = issuer.issue(citizen, "stc", service="new_line", recipient=resident)
     assert (
         "new_line"

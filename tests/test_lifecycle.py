@@ -156,6 +156,27 @@ def test_attempts_left_follows_the_policy_limit(
     assert (1, 6) == (status.failed_attempts, status.attempts_left)
 
 
+def test_attempts_left_of_a_recovery_code_follows_recovery_attempts(
+    storage: MemoryStorage, keyring: Keyring, clock: ManualClock, citizen: Subject
+) -> None:
+    """A code issued while the budget is spent starts at recovery_attempts and locks at 0."""
+    issuer = make_issuer(storage, keyring, clock, failure_budget=1, recovery_attempts=3)
+    spent = issuer.issue(citizen, "stc")
+    with pytest.raises(WrongCode):
+        issuer.redeem(citizen, "stc", other_code(spent.code), "new_line")
+    rescue = issuer.issue(citizen, "stc")
+    seen = []
+    for _ in range(3):
+        status = issuer.status(citizen, rescue.code_id)
+        seen.append((status.state, status.failed_attempts, status.attempts_left))
+        with pytest.raises(WrongCode):
+            issuer.redeem(citizen, "stc", other_code(rescue.code), "new_line")
+    status = issuer.status(citizen, rescue.code_id)
+    seen.append((status.state, status.failed_attempts, status.attempts_left))
+    active, locked = CodeState.ACTIVE, CodeState.LOCKED
+    assert [(active, 0, 3), (active, 1, 2), (active, 2, 1), (locked, 3, 0)] == seen
+
+
 # --- revoke ---------------------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import string
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -301,7 +301,8 @@ def test_normalize_refuses_wrong_length(code_format: CodeFormat) -> None:
 
 
 def test_policy_defaults_follow_the_regulator() -> None:
-    """The default policy: 8 operators, 4 services, all kinds, 4 hours, 5/10/24h/3 limits."""
+    """The default policy: 8 operators, 4 services, all kinds, 4 hours, 5/10/24h/3 limits,
+    2 recovery codes of 2 attempts each."""
     policy = Policy()
     assert SAUDI_PROVIDERS == policy.providers
     assert DEFAULT_SERVICES == policy.services
@@ -316,6 +317,7 @@ def test_policy_defaults_follow_the_regulator() -> None:
         policy.failure_window,
         policy.max_live_codes,
     )
+    assert (2, 2) == (policy.recovery_codes, policy.recovery_attempts)
     assert frozenset({"number_transfer"}) == policy.transfer_services
     assert default_government_id_validator is policy.government_id_validator
 
@@ -372,6 +374,20 @@ _BAD_SETTINGS: list[tuple[str, Any]] = [
     ("failure_budget", True),
     ("max_live_codes", 0),
     ("max_live_codes", False),
+    ("recovery_codes", -1),
+    ("recovery_codes", True),
+    ("recovery_codes", False),
+    ("recovery_codes", 1.0),
+    ("recovery_codes", "2"),
+    ("recovery_codes", None),
+    ("recovery_codes", 10**9 + 1),
+    ("recovery_attempts", 0),
+    ("recovery_attempts", -1),
+    ("recovery_attempts", True),
+    ("recovery_attempts", 2.0),
+    ("recovery_attempts", "2"),
+    ("recovery_attempts", None),
+    ("recovery_attempts", 6),
     ("ttl_by_service", {"no_such_service": timedelta(hours=1)}),
     ("ttl_by_service", {"new_line": timedelta(0)}),
     ("ttl_by_service", {"new_line": 3600}),
@@ -450,11 +466,86 @@ def test_extra_services_can_be_configured() -> None:
     assert timedelta(hours=2) == policy.ttl_for("additional_sim")
 
 
-@pytest.mark.parametrize("setting", ["max_failed_attempts", "failure_budget", "max_live_codes"])
+@pytest.mark.parametrize(
+    "setting", ["max_failed_attempts", "failure_budget", "max_live_codes", "recovery_attempts"]
+)
 def test_one_is_the_smallest_count(setting: str) -> None:
     """1 is a valid count for every limit."""
-    settings: dict[str, Any] = {setting: 1}
+    settings: dict[str, Any] = {setting: 1, "recovery_attempts": 1}
     assert 1 == getattr(Policy(**settings), setting)
+
+
+# --- Policy: recovery codes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 23])
+def test_recovery_codes_take_zero_and_up(count: int) -> None:
+    """Any whole number of recovery codes from 0 (recovery off) is taken as given."""
+    assert count == Policy(recovery_codes=count).recovery_codes
+
+
+def test_recovery_codes_reach_a_billion() -> None:
+    """10^9 recovery codes is the largest count, accepted with its (huge) guess risk."""
+    policy = Policy(recovery_codes=10**9, accept_guess_risk=True)
+    assert 10**9 == policy.recovery_codes
+    with pytest.raises(InvalidPolicy, match=r"recovery_codes must be a whole number from 0 to"):
+        Policy(recovery_codes=10**9 + 1, accept_guess_risk=True)
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 3, 5])
+def test_recovery_attempts_run_from_one_to_max_failed_attempts(attempts: int) -> None:
+    """A recovery code may allow from 1 attempt up to as many as an ordinary code."""
+    assert attempts == Policy(recovery_attempts=attempts).recovery_attempts
+
+
+def test_recovery_attempts_follow_a_larger_max_failed_attempts() -> None:
+    """The ceiling is max_failed_attempts: raise that and recovery codes may allow as many."""
+    policy = Policy(max_failed_attempts=10**9, recovery_attempts=10**9, accept_guess_risk=True)
+    assert (10**9, 10**9) == (policy.max_failed_attempts, policy.recovery_attempts)
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"recovery_attempts": 6}, "recovery_attempts cannot exceed max_failed_attempts"),
+        (
+            {"max_failed_attempts": 3, "recovery_attempts": 4},
+            "recovery_attempts cannot exceed max_failed_attempts",
+        ),
+        (
+            {"max_failed_attempts": 1, "recovery_attempts": 2},
+            "recovery_attempts cannot exceed max_failed_attempts",
+        ),
+        ({"recovery_codes": -1}, "recovery_codes must be a whole number from 0 to 10^9"),
+        ({"recovery_codes": True}, "recovery_codes must be a whole number from 0 to 10^9"),
+        ({"recovery_codes": 10**9 + 1}, "recovery_codes must be a whole number from 0 to 10^9"),
+    ],
+)
+def test_recovery_refusals_say_why(settings: dict[str, Any], reason: str) -> None:
+    """Each refused recovery setting is InvalidPolicy naming the setting and its range, even
+    with accept_guess_risk (it accepts a risk, not a malformed policy)."""
+    for accept in (False, True):
+        with pytest.raises(InvalidPolicy) as excinfo:
+            Policy(**settings, accept_guess_risk=accept)
+        assert reason == excinfo.value.details["reason"]
+
+
+@pytest.mark.parametrize("value", [True, False, -1, 0, 10**9 + 1, 1.0, "1", None])
+def test_recovery_attempts_refuse_what_is_not_a_count(value: object) -> None:
+    """recovery_attempts is a whole number of at least 1: bools, zero, negatives, floats,
+    text, None and counts past 10^9 are refused, whatever max_failed_attempts allows."""
+    with pytest.raises(InvalidPolicy) as excinfo:
+        Policy(max_failed_attempts=10**9, recovery_attempts=value, accept_guess_risk=True)  # type: ignore[arg-type]
+    assert "invalid_policy" == excinfo.value.code
+    assert "recovery_attempts" in excinfo.value.details["reason"]
+
+
+def test_lowering_max_failed_attempts_below_recovery_attempts_is_refused() -> None:
+    """Evolving a policy so that a recovery code would allow more attempts than any code is
+    refused, as building it would be."""
+    with pytest.raises(InvalidPolicy, match="recovery_attempts cannot exceed"):
+        attrs.evolve(Policy(), max_failed_attempts=1)
+    assert 1 == attrs.evolve(Policy(), max_failed_attempts=1, recovery_attempts=1).recovery_attempts
 
 
 # --- Policy: lookups -----------------------------------------------------------------------------
@@ -644,21 +735,31 @@ def test_government_validator_is_pluggable() -> None:
 _DAY_US = 24 * 60 * 60 * 10**6
 _CITIZEN = Subject.citizen("1000000008")
 _KEYRING = Keyring(
-    keys=(HmacKey(key_id="k1", secret=K1_SECRET),), pseudonym_secret=PSEUDONYM_SECRET
+    keys=(HmacKey(key_id="k1", secret=K1_SECRET),),
+    pseudonym_keys=(HmacKey(key_id="p1", secret=PSEUDONYM_SECRET),),
 )
 
 
-def _windows_in_a_day(window: timedelta) -> int:
-    """ceil(24 h / window), in whole microseconds."""
+def _windows_in_a_day(window: timedelta, longest_ttl: timedelta = timedelta(0)) -> int:
+    """ceil((24 h + longest_ttl) / window), in whole microseconds: the windows of a day, and
+    with a TTL those whose codes are still live in it."""
     window_us = window // ONE_MICROSECOND
-    return (_DAY_US + window_us - 1) // window_us
+    span_us = _DAY_US + longest_ttl // ONE_MICROSECOND
+    return (span_us + window_us - 1) // window_us
+
+
+def _longest_ttl(policy: Policy) -> timedelta:
+    """The longest validity of any code the policy issues, whatever the subject's kind."""
+    return max(policy.longest_ttl(kind) for kind in SubjectKind)
 
 
 def _expected(policy: Policy) -> tuple[float, float]:
     """``(per_code, per_subject_per_day)`` straight from the documented formula."""
     combinations = len(policy.code_format.alphabet) ** policy.code_format.length
     guesses = policy.failure_budget * _windows_in_a_day(policy.failure_window)
-    tries = len(policy.providers) * guesses * policy.max_live_codes
+    recovery_windows = _windows_in_a_day(policy.failure_window, _longest_ttl(policy))
+    recovery = policy.recovery_codes * recovery_windows * policy.recovery_attempts
+    tries = len(policy.providers) * (guesses * policy.max_live_codes + recovery)
     return (
         min(1.0, policy.max_failed_attempts / combinations),
         min(1.0, tries / combinations),
@@ -680,49 +781,93 @@ def _within_limits(risk: GuessRisk) -> bool:
 _provider_sets = st.lists(st.sampled_from(SAUDI_PROVIDERS), min_size=1, unique=True).map(tuple)
 _windows = st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=30))
 
-#: Policy settings that change the guess risk, over wide ranges, risky ones included.
-_risk_settings = st.fixed_dictionaries(
-    {
-        "max_failed_attempts": st.integers(min_value=1, max_value=1000),
-        "failure_budget": st.integers(min_value=1, max_value=1000),
-        "failure_window": _windows,
-        "max_live_codes": st.integers(min_value=1, max_value=50),
-        "providers": _provider_sets,
-        "code_format": code_formats(),
-    }
-)
+
+@st.composite
+def _risk_settings(draw: st.DrawFn) -> dict[str, Any]:
+    """Policy settings that change the guess risk, over wide ranges, risky ones included."""
+    settings: dict[str, Any] = draw(
+        st.fixed_dictionaries(
+            {
+                "max_failed_attempts": st.integers(min_value=1, max_value=1000),
+                "failure_budget": st.integers(min_value=1, max_value=1000),
+                "failure_window": _windows,
+                "ttl": _windows,
+                "max_live_codes": st.integers(min_value=1, max_value=50),
+                "recovery_codes": st.integers(min_value=0, max_value=100),
+                "providers": _provider_sets,
+                "code_format": code_formats(),
+            }
+        )
+    )
+    most = settings["max_failed_attempts"]
+    settings["recovery_attempts"] = draw(st.integers(min_value=1, max_value=most))
+    return settings
 
 
 def test_default_guess_risk() -> None:
-    """The default: 5 / 10^8 per code; 8 providers x 10 guesses x 3 live codes / 10^8 per day."""
+    """The default: 5 / 10^8 per code; 8 providers x (10 guesses x 3 live codes + 2 recovery
+    codes x ceil(28 h / 24 h) windows x 2 attempts) = 304 tries / 10^8 per day, 1 in 328,947."""
     risk = Policy().guess_risk
-    assert (10**8, 5, 8, 10, 3, 240) == (
+    assert (10**8, 5, 8, 10, 3, 2 * 2 * 2, 304) == (
         risk.combinations,
         risk.max_failed_attempts,
         risk.providers,
         risk.guesses_per_day,
         risk.codes_tested_per_guess,
+        risk.recovery_tries_per_day,
         risk.tries_per_day,
     )
     assert 5 / 10**8 == risk.per_code == 5e-8
-    assert 240 / 10**8 == risk.per_subject_per_day == 2.4e-6
+    assert 304 / 10**8 == risk.per_subject_per_day == 3.04e-6
     assert _expected(Policy()) == (risk.per_code, risk.per_subject_per_day)
-    assert (20_000_000, 416_666) == (risk.per_code_one_in, risk.per_subject_per_day_one_in)
+    assert (20_000_000, 328_947) == (risk.per_code_one_in, risk.per_subject_per_day_one_in)
+
+
+def test_recovery_codes_add_their_tries_to_the_daily_figure() -> None:
+    """Without recovery codes the default's daily figure is 8 x 10 x 3 = 240 tries; each
+    recovery code a window allows adds recovery_attempts tries per provider, for every window
+    whose codes can be live in the day (2 of 24 hours in 24 h + the 4-hour TTL)."""
+    off = Policy(recovery_codes=0).guess_risk
+    assert (0, 240, 416_666) == (
+        off.recovery_tries_per_day,
+        off.tries_per_day,
+        off.per_subject_per_day_one_in,
+    )
+    assert Policy().guess_risk.per_code == off.per_code
+    more = Policy(recovery_codes=5, recovery_attempts=3).guess_risk
+    assert (5 * 2 * 3, 8 * (30 + 30)) == (more.recovery_tries_per_day, more.tries_per_day)
+    halved = Policy(failure_window=timedelta(hours=12)).guess_risk
+    assert (2 * 3 * 2, 8 * (20 * 3 + 12)) == (
+        halved.recovery_tries_per_day,
+        halved.tries_per_day,
+    )
 
 
 def test_default_guess_risk_is_well_within_the_limits() -> None:
-    """The default policy is 20 times under the per-code limit and 4 times under the daily one."""
+    """The default policy is 20 times under the per-code limit and over 3 times under the daily
+    one; it stays within both with 3 times its failure budget or its live codes, not 4."""
     risk = Policy().guess_risk
     assert 20 * risk.per_code == pytest.approx(Policy.MAX_GUESS_CHANCE_PER_CODE)
-    assert 4 * risk.per_subject_per_day < Policy.MAX_GUESS_CHANCE_PER_SUBJECT_DAY
+    assert 3 * risk.per_subject_per_day < Policy.MAX_GUESS_CHANCE_PER_SUBJECT_DAY
+    assert 4 * risk.per_subject_per_day > Policy.MAX_GUESS_CHANCE_PER_SUBJECT_DAY
+    assert _within_limits(Policy(failure_budget=30).guess_risk)
+    assert _within_limits(Policy(max_live_codes=9).guess_risk)
+    assert not _within_limits(_risk(failure_budget=40))
+    assert not _within_limits(_risk(max_live_codes=12))
 
 
 def test_guess_risk_summary() -> None:
-    """str() gives both figures as "1 in N" with the numbers they come from."""
+    """str() gives both figures as "1 in N" with the numbers they come from, recovery tries
+    included."""
     text = str(Policy().guess_risk)
-    assert "1 in 20,000,000 per code (5 attempts over 100,000,000 codes)" in text
-    assert "1 in 416,666 per subject per day" in text
-    assert "8 providers x 10 wrong guesses x 3 live codes = 240 tries" in text
+    assert (
+        "worst-case chance of a guessed code: "
+        "1 in 20,000,000 per code (5 attempts over 100,000,000 codes); "
+        "1 in 328,947 per subject per day "
+        "(8 providers x (10 wrong guesses x 3 live codes + 8 recovery tries) = 304 tries "
+        "over 100,000,000 codes)"
+    ) == text
+    assert "+ 0 recovery tries) = 240 tries" in str(Policy(recovery_codes=0).guess_risk)
 
 
 def test_thresholds() -> None:
@@ -758,29 +903,64 @@ def test_guesses_per_day_counts_every_window_a_day_can_hold(
     "settings",
     [
         {"ttl": timedelta(minutes=5)},
-        {"ttl": timedelta(days=30)},
-        {"ttl_by_service": {"new_line": timedelta(days=2), "number_transfer": timedelta(hours=1)}},
+        {"ttl": timedelta(hours=24)},
+        {
+            "ttl_by_service": {
+                "new_line": timedelta(hours=20),
+                "number_transfer": timedelta(hours=1),
+            }
+        },
         {"retention": timedelta(days=90)},
         {"services": (*DEFAULT_SERVICES, ADDITIONAL_SIM)},
         {"eligible_kinds": {SubjectKind.CITIZEN}},
     ],
 )
-def test_guess_risk_ignores_validity_and_catalogue(settings: dict[str, Any]) -> None:
-    """A code's validity does not bound re-issues (locking frees a slot at once): TTL is moot."""
+def test_guess_risk_ignores_retention_catalogue_and_ttl_within_a_window(
+    settings: dict[str, Any],
+) -> None:
+    """A code's validity does not bound re-issues (locking frees a slot at once), and a TTL
+    that keeps 24 h + TTL within the same number of windows adds no recovery window."""
     assert Policy().guess_risk == Policy(**settings).guess_risk
+
+
+@pytest.mark.parametrize(
+    ("settings", "recovery_windows"),
+    [
+        ({"ttl": timedelta(hours=24) + ONE_MICROSECOND}, 3),
+        ({"ttl_by_service": {"new_line": timedelta(days=2)}}, 3),
+        ({"ttl": timedelta(days=30)}, 31),
+        ({"ttl": timedelta(minutes=5), "failure_window": timedelta(hours=12)}, 3),
+        ({"ttl": timedelta(hours=12), "failure_window": timedelta(hours=12)}, 3),
+        ({"ttl": timedelta(hours=13), "failure_window": timedelta(hours=12)}, 4),
+    ],
+)
+def test_a_longer_ttl_adds_the_recovery_windows_it_keeps_codes_live_for(
+    settings: dict[str, Any], recovery_windows: int
+) -> None:
+    """A recovery code issued up to its TTL before a day starts is live in it: R counts the
+    windows of 24 h + the longest TTL, ceil((24 h + T) / failure_window), not those of 24 h."""
+    risk = _risk(**settings)
+    assert 2 * recovery_windows * 2 == risk.recovery_tries_per_day
+    # The ordinary part counts wrong guesses inside the day: no TTL moves it.
+    without_ttl = {key: value for key, value in settings.items() if "ttl" not in key}
+    assert _risk(**without_ttl).guesses_per_day == risk.guesses_per_day
 
 
 @pytest.mark.parametrize(
     ("settings", "per_code", "per_day"),
     [
-        ({"max_failed_attempts": 100}, 1e-6, 2.4e-6),
-        ({"failure_budget": 41}, 5e-8, 984e-8),
-        ({"max_live_codes": 12}, 5e-8, 960e-8),
-        ({"failure_window": timedelta(hours=6)}, 5e-8, 960e-8),
-        ({"providers": SAUDI_PROVIDERS[:1]}, 5e-8, 30e-8),
-        ({"code_format": CodeFormat(length=10)}, 5e-10, 2.4e-8),
-        ({"code_format": CodeFormat(length=6, alphabet=BASE32)}, 5 / 2**30, 240 / 2**30),
-        ({"failure_budget": 25, "max_live_codes": 5}, 5e-8, 1e-5),
+        ({"max_failed_attempts": 100}, 1e-6, 3.04e-6),
+        ({"failure_budget": 39}, 5e-8, 1000e-8),
+        ({"failure_budget": 41, "recovery_codes": 0}, 5e-8, 984e-8),
+        ({"max_live_codes": 11}, 5e-8, 944e-8),
+        ({"failure_window": timedelta(hours=8)}, 5e-8, 848e-8),
+        ({"failure_window": timedelta(hours=6), "recovery_codes": 0}, 5e-8, 960e-8),
+        ({"providers": SAUDI_PROVIDERS[:1]}, 5e-8, 38e-8),
+        ({"code_format": CodeFormat(length=10)}, 5e-10, 3.04e-8),
+        ({"code_format": CodeFormat(length=6, alphabet=BASE32)}, 5 / 2**30, 304 / 2**30),
+        ({"failure_budget": 25, "max_live_codes": 5, "recovery_codes": 0}, 5e-8, 1e-5),
+        ({"recovery_codes": 23}, 5e-8, 976e-8),
+        ({"recovery_codes": 9, "recovery_attempts": 5}, 5e-8, 960e-8),
     ],
 )
 def test_guess_risk_examples(settings: dict[str, Any], per_code: float, per_day: float) -> None:
@@ -794,17 +974,38 @@ def test_guess_risk_examples(settings: dict[str, Any], per_code: float, per_day:
     ("safe", "unsafe"),
     [
         ({"max_failed_attempts": 100}, {"max_failed_attempts": 101}),
-        ({"failure_budget": 41}, {"failure_budget": 42}),
-        ({"failure_budget": 40}, {"failure_budget": 50}),
-        ({"max_live_codes": 12}, {"max_live_codes": 13}),
-        ({"failure_window": timedelta(hours=6)}, {"failure_window": timedelta(hours=5)}),
+        ({"failure_budget": 39}, {"failure_budget": 40}),
+        ({"failure_budget": 39}, {"failure_budget": 50}),
+        ({"max_live_codes": 11}, {"max_live_codes": 12}),
+        ({"failure_window": timedelta(hours=8)}, {"failure_window": timedelta(hours=7)}),
         (
-            {"failure_window": timedelta(hours=6)},
-            {"failure_window": timedelta(hours=6) - ONE_MICROSECOND},
+            {"failure_window": timedelta(hours=8)},
+            {"failure_window": timedelta(hours=8) - ONE_MICROSECOND},
         ),
         (
-            {"failure_budget": 25, "max_live_codes": 5},
-            {"failure_budget": 25, "max_live_codes": 5, "failure_window": timedelta(hours=23)},
+            {"failure_budget": 25, "max_live_codes": 5, "recovery_codes": 0},
+            {
+                "failure_budget": 25,
+                "max_live_codes": 5,
+                "recovery_codes": 0,
+                "failure_window": timedelta(hours=23),
+            },
+        ),
+        # The recovery allowance alone takes a policy over the daily limit.
+        ({"failure_budget": 41, "recovery_codes": 0}, {"failure_budget": 41}),
+        ({"recovery_codes": 23}, {"recovery_codes": 24}),
+        (
+            {"recovery_codes": 11, "recovery_attempts": 4},
+            {"recovery_codes": 12, "recovery_attempts": 4},
+        ),
+        (
+            {"recovery_codes": 9, "recovery_attempts": 5},
+            {"recovery_codes": 10, "recovery_attempts": 5},
+        ),
+        # A longer TTL alone: one more window of recovery codes is live in the day.
+        (
+            {"recovery_codes": 23, "ttl": timedelta(hours=24)},
+            {"recovery_codes": 23, "ttl": timedelta(hours=24) + ONE_MICROSECOND},
         ),
         (
             {"failure_budget": 1000, "code_format": CodeFormat(length=10)},
@@ -833,15 +1034,45 @@ def test_refusal_per_subject_per_day_names_figure_limit_and_flag() -> None:
         Policy(failure_budget=1000)
     reason = excinfo.value.details["reason"]
     assert reason.startswith("the worst-case chance that one subject's live code is guessed")
-    assert "1 in 4,166 (0.00024: 8 providers x 1000 wrong guesses a day" in reason
-    assert "x 3 live codes over 100,000,000 codes)" in reason
+    assert "1 in 4,155 (0.000241: 8 providers x (1000 wrong guesses a day" in reason
+    assert "at each x 3 live codes + 8 recovery tries) over 100,000,000 codes)" in reason
     assert "above the limit of 1 in 100,000 (1e-05)" in reason
     assert "failure_budget" in reason
     assert "failure_window" in reason
+    assert "recovery_codes" in reason
+    assert "recovery_attempts" in reason
     assert reason.endswith("or pass accept_guess_risk=True to accept the risk")
     assert "before it locks" not in reason
     assert reason in excinfo.value.message_en
     assert reason in excinfo.value.message_ar
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"failure_budget": 40},
+        {"recovery_codes": 24},
+        {"recovery_codes": 10, "recovery_attempts": 5},
+        {"max_live_codes": 12},
+        {"recovery_codes": 2, "ttl": timedelta(days=30)},
+    ],
+)
+def test_a_recovery_allowance_over_the_daily_limit_is_refused_unless_accepted(
+    settings: dict[str, Any],
+) -> None:
+    """Settings within the daily limit without recovery codes, taken over it by their recovery
+    tries: refused, naming the recovery tries and settings, unless the risk is accepted."""
+    assert _within_limits(Policy(**{**settings, "recovery_codes": 0}).guess_risk)
+    with pytest.raises(InvalidPolicy) as excinfo:
+        Policy(**settings)
+    reason = excinfo.value.details["reason"]
+    accepted = Policy(**settings, accept_guess_risk=True)
+    risk = accepted.guess_risk
+    assert risk.per_subject_per_day > Policy.MAX_GUESS_CHANCE_PER_SUBJECT_DAY
+    assert risk.per_code <= Policy.MAX_GUESS_CHANCE_PER_CODE
+    assert f"+ {risk.recovery_tries_per_day} recovery tries)" in reason
+    assert "recovery_codes, recovery_attempts" in reason
+    assert "one code is guessed before it locks" not in reason
 
 
 def test_refusal_per_code_names_figure_limit_and_flag() -> None:
@@ -863,7 +1094,7 @@ def test_refusal_names_both_figures_when_both_are_too_high() -> None:
         Policy(max_failed_attempts=200, failure_budget=50)
     reason = excinfo.value.details["reason"]
     assert "1 in 500,000 (2e-06: 200 attempts" in reason
-    assert "1 in 83,333 (1.2e-05: 8 providers x 50 wrong guesses" in reason
+    assert "1 in 79,113 (1.26e-05: 8 providers x (50 wrong guesses" in reason
     assert 1 == reason.count("accept_guess_risk=True")
 
 
@@ -871,9 +1102,13 @@ def test_accepted_policy_still_reports_its_risk() -> None:
     """accept_guess_risk=True builds the policy; guess_risk gives the same figures."""
     policy = Policy(failure_budget=1000, accept_guess_risk=True)
     risk = policy.guess_risk
-    assert (1000, 24_000) == (risk.guesses_per_day, risk.tries_per_day)
-    assert 24_000 / 10**8 == risk.per_subject_per_day
-    assert 4_166 == risk.per_subject_per_day_one_in
+    assert (1000, 8, 24_064) == (
+        risk.guesses_per_day,
+        risk.recovery_tries_per_day,
+        risk.tries_per_day,
+    )
+    assert 24_064 / 10**8 == risk.per_subject_per_day
+    assert 4_155 == risk.per_subject_per_day_one_in
     assert 1000 == policy.failure_budget
 
 
@@ -927,6 +1162,7 @@ def test_guess_risk_is_a_frozen_value() -> None:
         providers=8,
         guesses_per_day=10,
         codes_tested_per_guess=3,
+        recovery_tries_per_day=8,
     )
     assert Policy().guess_risk == risk
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
@@ -966,7 +1202,42 @@ def test_guess_risk_counts_are_whole_positive_numbers(field: str, value: object)
         GuessRisk(**{**counts, field: value})
 
 
-@given(_risk_settings)
+def test_guess_risk_recovery_tries_default_to_none() -> None:
+    """A GuessRisk built by hand without recovery tries counts none: P x G x L tries."""
+    risk = GuessRisk(
+        combinations=10**8,
+        max_failed_attempts=5,
+        providers=8,
+        guesses_per_day=10,
+        codes_tested_per_guess=3,
+    )
+    assert (0, 240, 2.4e-6) == (
+        risk.recovery_tries_per_day,
+        risk.tries_per_day,
+        risk.per_subject_per_day,
+    )
+    assert Policy(recovery_codes=0).guess_risk == risk
+
+
+@pytest.mark.parametrize("value", [-1, True, False, 1.5, "3", None, 10**100 + 1])
+def test_guess_risk_recovery_tries_are_whole_numbers_from_zero(value: object) -> None:
+    """recovery_tries_per_day is a whole number from 0 to 10^100; anything else is refused."""
+    with pytest.raises(InvalidPolicy) as excinfo:
+        GuessRisk(
+            combinations=10**8,
+            max_failed_attempts=5,
+            providers=8,
+            guesses_per_day=10,
+            codes_tested_per_guess=3,
+            recovery_tries_per_day=value,  # type: ignore[arg-type]
+        )
+    assert (
+        "recovery_tries_per_day must be a whole number from 0 to 10^100"
+        == excinfo.value.details["reason"]
+    )
+
+
+@given(_risk_settings())
 def test_guess_risk_follows_the_formula(settings: dict[str, Any]) -> None:
     """Any policy's figures are the formula's, in [0, 1], and consistent with one another."""
     policy = Policy(**settings, accept_guess_risk=True)
@@ -975,8 +1246,12 @@ def test_guess_risk_follows_the_formula(settings: dict[str, Any]) -> None:
     assert 0.0 < risk.per_code <= 1.0
     assert 0.0 < risk.per_subject_per_day <= 1.0
     assert risk.combinations == policy.code_format.combinations
-    assert risk.tries_per_day == (
-        risk.providers * risk.guesses_per_day * risk.codes_tested_per_guess
+    assert risk.tries_per_day == risk.providers * (
+        risk.guesses_per_day * risk.codes_tested_per_guess + risk.recovery_tries_per_day
+    )
+    recovery_windows = _windows_in_a_day(policy.failure_window, _longest_ttl(policy))
+    assert risk.recovery_tries_per_day == (
+        policy.recovery_codes * recovery_windows * policy.recovery_attempts
     )
     # A day's guesses meet at least one code as often as the lock or the budget allows.
     fewest = min(risk.max_failed_attempts, risk.guesses_per_day)
@@ -989,7 +1264,7 @@ def test_guess_risk_follows_the_formula(settings: dict[str, Any]) -> None:
     assert 1 / risk.per_subject_per_day_one_in >= risk.per_subject_per_day
 
 
-@given(_risk_settings)
+@given(_risk_settings())
 def test_policy_is_refused_exactly_when_a_figure_is_over_its_limit(
     settings: dict[str, Any],
 ) -> None:
@@ -1003,29 +1278,41 @@ def test_policy_is_refused_exactly_when_a_figure_is_over_its_limit(
         assert "accept_guess_risk=True" in excinfo.value.details["reason"]
 
 
-def _looser(setting: str, current: Any, data: st.DataObject) -> Any:
-    """A value of ``setting`` at least as loose as ``current``: a count as big, more providers."""
+def _looser(setting: str, settings: dict[str, Any], data: st.DataObject) -> Any:
+    """A value of ``setting`` at least as loose as in ``settings``: a count as big (recovery
+    attempts up to max_failed_attempts), more providers."""
+    current = settings[setting]
     if setting == "providers":
         more = data.draw(_provider_sets, label="more providers")
         return tuple(dict.fromkeys((*current, *more)))
-    return current + data.draw(st.integers(min_value=0, max_value=1000), label="more")
+    most = settings["max_failed_attempts"] if setting == "recovery_attempts" else current + 1000
+    return data.draw(st.integers(min_value=current, max_value=most), label="more")
 
 
 @pytest.mark.parametrize(
-    "setting", ["max_failed_attempts", "failure_budget", "max_live_codes", "providers"]
+    "setting",
+    [
+        "max_failed_attempts",
+        "failure_budget",
+        "max_live_codes",
+        "recovery_codes",
+        "recovery_attempts",
+        "providers",
+    ],
 )
-@given(settings=_risk_settings, data=st.data())
+@given(settings=_risk_settings(), data=st.data())
 def test_looser_settings_never_lower_the_risk(
     setting: str, settings: dict[str, Any], data: st.DataObject
 ) -> None:
-    """More attempts, budget, live codes or providers never lower either figure."""
-    looser = {**settings, setting: _looser(setting, settings[setting], data)}
+    """More attempts, budget, live codes, recovery codes or attempts, or providers never lower
+    either figure."""
+    looser = {**settings, setting: _looser(setting, settings, data)}
     before, after = _risk(**settings), _risk(**looser)
     assert before.per_code <= after.per_code
     assert before.per_subject_per_day <= after.per_subject_per_day
 
 
-@given(settings=_risk_settings, data=st.data())
+@given(settings=_risk_settings(), data=st.data())
 def test_shorter_window_never_lowers_the_risk(
     settings: dict[str, Any], data: st.DataObject
 ) -> None:
@@ -1041,7 +1328,21 @@ def test_shorter_window_never_lowers_the_risk(
     assert before.per_subject_per_day <= after.per_subject_per_day
 
 
-@given(settings=_risk_settings, extra=st.integers(min_value=1, max_value=8))
+@given(settings=_risk_settings(), data=st.data())
+def test_longer_ttl_never_lowers_the_risk(settings: dict[str, Any], data: st.DataObject) -> None:
+    """A longer TTL keeps recovery codes live into more of a day: never a lower daily figure;
+    the per-code figure and the ordinary guesses do not move."""
+    ttl = data.draw(
+        st.timedeltas(min_value=settings["ttl"], max_value=Policy.MAX_DURATION), label="longer ttl"
+    )
+    before, after = _risk(**settings), _risk(**{**settings, "ttl": ttl})
+    assert before.per_code == after.per_code
+    assert before.guesses_per_day == after.guesses_per_day
+    assert before.recovery_tries_per_day <= after.recovery_tries_per_day
+    assert before.per_subject_per_day <= after.per_subject_per_day
+
+
+@given(settings=_risk_settings(), extra=st.integers(min_value=1, max_value=8))
 def test_longer_codes_lower_the_risk(settings: dict[str, Any], extra: int) -> None:
     """Each extra character divides both figures by the alphabet size (until the cap of 1)."""
     code_format = settings["code_format"]
@@ -1072,53 +1373,160 @@ def _a_wrong_code(issued: list[str]) -> str:
     return next(f"{n:08d}" for n in range(len(issued) + 1) if f"{n:08d}" not in issued)
 
 
-def test_default_bound_is_reached_by_a_cooperating_customer() -> None:
-    """The default's 240 tries a day are reachable: re-issuing after each lock, provider by
-    provider, every wrong guess meets 3 live codes. The bound is tight, not just safe."""
-    policy = Policy()
-    issuer, _clock = _fresh_issuer(policy)
-    code_ids: list[str] = []
-    codes: list[str] = []
+def _guess(issuer: CodeIssuer, provider: str, codes: list[str]) -> None:
+    """One wrong guess at ``provider`` that is compared with a live code (and so charged)."""
+    with pytest.raises(WrongCode):
+        issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
+
+
+def _locked_out(issuer: CodeIssuer, provider: str, codes: list[str]) -> None:
+    """The budget at ``provider`` is spent and no recovery code is live there: no comparison."""
+    with pytest.raises(FailureBudgetExhausted):
+        issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
+
+
+def _issue(issuer: CodeIssuer, provider: str, codes: list[str], code_ids: list[str]) -> None:
+    """Issue the citizen a code at ``provider``, noting the code and its id."""
+    issued = issuer.issue(_CITIZEN, provider)
+    codes.append(issued.code)
+    code_ids.append(issued.code_id)
+
+
+def _spend_budget(
+    issuer: CodeIssuer, policy: Policy, provider: str, codes: list[str], code_ids: list[str]
+) -> None:
+    """Spend the whole budget at ``provider`` at once, the customer holding every live code the
+    limit allows there before each guess (re-issuing the locked ones), then revoke the rest."""
+    here: list[str] = []
+    for _ in range(policy.failure_budget):
+        with contextlib.suppress(LiveCodeLimitReached):
+            while True:
+                _issue(issuer, provider, codes, here)
+        _guess(issuer, provider, codes)
+    _locked_out(issuer, provider, codes)
+    for code_id in here:
+        issuer.revoke(_CITIZEN, code_id)
+    code_ids.extend(here)
+
+
+def _recover(
+    issuer: CodeIssuer, policy: Policy, provider: str, codes: list[str], code_ids: list[str]
+) -> None:
+    """With the budget at ``provider`` spent and no live code there, take every recovery code
+    the window allows and every wrong guess each allows."""
+    for _ in range(policy.recovery_codes):
+        _issue(issuer, provider, codes, code_ids)
+        for _ in range(policy.recovery_attempts):
+            _guess(issuer, provider, codes)
+    _locked_out(issuer, provider, codes)
+
+
+def _carried(policy: Policy) -> dict[str, int]:
+    """Recovery codes each provider carries into the day, issued just before it starts: a
+    window's allowance, when 24 h + the TTL spans one window more than 24 h (the window being at
+    least the TTL). They are all live as the day starts, so at most ``max_live_codes`` in all."""
+    window = policy.failure_window
+    if _windows_in_a_day(window, _longest_ttl(policy)) == _windows_in_a_day(window):
+        return {}
+    room = policy.max_live_codes
+    carried = {}
     for provider in policy.providers:
-        for _ in range(policy.failure_budget // policy.max_failed_attempts):
-            for _ in range(policy.max_live_codes):
-                issued = issuer.issue(_CITIZEN, provider)
-                code_ids.append(issued.code_id)
-                codes.append(issued.code)
-            for _ in range(policy.max_failed_attempts):
-                with pytest.raises(WrongCode):
-                    issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
-        with pytest.raises(FailureBudgetExhausted):
-            issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
-    assert policy.guess_risk.tries_per_day == _tries(issuer, code_ids) == 240
+        carried[provider.id] = min(policy.recovery_codes, room)
+        room -= carried[provider.id]
+    return {provider: count for provider, count in carried.items() if count}
 
 
-def _worst_day(policy: Policy) -> int:
-    """Tries charged in a day at which the attacker uses the whole budget at the start of each
-    window at every provider, and the customer holds all ``max_live_codes`` codes there before
-    every guess (re-issuing the locked ones, revoking the rest when the attacker moves on)."""
+def _worst_day(policy: Policy) -> dict[str, int]:
+    """Tries charged at each provider in the 24 hours from ``day``, in the worst schedule the
+    rules allow when the failure window is at least the longest TTL.
+
+    Providers that carry recovery codes into the day (``_carried``) spend their budget one
+    window before the day, take those codes one TTL before it, and have them guessed as the
+    day starts; their recovery codes then come one window after each other. In the day, every
+    provider has its whole budget spent at the start of each window, the customer holding all
+    the live codes allowed there before every guess (re-issuing the locked ones, revoking the
+    rest when the attacker moves on); the other providers then take every recovery code the
+    window allows, each guessed until it locks. A microsecond separates the carried codes'
+    guesses from the refilled budget.
+    """
     issuer, clock = _fresh_issuer(policy)
-    end = START + timedelta(hours=24)
-    code_ids: list[str] = []
+    window, ttl = policy.failure_window, _longest_ttl(policy)
+    carried = _carried(policy)
+    shift = ONE_MICROSECOND if carried else timedelta(0)
+    day = START + window + ttl
+    end = day + timedelta(hours=24)
+    first_recovery = day - ttl + ONE_MICROSECOND
+    steps: list[tuple[datetime, int, int, str]] = []
+    for order, provider in enumerate(policy.providers):
+        if provider.id in carried:
+            steps += [
+                (day - window + shift, 0, order, "spend before"),
+                (first_recovery, 1, order, "carry"),
+                (day, 2, order, "guess carried"),
+            ]
+            moment = first_recovery + window
+            while moment < end:
+                steps.append((moment, 1, order, "recover"))
+                moment += window
+        moment = day + shift
+        while moment < end:
+            steps.append((moment, 0, order, "spend"))
+            if provider.id not in carried:
+                steps.append((moment, 1, order, "recover"))
+            moment += window
     codes: list[str] = []
-    while clock.now() < end:
-        for provider in policy.providers:
-            here: list[str] = []
-            for _ in range(policy.failure_budget):
-                with contextlib.suppress(LiveCodeLimitReached):
-                    while True:
-                        issued = issuer.issue(_CITIZEN, provider)
-                        here.append(issued.code_id)
-                        codes.append(issued.code)
-                with pytest.raises(WrongCode):
-                    issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
-            with pytest.raises(FailureBudgetExhausted):
-                issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
-            for code_id in here:
-                issuer.revoke(_CITIZEN, code_id)
-            code_ids.extend(here)
-        clock.set(clock.now() + policy.failure_window)
-    return _tries(issuer, code_ids)
+    counted: dict[str, list[str]] = {provider.id: [] for provider in policy.providers}
+    for moment, _, order, step in sorted(steps):
+        clock.set(moment)
+        provider_id = policy.providers[order].id
+        if step == "spend before":
+            _spend_budget(issuer, policy, provider_id, codes, [])
+        elif step == "carry":
+            for _ in range(carried[provider_id]):
+                _issue(issuer, provider_id, codes, counted[provider_id])
+        elif step == "guess carried":
+            # Untouched before the day, and recovery codes: their attempts are all in the day.
+            left = [
+                issuer.status(_CITIZEN, code_id).attempts_left for code_id in counted[provider_id]
+            ]
+            assert [policy.recovery_attempts] * carried[provider_id] == left
+            for _ in range(policy.recovery_attempts):
+                _guess(issuer, provider_id, codes)
+        elif step == "spend":
+            _spend_budget(issuer, policy, provider_id, codes, counted[provider_id])
+        else:
+            _recover(issuer, policy, provider_id, codes, counted[provider_id])
+    assert clock.now() < end
+    return {provider: _tries(issuer, code_ids) for provider, code_ids in counted.items()}
+
+
+def test_default_bound_is_reached_at_one_provider_and_not_at_all_eight() -> None:
+    """The default's 38 tries a provider are reached: 2 recovery codes issued just before the
+    day, guessed inside it, 10 wrong guesses x 3 live codes, 2 more recovery codes a window
+    later. Its 304 tries a day are not: they need the 16 carried codes of all 8 providers live
+    together as the day starts, and a subject holds at most 3 live codes; the most any day
+    reaches is 304 - 2 x (16 - 3) = 278. The bound is safe, and 26 tries loose."""
+    policy = Policy()
+    reached = _worst_day(policy)
+    assert {"stc": 38, "mobily": 36} | {p.id: 34 for p in policy.providers[2:]} == reached
+    risk = policy.guess_risk
+    assert risk.guesses_per_day * risk.codes_tested_per_guess + risk.recovery_tries_per_day == 38
+    assert (278, 304) == (sum(reached.values()), risk.tries_per_day)
+
+
+def test_recovery_codes_carried_into_the_day_break_the_old_figure() -> None:
+    """The old formula counted recovery codes issued inside the 24 hours only, 272 / 8 = 34
+    tries a provider; with those issued one TTL before, one provider takes 38 in one day,
+    exactly its bound now (one provider carries its 2 codes within the live-code limit)."""
+    policy = Policy(providers=SAUDI_PROVIDERS[:1])
+    reached = _worst_day(policy)["stc"]
+    risk = policy.guess_risk
+    within_the_day = policy.recovery_codes * _windows_in_a_day(policy.failure_window)
+    old = (
+        risk.guesses_per_day * risk.codes_tested_per_guess
+        + within_the_day * policy.recovery_attempts
+    )
+    assert (34, 38, 38) == (old, reached, risk.tries_per_day)
 
 
 @settings(max_examples=40, deadline=None)
@@ -1137,23 +1545,49 @@ def _worst_day(policy: Policy) -> int:
         ]
     ),
     live=st.integers(min_value=1, max_value=3),
+    recovery=st.integers(min_value=0, max_value=3),
     ttl=st.sampled_from([timedelta(minutes=30), FOUR_HOURS]),
+    data=st.data(),
 )
-def test_the_bound_is_reached_in_the_worst_day(
-    *, providers: int, attempts: int, budget: int, window: timedelta, live: int, ttl: timedelta
+def test_the_worst_day_falls_short_of_the_bound_only_by_the_live_code_limit(
+    *,
+    providers: int,
+    attempts: int,
+    budget: int,
+    window: timedelta,
+    live: int,
+    recovery: int,
+    ttl: timedelta,
+    data: st.DataObject,
 ) -> None:
-    """For any limits, the worst day charges exactly ``tries_per_day``: the bound is tight."""
+    """For any limits with a failure window at least the TTL, the worst day charges
+    ``tries_per_day`` less the recovery tries of carried codes beyond the live-code limit:
+    exactly the bound when P x recovery_codes carried codes fit in max_live_codes, or when
+    24 h + TTL spans no more windows than 24 h (nothing to carry)."""
+    assume(window >= ttl)
     policy = Policy(
         providers=SAUDI_PROVIDERS[:providers],
         max_failed_attempts=attempts,
         failure_budget=budget,
         failure_window=window,
         max_live_codes=live,
+        recovery_codes=recovery,
+        recovery_attempts=data.draw(st.integers(1, attempts), label="recovery attempts"),
         ttl=ttl,
         retention=timedelta(days=2),
         accept_guess_risk=True,
     )
-    assert policy.guess_risk.tries_per_day == _worst_day(policy)
+    risk = policy.guess_risk
+    extra_windows = _windows_in_a_day(window, ttl) - _windows_in_a_day(window)
+    wanted = providers * recovery * extra_windows
+    held_back = max(0, wanted - live)
+    reached = _worst_day(policy)
+    assert risk.tries_per_day - policy.recovery_attempts * held_back == sum(reached.values())
+    per_provider = risk.guesses_per_day * risk.codes_tested_per_guess + risk.recovery_tries_per_day
+    assert all(tries <= per_provider for tries in reached.values())
+    if recovery <= live:
+        # The first provider carries all its codes: the bound of one provider is reached.
+        assert per_provider == max(reached.values())
 
 
 #: A day of a customer who holds as many codes as allowed and an attacker guessing at them:
@@ -1175,8 +1609,10 @@ _actions = st.lists(
     budget=st.integers(min_value=1, max_value=4),
     window=st.sampled_from([timedelta(hours=hours) for hours in (1, 5, 7, 24, 30)]),
     live=st.integers(min_value=1, max_value=3),
+    recovery=st.integers(min_value=0, max_value=3),
     ttl=st.sampled_from([timedelta(minutes=30), FOUR_HOURS]),
     actions=_actions,
+    data=st.data(),
 )
 def test_no_day_of_the_rules_exceeds_the_bound(
     *,
@@ -1184,17 +1620,21 @@ def test_no_day_of_the_rules_exceeds_the_bound(
     budget: int,
     window: timedelta,
     live: int,
+    recovery: int,
     ttl: timedelta,
     actions: list[tuple[str, int]],
+    data: st.DataObject,
 ) -> None:
     """Any mix of issues, revocations, waits and wrong guesses over a day, at three providers,
-    charges no more tries than the bound: G x L per provider, P x G x L in all."""
+    charges no more tries than the bound: G x L + R per provider, P x (G x L + R) in all."""
     policy = Policy(
         providers=SAUDI_PROVIDERS[:3],
         max_failed_attempts=attempts,
         failure_budget=budget,
         failure_window=window,
         max_live_codes=live,
+        recovery_codes=recovery,
+        recovery_attempts=data.draw(st.integers(1, attempts), label="recovery attempts"),
         ttl=ttl,
         retention=timedelta(days=2),
         accept_guess_risk=True,
@@ -1226,9 +1666,8 @@ def test_no_day_of_the_rules_exceeds_the_bound(
             with pytest.raises((WrongCode, FailureBudgetExhausted)):
                 issuer.redeem(_CITIZEN, provider, _a_wrong_code(codes), "new_line")
     per_provider = [_tries(issuer, ids) for ids in code_ids.values()]
-    assert all(
-        tries <= risk.guesses_per_day * risk.codes_tested_per_guess for tries in per_provider
-    )
+    most = risk.guesses_per_day * risk.codes_tested_per_guess + risk.recovery_tries_per_day
+    assert all(tries <= most for tries in per_provider)
     assert sum(per_provider) <= risk.tries_per_day
 
 

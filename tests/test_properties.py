@@ -42,11 +42,16 @@ from telecard_auth import (
     Provider,
     Service,
     Subject,
+    SubjectKind,
     TelecardAuthError,
     WrongCode,
 )
 
-KEYRING = Keyring(keys=(HmacKey(key_id="k1", secret=K1_SECRET),), pseudonym_secret=PSEUDONYM_SECRET)
+OWNER = Subject.citizen("1000000008")
+KEYRING = Keyring(
+    keys=(HmacKey(key_id="k1", secret=K1_SECRET),),
+    pseudonym_keys=(HmacKey(key_id="p1", secret=PSEUDONYM_SECRET),),
+)
 
 # --- strategies --------------------------------------------------------------------------------
 
@@ -69,6 +74,13 @@ anything: st.SearchStrategy[Any] = st.one_of(
     st.sampled_from(SAUDI_PROVIDERS),
     st.sampled_from(DEFAULT_SERVICES),
 )
+
+
+def recipient_for(subject: Subject, service: Service) -> Subject | None:
+    """The recipient a code for ``service`` must name: one for a number transfer, else none."""
+    if service.id not in Policy().transfer_services:
+        return None
+    return Subject.resident("2129040479") if subject.kind is not SubjectKind.RESIDENT else OWNER
 
 
 def fresh(policy: Policy | None = None) -> tuple[CodeIssuer, MemoryStorage, ManualClock]:
@@ -100,9 +112,14 @@ def test_issue_then_redeem_succeeds_exactly_once(
     data: st.DataObject,
 ) -> None:
     """Any eligible subject redeems a fresh code once, however typed; the second time is refused."""
+    # A code for a number transfer is bound to that service and names its recipient, as it must.
     issuer, _storage, clock = fresh()
+    recipient = recipient_for(subject, service)
     issued = issuer.issue(
-        subject, provider if by_object else provider.id, service=service if bound else None
+        subject,
+        provider if by_object else provider.id,
+        service=service if bound or recipient else None,
+        recipient=recipient,
     )
     # As many separators as the code has gaps (ends included): one may stand in every gap.
     typed = data.draw(
@@ -112,14 +129,14 @@ def test_issue_then_redeem_succeeds_exactly_once(
         st.timedeltas(min_value=timedelta(0), max_value=FOUR_HOURS - ONE_MICROSECOND)
     )
     clock.advance(elapsed)
-    redemption = issuer.redeem(subject, provider.id, typed, service.id)
+    redemption = issuer.redeem(subject, provider.id, typed, service.id, recipient=recipient)
     assert (issued.code_id, provider, service) == (
         redemption.code_id,
         redemption.provider,
         redemption.service,
     )
     with pytest.raises(CodeAlreadyUsed):
-        issuer.redeem(subject, provider.id, issued.code, service.id)
+        issuer.redeem(subject, provider.id, issued.code, service.id, recipient=recipient)
     assert CodeState.REDEEMED == issuer.status(subject, issued.code_id).state
 
 
@@ -147,13 +164,19 @@ def test_code_never_redeems_after_its_ttl(
 def test_code_never_redeems_at_another_provider(
     subject: Subject, pair: tuple[Provider, Provider], service: Service
 ) -> None:
-    """A code for one provider is a wrong code at every other provider."""
+    """A code for one provider is a wrong code at every other provider, and stores nothing there."""
+    # No live code of the subject at that provider was compared: nothing is charged (finding 2).
     issued_for, presented_at = pair
-    issuer, _storage, _clock = fresh()
-    issued = issuer.issue(subject, issued_for)
+    issuer, storage, _clock = fresh()
+    recipient = recipient_for(subject, service)
+    bound = service if recipient else None
+    issued = issuer.issue(subject, issued_for, service=bound, recipient=recipient)
+    before = dump(storage)
     with pytest.raises(WrongCode):
-        issuer.redeem(subject, presented_at, issued.code, service)
-    assert issued.code_id == issuer.redeem(subject, issued_for, issued.code, service).code_id
+        issuer.redeem(subject, presented_at, issued.code, service, recipient=recipient)
+    assert before == dump(storage)
+    redemption = issuer.redeem(subject, issued_for, issued.code, service, recipient=recipient)
+    assert issued.code_id == redemption.code_id
 
 
 @settings(max_examples=60)
@@ -183,8 +206,12 @@ def test_wrong_guesses_follow_the_attempt_and_budget_model(
     max_failed: int, budget: int, wrong: int, subject: Subject
 ) -> None:
     """After k wrong guesses the right code is refused by budget, lock, or else accepted."""
-    policy = Policy(max_failed_attempts=max_failed, failure_budget=budget)
-    issuer, _storage, _clock = fresh(policy)
+    # Only a guess compared with a live code is charged, to the code and to the budget: once the
+    # code is locked, further guesses are wrong codes that cost nothing (finding 2), so the
+    # budget is spent only if it is no larger than the code's attempts.
+    # No recovery code is issued here; its attempts only have to fit within max_failed.
+    policy = Policy(max_failed_attempts=max_failed, failure_budget=budget, recovery_attempts=1)
+    issuer, storage, _clock = fresh(policy)
     issued = issuer.issue(subject, "stc")
     guess = other_code(issued.code)
     outcomes = []
@@ -192,14 +219,18 @@ def test_wrong_guesses_follow_the_attempt_and_budget_model(
         with pytest.raises((WrongCode, FailureBudgetExhausted)) as caught:
             issuer.redeem(subject, "stc", guess, "new_line")
         outcomes.append(type(caught.value))
-    assert [WrongCode] * min(wrong, budget) + [FailureBudgetExhausted] * max(
-        wrong - budget, 0
-    ) == outcomes
-    counted = min(wrong, budget)
+    counted = min(wrong, max_failed, budget)
+    spent = budget <= max_failed and wrong >= budget
+    refused_by_budget = wrong - budget if spent else 0
+    assert [WrongCode] * (wrong - refused_by_budget) + [
+        FailureBudgetExhausted
+    ] * refused_by_budget == outcomes
     status = issuer.status(subject, issued.code_id)
-    assert min(counted, max_failed) == status.failed_attempts
-    assert max(max_failed - counted, 0) == status.attempts_left
-    if wrong >= budget:
+    assert counted == status.failed_attempts
+    assert max_failed - counted == status.attempts_left
+    (snapshot,) = dump(storage)
+    assert counted == sum(len(log.failures) for log in snapshot.failure_logs)
+    if spent:
         with pytest.raises(FailureBudgetExhausted):
             issuer.redeem(subject, "stc", issued.code, "new_line")
     elif wrong >= max_failed:
@@ -233,9 +264,6 @@ def test_issue_with_anything_raises_only_library_errors(
     else:
         assert isinstance(refusal, InvalidInput | NotPermitted)
         assert () == dump(storage)
-
-
-OWNER = Subject.citizen("1000000008")
 
 
 @settings(max_examples=150)

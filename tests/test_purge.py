@@ -33,6 +33,7 @@ from telecard_auth import (
     SubjectSnapshot,
     events,
 )
+from telecard_auth._core import identity_of
 
 #: Past a code's expiry, its record's retention and its subject's failure window.
 GONE = FOUR_HOURS + Policy().retention + Policy().failure_window
@@ -137,7 +138,7 @@ def test_every_storage_of_the_package_reports_its_purges() -> None:
 def test_purge_reports_an_unused_code_once_its_subject_is_deleted(
     keyring: Keyring, clock: ManualClock, citizen: Subject
 ) -> None:
-    """One unused code: one CodeExpired at purge, with the code's expiry and the purge's time."""
+    """One unused code: one CodeExpired at purge, with its audit_ref, expiry and the purge time."""
     sink = events.CollectingSink()
     issuer = issuer_over(MemoryStorage(), keyring, clock, sink)
     issued = issuer.issue(citizen, "stc")
@@ -146,12 +147,15 @@ def test_purge_reports_an_unused_code_once_its_subject_is_deleted(
     assert (1, 0) == (issuer.purge(), issuer.purge())
     (event,) = sink.events
     assert isinstance(event, events.CodeExpired)
-    assert (issued.code_id, "stc", issued.expires_at, clock.now()) == (
+    identity = identity_of(citizen)
+    assert (keyring.audit_ref(identity), issued.code_id, "stc", issued.expires_at, clock.now()) == (
+        event.audit_ref,
         event.code_id,
         event.provider_id,
         event.expired_at,
         event.at,
     )
+    assert keyring.subject_ref(identity) != event.audit_ref
 
 
 def test_without_sinks_the_issuer_calls_plain_purge(

@@ -24,6 +24,8 @@ from telecard_auth import (
     luhn_valid,
 )
 from telecard_auth import pytest_plugin as plugin
+from telecard_auth._core import identity_of
+from telecard_auth._keyring import weakness
 from telecard_auth.pytest_plugin import MakeTelecardIssuer, MakeTelecardSubject
 
 pytest_plugins = ["pytester"]
@@ -190,7 +192,8 @@ def test_each_run_starts_clean(run, telecard_issuer, telecard_clock, telecard_ev
     issuers, keyrings, signers = zip(*SEEN)
     assert len({id(issuer) for issuer in issuers}) == len(SEEN)
     assert len({keyring.current.secret for keyring in keyrings}) == len(SEEN)
-    assert len({keyring.pseudonym_secret for keyring in keyrings}) == len(SEEN)
+    assert len({keyring.pseudonym_key.secret for keyring in keyrings}) == len(SEEN)
+    assert ["p1"] == [key.key_id for key in telecard_keyring.pseudonym_keys]
     assert len({signer.current.public_key.to_text() for signer in signers}) == len(SEEN)
 """
 
@@ -355,6 +358,30 @@ def test_issuer_fixture_is_wired_to_the_other_fixtures(
     assert issued.code_id == record.code_id
     assert telecard_keyring.current.key_id == record.key_id
     assert datetime(2026, 5, 1, 8, 0, tzinfo=UTC) == record.issued_at
+
+
+def test_keyring_fixture_holds_fresh_random_keys_and_files_subjects_under_p1(
+    telecard_issuer: CodeIssuer,
+    telecard_storage: MemoryStorage,
+    telecard_keyring: Keyring,
+    make_telecard_subject: MakeTelecardSubject,
+) -> None:
+    """telecard_keyring has one HMAC key k1 and one pseudonym key p1, not in standby, each of
+    random bytes of its own; subjects are filed and sealed under p1."""
+    assert (["k1"], ["p1"], False) == (
+        [key.key_id for key in telecard_keyring.keys],
+        [key.key_id for key in telecard_keyring.pseudonym_keys],
+        telecard_keyring.pseudonym_standby,
+    )
+    secrets = (telecard_keyring.current.secret, telecard_keyring.pseudonym_key.secret)
+    assert (None, None) == tuple(weakness(secret) for secret in secrets)
+    assert secrets[0] != secrets[1]
+    customer = make_telecard_subject()
+    telecard_issuer.issue(customer, "stc")
+    [snapshot] = telecard_storage.snapshots()
+    identity = identity_of(customer)
+    assert telecard_keyring.subject_ref(identity, "p1") == snapshot.subject_ref
+    assert ("p1", identity) == telecard_keyring.unseal(snapshot.identity, snapshot.subject_ref)
 
 
 def test_make_telecard_issuer_defaults_to_the_fixtures(

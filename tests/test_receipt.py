@@ -4,6 +4,7 @@ and verification offline in another process with nothing but the public key."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import pickle
 import re
@@ -17,10 +18,17 @@ from typing import Any
 import attrs
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.helpers import START
-from tests.strategies import aware_datetimes, key_ids, naive_datetimes, provider_ids, service_ids
+from tests.strategies import (
+    aware_datetimes,
+    eligible_subjects,
+    key_ids,
+    naive_datetimes,
+    provider_ids,
+    service_ids,
+)
 
 from telecard_auth import (
     NEW_LINE,
@@ -35,11 +43,13 @@ from telecard_auth import (
     ManualClock,
     MemoryStorage,
     NotPermitted,
+    Provider,
     Redemption,
     RedemptionRefused,
     Subject,
     TelecardAuthError,
 )
+from telecard_auth._core import identity_of
 from telecard_auth._errors import MalformedReceipt, ReceiptNotVerified, UnknownSigningKey
 from telecard_auth._receipt import (
     MAX_RECEIPT_LENGTH,
@@ -63,12 +73,13 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-#: Two fixed private keys (test values only), their texts and their public key texts.
-R1_SEED = bytes(range(32))
-R2_SEED = bytes(range(32, 64))
+#: Two fixed private keys (test values only, random-looking: a patterned seed such as
+#: ``bytes(range(32))`` is refused), their texts and their public key texts.
+R1_SEED = hashlib.sha256(b"telecard-auth test receipt key r1").digest()
+R2_SEED = hashlib.sha256(b"telecard-auth test receipt key r2").digest()
 R1_PRIVATE = "tar1-private:r1:" + _b64(R1_SEED)
 R2_PRIVATE = "tar1-private:r2:" + _b64(R2_SEED)
-R1_PUBLIC = "tar1-public:r1:A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg"
+R1_PUBLIC = "tar1-public:r1:XA278EpkPc7TSI8U5O3P8Hqf0dCEvB_q258kPq7I5tM"
 
 #: The fields of one sample redemption.
 FIELDS: dict[str, Any] = {
@@ -76,7 +87,7 @@ FIELDS: dict[str, Any] = {
     "provider_id": "mobily",
     "service_id": "lost_sim_replacement",
     "redeemed_at": datetime(2026, 3, 1, 9, 30, 15, 250001, tzinfo=UTC),
-    "subject_ref": "3f9a0c1b2d4e5f60718293a4b5c6d7e8",
+    "customer_ref": "3f9a0c1b2d4e5f60718293a4b5c6d7e8",
 }
 
 #: Alternative valid values for each field of the payload, to tamper with one at a time.
@@ -85,7 +96,7 @@ OTHER_VALUES: dict[str, Any] = {
     "provider_id": "stc",
     "service_id": "new_line",
     "redeemed_at": "2026-03-01T09:30:15.250002Z",
-    "subject_ref": "3f9a0c1b2d4e5f60718293a4b5c6d7e9",
+    "customer_ref": "3f9a0c1b2d4e5f60718293a4b5c6d7e9",
     "key_id": "r2",
 }
 
@@ -152,7 +163,7 @@ def tokens() -> st.SearchStrategy[str]:
 
 
 def pseudonyms() -> st.SearchStrategy[str]:
-    """Subject pseudonyms: the keyring's 32 hex characters, or any token but 10 bare digits."""
+    """Customer pseudonyms: the keyring's 32 hex characters, or any token but 10 bare digits."""
     return st.one_of(
         st.binary(min_size=16, max_size=16).map(bytes.hex),
         tokens().filter(lambda value: not re.fullmatch(r"[0-9]{10}", value)),
@@ -167,7 +178,7 @@ def receipt_fields(draw: st.DrawFn) -> dict[str, Any]:
         "provider_id": draw(st.one_of(provider_ids(), tokens())),
         "service_id": draw(st.one_of(service_ids(), tokens())),
         "redeemed_at": draw(aware_datetimes()),
-        "subject_ref": draw(pseudonyms()),
+        "customer_ref": draw(pseudonyms()),
     }
 
 
@@ -190,7 +201,7 @@ def test_receipt_holds_the_fields_signed() -> None:
     assert "mobily" == SAMPLE.provider_id
     assert "lost_sim_replacement" == SAMPLE.service_id
     assert datetime(2026, 3, 1, 9, 30, 15, 250001, tzinfo=UTC) == SAMPLE.redeemed_at
-    assert "3f9a0c1b2d4e5f60718293a4b5c6d7e8" == SAMPLE.subject_ref
+    assert "3f9a0c1b2d4e5f60718293a4b5c6d7e8" == SAMPLE.customer_ref
     assert "r1" == SAMPLE.key_id
     assert 64 == len(SAMPLE.signature)
 
@@ -198,9 +209,9 @@ def test_receipt_holds_the_fields_signed() -> None:
 def test_payload_is_canonical_json() -> None:
     """The signed bytes: compact JSON, sorted keys, ASCII, UTC time to the microsecond."""
     expected = (
-        b'{"code_id":"q3Vx0bLk9TzA2mNc","key_id":"r1","provider_id":"mobily",'
-        b'"redeemed_at":"2026-03-01T09:30:15.250001Z","service_id":"lost_sim_replacement",'
-        b'"subject_ref":"3f9a0c1b2d4e5f60718293a4b5c6d7e8","version":1}'
+        b'{"code_id":"q3Vx0bLk9TzA2mNc","customer_ref":"3f9a0c1b2d4e5f60718293a4b5c6d7e8",'
+        b'"key_id":"r1","provider_id":"mobily","redeemed_at":"2026-03-01T09:30:15.250001Z",'
+        b'"service_id":"lost_sim_replacement","version":1}'
     )
     assert expected == SAMPLE_PAYLOAD
 
@@ -244,7 +255,7 @@ def test_longest_receipt_is_within_the_cap() -> None:
         provider_id="p" * 64,
         service_id="s" * 64,
         redeemed_at=datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-        subject_ref="a" * 64,
+        customer_ref="a" * 64,
     )
     assert len(receipt.to_text()) < MAX_RECEIPT_LENGTH // 2
     assert receipt == verify_receipt(receipt.to_text(), longest.public_key)
@@ -303,7 +314,8 @@ def test_signing_any_receipt_twice_gives_one_text(fields: dict[str, Any]) -> Non
 def test_different_fields_give_different_signatures() -> None:
     """Each field changes the signature: nothing signed is left out of the payload."""
     changes: dict[str, Any] = {
-        name: OTHER_VALUES[name] for name in ("code_id", "provider_id", "service_id", "subject_ref")
+        name: OTHER_VALUES[name]
+        for name in ("code_id", "provider_id", "service_id", "customer_ref")
     }
     changes["redeemed_at"] = FIELDS["redeemed_at"] + timedelta(microseconds=1)
     for name, value in changes.items():
@@ -333,7 +345,7 @@ def test_changing_any_field_fails_verification(name: str) -> None:
     assert "receipt_not_verified" == caught.value.code
 
 
-@pytest.mark.parametrize("name", ["code_id", "provider_id", "service_id", "subject_ref"])
+@pytest.mark.parametrize("name", ["code_id", "provider_id", "service_id", "customer_ref"])
 def test_evolved_receipt_fails_verification(name: str) -> None:
     """A receipt object changed after signing no longer verifies."""
     changed = attrs.evolve(SAMPLE, **{name: OTHER_VALUES[name]})
@@ -522,8 +534,17 @@ JUNK_TEXT: dict[str, str] = {
     "code id with space": _text(_payload_with(code_id="q3Vx 0bLk"), _SIG),
     "provider as list": _text(_payload_with(provider_id=["stc"]), _SIG),
     "service as object": _text(_payload_with(service_id={"id": "new_line"}), _SIG),
-    "subject is an id number": _text(_payload_with(subject_ref="1000000008"), _SIG),
-    "subject with newline": _text(_payload_with(subject_ref="3f9a\n0c1b"), _SIG),
+    "customer is an id number": _text(_payload_with(customer_ref="1000000008"), _SIG),
+    "customer with newline": _text(_payload_with(customer_ref="3f9a\n0c1b"), _SIG),
+    "subject_ref of the last format": _text(
+        _canonical(
+            {
+                **{k: v for k, v in json.loads(SAMPLE_PAYLOAD).items() if k != "customer_ref"},
+                "subject_ref": FIELDS["customer_ref"],
+            }
+        ),
+        _SIG,
+    ),
     "key id too long": _text(_payload_with(key_id="k" * 33), _SIG),
     "key id with colon": _text(_payload_with(key_id="r:1"), _SIG),
     "key id as number": _text(_payload_with(key_id=1), _SIG),
@@ -640,10 +661,10 @@ def test_nothing_but_malformed_receipt_escapes_parse() -> None:
         ("provider_id", b"stc"),
         ("service_id", "new line"),
         ("service_id", "new_line\x00"),
-        ("subject_ref", "1000000008"),
-        ("subject_ref", "2129040479"),
-        ("subject_ref", ""),
-        ("subject_ref", "3f9a0c1b2d4e5f60718293a4b5c6d7e8" * 3),
+        ("customer_ref", "1000000008"),
+        ("customer_ref", "2129040479"),
+        ("customer_ref", ""),
+        ("customer_ref", "3f9a0c1b2d4e5f60718293a4b5c6d7e8" * 3),
     ],
 )
 def test_sign_refuses_fields_a_receipt_cannot_hold(name: str, value: Any) -> None:
@@ -703,18 +724,18 @@ def test_receipt_for_a_redemption() -> None:
     stc = SAUDI_PROVIDERS[0]
     redemption = Redemption(
         code_id=FIELDS["code_id"],
-        subject_ref=FIELDS["subject_ref"],
+        customer_ref=FIELDS["customer_ref"],
         provider=stc,
         service=NEW_LINE,
         issued_at=START,
         redeemed_at=START + timedelta(hours=1, microseconds=7),
     )
     receipt = _signer().sign_redemption(redemption)
-    assert (FIELDS["code_id"], "stc", "new_line", FIELDS["subject_ref"]) == (
+    assert (FIELDS["code_id"], "stc", "new_line", FIELDS["customer_ref"]) == (
         receipt.code_id,
         receipt.provider_id,
         receipt.service_id,
-        receipt.subject_ref,
+        receipt.customer_ref,
     )
     assert START + timedelta(hours=1, microseconds=7) == receipt.redeemed_at
     assert receipt == verify_receipt(receipt.to_text(), KEYS)
@@ -732,8 +753,110 @@ def test_receipt_of_a_real_redemption_carries_no_identity_number(
     assert citizen.identifier not in decoded
     assert citizen.identifier not in text
     assert issued.code not in decoded
-    assert redemption.subject_ref == receipt.subject_ref
+    assert redemption.customer_ref == receipt.customer_ref
     assert issued.code_id == verify_receipt(text, KEYS).code_id
+
+
+def _stored_values(storage: MemoryStorage) -> set[str]:
+    """Every digest and sealed identity that storage holds, as the text a receipt could show."""
+    values: set[str] = set()
+    for snapshot in storage.snapshots():
+        if snapshot.identity is not None:
+            values.add(snapshot.identity)
+        for record in snapshot.codes:
+            values.add(record.digest.hex())
+            kept = (record.msisdn_ref, record.recipient_ref, record.request_ref)
+            values |= {value for value in (*kept, record.request_inputs) if value is not None}
+    return values
+
+
+def test_customer_ref_is_one_per_operator(
+    storage: MemoryStorage, keyring: Keyring, clock: ManualClock, citizen: Subject
+) -> None:
+    """Receipts and redemptions name a customer alike at one operator, otherwise at another."""
+    # Neither pseudonym is the key under which storage files the customer.
+    issuer = CodeIssuer(storage, keyring=keyring, clock=clock, signer=_signer())
+    redemptions = []
+    for provider in ("stc", "stc", "mobily"):
+        issued = issuer.issue(citizen, provider)
+        redemptions.append(issuer.redeem(citizen, provider, issued.code, "new_line"))
+        clock.advance(minutes=1)
+    first, again, elsewhere = redemptions
+    identity = identity_of(citizen)
+    assert keyring.customer_ref(identity, "stc") == first.customer_ref == again.customer_ref
+    assert keyring.customer_ref(identity, "mobily") == elsewhere.customer_ref
+    assert first.customer_ref != elsewhere.customer_ref
+    receipts = [redemption.receipt for redemption in redemptions]
+    assert [redemption.customer_ref for redemption in redemptions] == [
+        verify_receipt(receipt.to_text(), KEYS).customer_ref for receipt in receipts if receipt
+    ]
+    storage_key = keyring.subject_ref(identity)
+    assert {snapshot.subject_ref for snapshot in storage.snapshots()} == {storage_key}
+    assert storage_key not in {first.customer_ref, elsewhere.customer_ref}
+
+
+@given(
+    subject=eligible_subjects(),
+    providers=st.lists(st.sampled_from(SAUDI_PROVIDERS), min_size=2, max_size=2, unique=True),
+)
+@settings(max_examples=25)
+def test_no_two_operators_see_one_customer_under_one_pseudonym(
+    subject: Subject, providers: list[Provider]
+) -> None:
+    """For any customer and any two operators, the receipts' customer refs differ."""
+    keyring, clock = Keyring.generate(), ManualClock(START)
+    issuer = CodeIssuer(MemoryStorage(), keyring=keyring, clock=clock, signer=_signer())
+    refs = set()
+    for provider in providers:
+        issued = issuer.issue(subject, provider)
+        receipt = issuer.redeem(subject, provider, issued.code, "new_line").receipt
+        assert receipt is not None
+        refs.add(verify_receipt(receipt.to_text(), KEYS).customer_ref)
+    assert 2 == len(refs)
+    assert keyring.subject_ref(identity_of(subject)) not in refs
+
+
+def test_receipts_hold_no_storage_key_and_no_stored_digest(
+    storage: MemoryStorage,
+    keyring: Keyring,
+    clock: ManualClock,
+    citizen: Subject,
+    resident: Subject,
+) -> None:
+    """A receipt and a redemption hold no storage key, the recipient's included, and no digest."""
+    issuer = CodeIssuer(storage, keyring=keyring, clock=clock, signer=_signer())
+    transfer = issuer.issue(
+        citizen, "zain", service="number_transfer", msisdn="0551234567", recipient=resident
+    )
+    plain = issuer.issue(citizen, "stc", service="new_line")
+    outputs = [
+        issuer.redeem(
+            citizen,
+            "zain",
+            transfer.code,
+            "number_transfer",
+            msisdn="0551234567",
+            recipient=resident,
+            request_id="req-0001",
+            reference="branch-12",
+        ),
+        issuer.redeem(citizen, "stc", plain.code, "new_line", request_id="req-0002"),
+    ]
+    stored = _stored_values(storage)
+    # Two code digests, one sealed identity, and the digests of a mobile number, a recipient,
+    # two request ids and their inputs.
+    assert 2 + 1 + 2 + 2 * 2 == len(stored)
+    forbidden = stored | {transfer.code, plain.code, citizen.identifier, resident.identifier}
+    for identity in (identity_of(citizen), identity_of(resident)):
+        forbidden.add(keyring.subject_ref(identity))
+        forbidden.add(keyring.audit_ref(identity))
+    texts = []
+    for redemption in outputs:
+        receipt = redemption.receipt
+        assert receipt is not None
+        payload = _unb64(receipt.to_text().split(".")[1]).decode("ascii")
+        texts += [repr(redemption), repr(receipt), receipt.to_text(), payload]
+    assert [] == sorted({secret for secret in forbidden for text in texts if secret in text})
 
 
 # --- verification keys ----------------------------------------------------------------------------
@@ -999,7 +1122,7 @@ BAD_KEY_IDS: list[object] = ["", "a" * 33, "k 1", "k/1", "k:1", "k1\n", "ك1", "
 def test_key_ids_follow_the_keyring_rule(key_id: object) -> None:
     """Receipt key ids obey the HMAC keyring's rule: both refuse the same ids."""
     with pytest.raises(KeyringError):
-        HmacKey(key_id=key_id, secret=bytes(32))  # type: ignore[arg-type]
+        HmacKey(key_id=key_id, secret=R1_SEED)  # type: ignore[arg-type]
     with pytest.raises(KeyringError):
         SigningKey(key_id=key_id, private_key=Ed25519PrivateKey.generate())  # type: ignore[arg-type]
     with pytest.raises(KeyringError):
@@ -1009,7 +1132,7 @@ def test_key_ids_follow_the_keyring_rule(key_id: object) -> None:
 @given(key_ids())
 def test_valid_key_ids_agree_with_the_keyring(key_id: str) -> None:
     """Every id an HmacKey accepts, a SigningKey accepts too."""
-    assert key_id == HmacKey(key_id=key_id, secret=bytes(32)).key_id
+    assert key_id == HmacKey(key_id=key_id, secret=R1_SEED).key_id
     assert key_id == SigningKey(key_id=key_id, private_key=Ed25519PrivateKey.generate()).key_id
 
 
@@ -1108,7 +1231,7 @@ print(json.dumps({
     "provider_id": receipt.provider_id,
     "service_id": receipt.service_id,
     "redeemed_at": receipt.redeemed_at.isoformat(),
-    "subject_ref": receipt.subject_ref,
+    "customer_ref": receipt.customer_ref,
     "key_id": receipt.key_id,
 }))
 """
@@ -1140,7 +1263,7 @@ def test_verifies_in_another_process_with_the_public_key_only() -> None:
         "provider_id": "mobily",
         "service_id": "lost_sim_replacement",
         "redeemed_at": "2026-03-01T09:30:15.250001+00:00",
-        "subject_ref": FIELDS["subject_ref"],
+        "customer_ref": FIELDS["customer_ref"],
         "key_id": "r2",
     } == answer
 
@@ -1205,7 +1328,7 @@ def test_a_receipt_from_the_issuer_verifies_in_another_process_and_no_tamper_pas
         "provider_id": "zain",
         "service_id": "lost_sim_replacement",
         "redeemed_at": clock.now().isoformat(),
-        "subject_ref": redemption.subject_ref,
+        "customer_ref": redemption.customer_ref,
         "key_id": "r1",
     } == answer
     assert customer.identifier not in receipt.to_text()

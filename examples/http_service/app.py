@@ -6,10 +6,16 @@ Two endpoints, each for one kind of caller, each caller known by its own API key
 - ``POST /codes``, for the issuing platform, once the national SSO has authenticated the
   customer: ``{"kind": "citizen", "id": "1000000008", "provider": "stc"}`` and optionally
   ``"service"``. The answer holds the code, to show the customer once.
-- ``POST /redemptions``, for an operator's back end: ``{"kind", "id", "code", "service"}``. The
+- ``POST /redemptions``, for an operator's back end: ``{"kind", "id", "code", "service"}`` and
+  optionally ``"reference"``, the operator's agent or branch, which the audit events record. The
   operator is the one whose key was presented: a body cannot name another operator. The answer
   holds the signed receipt in its compact text form (``tar1.…``). An ``Idempotency-Key`` header
   makes a retry safe: the same key and body get the very same answer and receipt.
+
+Each API key may make at most ``rate_limit`` requests (``"20/second"`` unless told otherwise,
+in the notation of the ``limits`` library, counted in a moving window in the storage its URL
+names: ``memory://`` in one process, ``redis://…`` shared by every instance). A key over its
+limit gets 429 and ``Retry-After``, so one operator's key cannot make guesses at full speed.
 
 Every refusal is JSON, ``{"error": {"code", "message_en", "message_ar"}}``, with the library's
 stable code and both of its messages, and an HTTP status chosen by the error's family
@@ -33,11 +39,15 @@ import os
 import secrets
 import string
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -64,6 +74,7 @@ from telecard_auth import (
     verify_receipt,
 )
 from telecard_auth.cli import ENV_KEYS, ENV_STORAGE, read_key_file
+from telecard_auth.events import JsonLinesSink
 
 __all__ = [
     "STATUS_BY_FAMILY",
@@ -71,6 +82,7 @@ __all__ = [
     "InvalidBody",
     "InvalidJson",
     "NotAuthenticated",
+    "RateLimited",
     "app_from_environment",
     "create_app",
 ]
@@ -85,6 +97,14 @@ MIN_KEY_LENGTH = 32
 ENV_PLATFORM_KEY = "TELECARD_HTTP_PLATFORM_KEY"
 #: The operators' API keys, as ``stc=KEY,mobily=KEY``.
 ENV_OPERATOR_KEYS = "TELECARD_HTTP_OPERATOR_KEYS"
+#: Requests allowed per API key, in the ``limits`` notation (``"20/second"``, ``"600/minute"``).
+ENV_RATE_LIMIT = "TELECARD_HTTP_RATE_LIMIT"
+#: Where the counts of requests are kept, as a ``limits`` storage URL (``redis://…``).
+ENV_RATE_STORAGE = "TELECARD_HTTP_RATE_STORAGE"
+#: The audit trail: a JSON Lines file every audit event is appended to, durably.
+ENV_AUDIT_LOG = "TELECARD_HTTP_AUDIT_LOG"
+#: Requests allowed per API key unless told otherwise.
+DEFAULT_RATE_LIMIT = "20/second"
 
 _NO_STORE = {"Cache-Control": "no-store"}  # answers carry codes and receipts: no cache keeps them
 
@@ -116,6 +136,14 @@ class InvalidBody(InvalidInput):
     template_ar = "محتوى الطلب غير صحيح: {reason_ar}."
 
 
+class RateLimited(TelecardAuthError):
+    """The API key made more requests than its rate limit allows; ``retry_after`` in seconds."""
+
+    code = "rate_limited"
+    template_en = "Too many requests with this API key; try again in {retry_after} s."
+    template_ar = "طلبات كثيرة بمفتاح الوصول هذا؛ حاول مرة أخرى بعد {retry_after} ثانية."
+
+
 class BodyTooLarge(InvalidInput):
     """The body is larger than any valid one."""
 
@@ -133,6 +161,7 @@ STATUS_BY_FAMILY: tuple[tuple[type[TelecardAuthError], int], ...] = (
     (InvalidInput, 422),
     (NotPermitted, 403),
     (FailureBudgetExhausted, 429),
+    (RateLimited, 429),
     (RedemptionRefused, 409),
     (UnknownCode, 404),
     (StorageError, 503),
@@ -170,6 +199,8 @@ def create_app(
     issuer: AsyncCodeIssuer,
     operator_keys: Mapping[str, str],
     platform_key: str,
+    rate_limit: str = DEFAULT_RATE_LIMIT,
+    rate_storage: str = "memory://",
     lifespan: Lifespan[Starlette] | None = None,
 ) -> Starlette:
     """The service over ``issuer``, which must have a ``ReceiptSigner``.
@@ -177,7 +208,8 @@ def create_app(
     ``operator_keys`` maps each operator's provider id (``"stc"``) to its API key, and
     ``platform_key`` is the issuing platform's. Keys are at least ``MIN_KEY_LENGTH`` printable
     ASCII characters, all different; anything unsafe is refused here, with ``ConfigurationError``,
-    rather than at the first request. ``lifespan`` is passed on to ``Starlette``.
+    rather than at the first request. Each key may make ``rate_limit`` requests, counted in
+    ``rate_storage`` (a ``limits`` storage URL). ``lifespan`` is passed on to ``Starlette``.
     """
     if not isinstance(issuer, AsyncCodeIssuer):
         raise ConfigurationError(reason="the issuer must be an AsyncCodeIssuer")
@@ -192,9 +224,18 @@ def create_app(
     }
     if len(operators) != len(operator_keys) or platform.keys() & operators.keys():
         raise ConfigurationError(reason="every API key must be different")
+    limit, limiter = _rate_limiter(rate_limit, rate_storage)
+
+    async def admitted(request: Request, keys: Mapping[bytes, str]) -> str:
+        """Who holds the key presented, once its rate allows one more request."""
+        holder = _caller(request, keys)
+        if not await limiter.hit(limit, holder):
+            stats = await limiter.get_window_stats(limit, holder)
+            raise RateLimited(retry_after=max(1, math.ceil(stats.reset_time - time.time())))
+        return holder
 
     async def issue(request: Request) -> JSONResponse:
-        _caller(request, platform)
+        await admitted(request, platform)
         body = await _body(request, required=("kind", "id", "provider"), optional=("service",))
         issued = await issuer.issue(_subject(body), body["provider"], service=body.get("service"))
         answer = {
@@ -209,14 +250,17 @@ def create_app(
         return JSONResponse(answer, status_code=201, headers=_NO_STORE)
 
     async def redeem(request: Request) -> JSONResponse:
-        provider = _caller(request, operators)  # from the key, never from the body
-        body = await _body(request, required=("kind", "id", "code", "service"))
+        provider = await admitted(request, operators)  # from the key, never from the body
+        body = await _body(
+            request, required=("kind", "id", "code", "service"), optional=("reference",)
+        )
         redemption = await issuer.redeem(
             _subject(body),
             provider,
             body["code"],
             body["service"],
             request_id=request.headers.get("idempotency-key"),
+            reference=body.get("reference"),
         )
         receipt = redemption.receipt
         if receipt is None:  # cannot happen: the issuer's signer was checked above
@@ -232,25 +276,7 @@ def create_app(
         return JSONResponse(answer, headers=_NO_STORE)
 
     async def refused(_request: Request, error: Exception) -> JSONResponse:
-        status = _status(error)
-        if status is None or not isinstance(error, TelecardAuthError):
-            # A configuration error tells what is wrong with the service: log it, tell nobody.
-            logger.error("request failed", exc_info=error)
-            return JSONResponse(_INTERNAL, status_code=500)
-        headers = {}
-        if isinstance(error, NotAuthenticated):
-            headers["WWW-Authenticate"] = "Bearer"
-        retry_after = error.retry_after if isinstance(error, FailureBudgetExhausted) else None
-        if retry_after is not None:
-            seconds = (retry_after - issuer.clock.now()).total_seconds()
-            headers["Retry-After"] = str(max(1, math.ceil(seconds)))
-        if isinstance(error, StorageError):
-            # The detail names the database's host, port, role or file: for this log only.
-            logger.error("storage failed: %s (%s)", error.details.get("reason"), error.detail)
-            body = _error_body(error.code, _UNAVAILABLE_EN, _UNAVAILABLE_AR)
-            return JSONResponse(body, status_code=status)
-        body = _error_body(error.code, error.message_en, error.message_ar)
-        return JSONResponse(body, status_code=status, headers=headers)
+        return _refusal(error, issuer)
 
     async def unrouted(_request: Request, error: Exception) -> JSONResponse:
         status = error.status_code if isinstance(error, HTTPException) else 500
@@ -275,6 +301,31 @@ def create_app(
     )
 
 
+def _refusal(error: Exception, issuer: AsyncCodeIssuer) -> JSONResponse:
+    """The answer to a refusal: its status, headers and JSON body, never a driver's text."""
+    status = _status(error)
+    if status is None or not isinstance(error, TelecardAuthError):
+        # A configuration error tells what is wrong with the service: log it, tell nobody.
+        logger.error("request failed", exc_info=error)
+        return JSONResponse(_INTERNAL, status_code=500)
+    headers = {}
+    if isinstance(error, NotAuthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.details["retry_after"])
+    retry_after = error.retry_after if isinstance(error, FailureBudgetExhausted) else None
+    if retry_after is not None:
+        seconds = (retry_after - issuer.clock.now()).total_seconds()
+        headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+    if isinstance(error, StorageError):
+        # The detail names the database's host, port, role or file: for this log only.
+        logger.error("storage failed: %s (%s)", error.details.get("reason"), error.detail)
+        body = _error_body(error.code, _UNAVAILABLE_EN, _UNAVAILABLE_AR)
+        return JSONResponse(body, status_code=status)
+    body = _error_body(error.code, error.message_en, error.message_ar)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def _status(error: Exception) -> int | None:
     for family, status in STATUS_BY_FAMILY:
         if isinstance(error, family):
@@ -289,6 +340,20 @@ def _provider_id(issuer: AsyncCodeIssuer, provider: str) -> str:
         raise ConfigurationError(
             reason="an operator key names a provider the policy lacks"
         ) from None
+
+
+def _rate_limiter(
+    rate_limit: str, storage_url: str
+) -> tuple[RateLimitItem, MovingWindowRateLimiter]:
+    try:
+        limit = parse(rate_limit)
+    except ValueError:
+        raise ConfigurationError(reason="the rate limit is not in the limits notation") from None
+    try:
+        storage = storage_from_string(f"async+{storage_url}")
+    except Exception:  # the limits library's errors for a URL it cannot use
+        raise ConfigurationError(reason="the rate limit storage URL is not valid") from None
+    return limit, MovingWindowRateLimiter(storage)
 
 
 def _checked_key(key: object) -> bytes:
@@ -363,36 +428,52 @@ def app_from_environment() -> Starlette:
     """The app as deployed: every secret comes from the environment, none from the code.
 
     - ``TELECARD_AUTH_KEYS``: the key file that ``telecard-auth init`` wrote (HMAC keys, pseudonym
-      secret, receipt signing keys); ``telecard-auth keys public`` prints the public key line
+      keys, receipt signing keys); ``telecard-auth keys public`` prints the public key line
       the operators verify receipts with.
     - ``TELECARD_AUTH_STORAGE``: the storage URL (``sqlite:///…``, ``redis://…``,
       ``postgresql://…``); its schema is created or upgraded when the app starts.
     - ``TELECARD_HTTP_PLATFORM_KEY``: the issuing platform's API key.
     - ``TELECARD_HTTP_OPERATOR_KEYS``: the operators' API keys, as ``stc=KEY,mobily=KEY``.
+    - ``TELECARD_HTTP_AUDIT_LOG``: the audit trail, a JSON Lines file each audit event is
+      appended to and flushed to disk before the request is answered (``JsonLinesSink``).
+    - ``TELECARD_HTTP_RATE_LIMIT`` (optional, ``20/second``): requests per API key.
+    - ``TELECARD_HTTP_RATE_STORAGE`` (optional, ``memory://``): where requests are counted; with
+      several instances, a shared ``redis://…``.
 
     Serve it with any ASGI server, for example
     ``uvicorn --factory examples.http_service.app:app_from_environment``.
     """
     keys = read_key_file(_setting(ENV_KEYS))
+    platform_key = _setting(ENV_PLATFORM_KEY)
+    operator_keys: dict[str, str] = {}
+    for entry in _setting(ENV_OPERATOR_KEYS).split(","):
+        provider, _, key = entry.strip().partition("=")
+        operator_keys[provider] = key
     storage = async_storage_from_url(_setting(ENV_STORAGE))
-    issuer = AsyncCodeIssuer(storage, keyring=keys.keyring, signer=keys.signer)
+    audit = JsonLinesSink(_setting(ENV_AUDIT_LOG))
+    issuer = AsyncCodeIssuer(storage, keyring=keys.keyring, signer=keys.signer, events=audit)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with storage:  # closed when the app stops
             await storage.migrate()  # creates or upgrades the schema; safe on every start
-            yield
+            try:
+                yield
+            finally:
+                audit.close()
 
-    operator_keys: dict[str, str] = {}
-    for entry in _setting(ENV_OPERATOR_KEYS).split(","):
-        provider, _, key = entry.strip().partition("=")
-        operator_keys[provider] = key
-    return create_app(
-        issuer=issuer,
-        operator_keys=operator_keys,
-        platform_key=_setting(ENV_PLATFORM_KEY),
-        lifespan=lifespan,
-    )
+    try:
+        return create_app(
+            issuer=issuer,
+            operator_keys=operator_keys,
+            platform_key=platform_key,
+            rate_limit=os.environ.get(ENV_RATE_LIMIT) or DEFAULT_RATE_LIMIT,
+            rate_storage=os.environ.get(ENV_RATE_STORAGE) or "memory://",
+            lifespan=lifespan,
+        )
+    except ConfigurationError:
+        audit.close()
+        raise
 
 
 def _setting(name: str) -> str:

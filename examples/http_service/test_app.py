@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from examples.http_service.app import (
+    ENV_AUDIT_LOG,
     ENV_OPERATOR_KEYS,
     ENV_PLATFORM_KEY,
     MAX_BODY_BYTES,
@@ -30,6 +31,7 @@ from telecard_auth import (
     AsyncMemoryStorage,
     AsyncStorage,
     CodeIssuer,
+    CollectingSink,
     ConfigurationError,
     Keyring,
     ManualClock,
@@ -39,6 +41,7 @@ from telecard_auth import (
     StorageError,
     VerifyKey,
     async_storage_from_url,
+    events,
     verify_receipt,
 )
 from telecard_auth.cli import ENV_KEYS, ENV_STORAGE, KeyFile, write_key_file
@@ -310,7 +313,11 @@ async def test_a_code_expires_when_the_clock_reaches_four_hours(
 async def test_wrong_attempts_lock_the_code_then_wait_with_429_and_retry_after(
     client: httpx.AsyncClient, keys: Mapping[str, str], clock: ManualClock
 ) -> None:
-    """Five wrong attempts lock a code (409); ten at one operator are 429 with Retry-After."""
+    """Five wrong attempts lock a code (409); ten at one operator are 429 with Retry-After.
+
+    The customer's way back is a new code: asked for once the budget is spent, it is a recovery
+    code, and it redeems.
+    """
 
     async def guess_wrong_five_times(code: str) -> None:
         wrong = code[:-1] + str((int(code[-1]) + 1) % 10)  # well formed, and not the code
@@ -330,12 +337,93 @@ async def test_wrong_attempts_lock_the_code_then_wait_with_429_and_retry_after(
     second = await issue(client, keys)
     await guess_wrong_five_times(second["code"])  # ten wrong attempts at STC, all at START
     clock.advance(hours=1)
-    fresh = await issue(client, keys)  # issuing never waits on the failures...
+    answer = await client.post(
+        "/redemptions", json=redemption(second["code"]), headers=bearer(keys["stc"])
+    )
+    refusal(answer, 429, "failure_budget_exhausted")  # redeeming waits, for 24 hours...
+    assert str(23 * 3600) == answer.headers["retry-after"]
+    fresh = await issue(client, keys)  # ...unless the customer asks anew: a recovery code
     answer = await client.post(
         "/redemptions", json=redemption(fresh["code"]), headers=bearer(keys["stc"])
     )
-    refusal(answer, 429, "failure_budget_exhausted")  # ...redeeming does, for 24 hours
-    assert str(23 * 3600) == answer.headers["retry-after"]
+    assert 200 == answer.status_code, answer.text
+
+
+async def test_each_api_key_is_held_to_its_rate_limit(
+    issuer: AsyncCodeIssuer, keys: Mapping[str, str]
+) -> None:
+    """A key past its rate limit gets 429 rate_limited with Retry-After; other keys go on."""
+    operators = {provider: keys[provider] for provider in ("stc", "mobily")}
+    app = create_app(
+        issuer=issuer, operator_keys=operators, platform_key=keys["platform"], rate_limit="3/hour"
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        statuses = []
+        for _ in range(4):
+            answer = await client.post(
+                "/redemptions", json=redemption("12345678"), headers=bearer(keys["stc"])
+            )
+            statuses.append(answer.status_code)
+        error = refusal(answer, 429, "rate_limited")
+        assert ARABIC.search(error["message_ar"])
+        assert 1 <= int(answer.headers["retry-after"]) <= 3600
+        other = await client.post(
+            "/redemptions", json=redemption("12345678"), headers=bearer(keys["mobily"])
+        )
+    assert [409, 409, 409, 429] == statuses
+    assert 409 == other.status_code
+
+
+def test_a_rate_limit_that_cannot_be_read_is_refused_at_creation(
+    issuer: AsyncCodeIssuer, keys: Mapping[str, str]
+) -> None:
+    """A rate limit not in the limits notation, or a storage URL it cannot use, is refused."""
+    operators = {"stc": keys["stc"]}
+    for rate_limit, rate_storage in (("often", "memory://"), ("20/second", "nowhere://")):
+        with pytest.raises(ConfigurationError):
+            create_app(
+                issuer=issuer,
+                operator_keys=operators,
+                platform_key=keys["platform"],
+                rate_limit=rate_limit,
+                rate_storage=rate_storage,
+            )
+
+
+async def test_the_operators_reference_reaches_the_audit_events(
+    clock: ManualClock, signer: ReceiptSigner, keys: Mapping[str, str]
+) -> None:
+    """The body's reference (agent or branch) is in the redemption's and a refusal's events."""
+    sink = CollectingSink()
+    issuer = AsyncCodeIssuer(
+        AsyncMemoryStorage(), keyring=Keyring.generate(), clock=clock, signer=signer, events=sink
+    )
+    app = create_app(
+        issuer=issuer, operator_keys={"stc": keys["stc"]}, platform_key=keys["platform"]
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        issued = await issue(client, keys)
+        body = {**redemption(issued["code"]), "reference": "branch-12/agent-7"}
+        wrong = {**body, "code": "12345678" if issued["code"] != "12345678" else "87654321"}
+        refused = await client.post("/redemptions", json=wrong, headers=bearer(keys["stc"]))
+        answer = await client.post("/redemptions", json=body, headers=bearer(keys["stc"]))
+        bad = await client.post(
+            "/redemptions", json={**body, "reference": "no spaces"}, headers=bearer(keys["stc"])
+        )
+    refusal(refused, 409, "wrong_code")
+    assert 200 == answer.status_code, answer.text
+    refusal(bad, 422, "invalid_reference")
+    references = [
+        (event.kind, event.reference)
+        for event in sink.events
+        if isinstance(event, events.CodeRedeemed | events.RedemptionRefused)
+    ]
+    assert [
+        ("redemption_refused", "branch-12/agent-7"),
+        ("code_redeemed", "branch-12/agent-7"),
+    ] == references
 
 
 # --- bad requests ----------------------------------------------------------------------------
@@ -584,6 +672,7 @@ async def test_the_deployed_app_reads_every_secret_from_the_environment(
     monkeypatch.setenv(ENV_STORAGE, f"sqlite:///{tmp_path / 'codes.db'}")
     monkeypatch.setenv(ENV_PLATFORM_KEY, keys["platform"])
     monkeypatch.setenv(ENV_OPERATOR_KEYS, f"stc={keys['stc']}, mobily={keys['mobily']}")
+    monkeypatch.setenv(ENV_AUDIT_LOG, str(private / "audit.jsonl"))
 
     app = app_from_environment()
     async with app.router.lifespan_context(app):
@@ -597,6 +686,9 @@ async def test_the_deployed_app_reads_every_secret_from_the_environment(
     public_keys = key_file.signer.verify_keys()
     assert "mobily" == verify_receipt(answer.json()["receipt"], public_keys).provider_id
     assert (tmp_path / "codes.db").exists()
+    trail = [json.loads(line) for line in (private / "audit.jsonl").read_text().splitlines()]
+    assert ["code_issued", "code_redeemed"] == [entry["event"] for entry in trail]
+    assert 0o600 == (private / "audit.jsonl").stat().st_mode & 0o777
 
     monkeypatch.delenv(ENV_PLATFORM_KEY)
     with pytest.raises(ConfigurationError, match=ENV_PLATFORM_KEY):

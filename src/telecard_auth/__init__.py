@@ -22,6 +22,7 @@ from telecard_auth._errors import (
     InvalidInput,
     InvalidMsisdn,
     InvalidPolicy,
+    InvalidReference,
     InvalidRequestId,
     InvalidStorageUrl,
     InvalidTime,
@@ -40,6 +41,7 @@ from telecard_auth._errors import (
     StorageContention,
     StorageError,
     TelecardAuthError,
+    TransferNotBound,
     UnknownCode,
     UnknownProvider,
     UnknownService,
@@ -47,7 +49,7 @@ from telecard_auth._errors import (
     UnknownSubjectKind,
     WrongCode,
 )
-from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer
+from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer, MoveProgress
 from telecard_auth._keyring import HmacKey, Keyring
 from telecard_auth._memory import AsyncMemoryStorage, MemoryStorage
 from telecard_auth._model import (
@@ -75,12 +77,14 @@ from telecard_auth._storage import (
     AsyncPurgeReporting,
     AsyncStorage,
     AsyncStorageBackend,
+    AsyncSubjectScanning,
     CodeRecord,
     Commit,
     FailureLog,
     PurgeReporting,
     Storage,
     StorageBackend,
+    SubjectScanning,
     SubjectSnapshot,
 )
 from telecard_auth._urls import async_storage_from_url, storage_from_url
@@ -90,6 +94,7 @@ from telecard_auth.events import (
     CollectingSink,
     EventSink,
     Fanout,
+    JsonLinesSink,
     LoggingSink,
     QueueSink,
 )
@@ -136,6 +141,7 @@ __all__ = [
     "AsyncSQLiteStorage",
     "AsyncStorage",
     "AsyncStorageBackend",
+    "AsyncSubjectScanning",
     "AuditEvent",
     "BindingMismatch",
     "BindingRequired",
@@ -164,10 +170,12 @@ __all__ = [
     "InvalidInput",
     "InvalidMsisdn",
     "InvalidPolicy",
+    "InvalidReference",
     "InvalidRequestId",
     "InvalidStorageUrl",
     "InvalidTime",
     "IssuedCode",
+    "JsonLinesSink",
     "Keyring",
     "KeyringError",
     "LiveCodeLimitReached",
@@ -177,6 +185,7 @@ __all__ = [
     "ManualClock",
     "MemoryStorage",
     "MissingExtra",
+    "MoveProgress",
     "NotEligible",
     "NotPermitted",
     "Policy",
@@ -202,9 +211,11 @@ __all__ = [
     "StorageError",
     "Subject",
     "SubjectKind",
+    "SubjectScanning",
     "SubjectSnapshot",
     "SystemClock",
     "TelecardAuthError",
+    "TransferNotBound",
     "UnknownCode",
     "UnknownProvider",
     "UnknownService",

@@ -2,19 +2,22 @@
 
 Everything that decides whether a code is issued, accepted, refused, counted or locked lives in
 this module: eligibility (R1), provider binding (R2), validity (R3), single use for one service
-(R4, R5), attempt limits, the failure budget and the mobile-number and recipient bindings.
+(R4, R5), attempt limits, the failure budget and its recovery codes, and the mobile-number and
+recipient bindings.
 
-Nothing here reads a clock, touches storage or draws randomness. A shell (``CodeIssuer``) reads the
-clock, loads the subject's snapshot, calls a ``decide_*`` function and commits what it returns.
-Refusals that change nothing are raised here directly; refusals that must be recorded (a wrong
-attempt is counted) come back as a ``Decision`` holding both the commit and the error.
+Nothing here reads a clock, touches storage or draws randomness: the shell (``CodeIssuer``) reads
+the clock, draws codes and ids, loads the subject's snapshot, calls a ``decide_*`` function and
+commits what it returns. ``prepare_*`` functions check a request and raise its error when it is
+malformed or not permitted, before anything is loaded. ``decide_*`` functions never raise for a
+refusal: they return a ``Decision`` holding the commit (if anything changes), the result or the
+error, and the audit events, so that a refusal that must be recorded (a wrong attempt is counted)
+and one that changes nothing take the same path.
 """
 
 from __future__ import annotations
 
 import hmac
 import re
-import secrets
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -34,6 +37,7 @@ from telecard_auth._errors import (
     InvalidBinding,
     InvalidIdentifier,
     InvalidInput,
+    InvalidReference,
     InvalidRequestId,
     LiveCodeLimitReached,
     NotEligible,
@@ -41,6 +45,7 @@ from telecard_auth._errors import (
     ServiceMismatch,
     ServiceNotAllowed,
     TelecardAuthError,
+    TransferNotBound,
     UnknownCode,
     WrongCode,
     plain,
@@ -65,8 +70,8 @@ T = TypeVar("T")
 
 _MSISDN_BINDING = ("mobile number", "رقم الجوال")
 _RECIPIENT_BINDING = ("recipient", "هوية المستلم")
-#: A request id: 1-64 printable ASCII characters, no spaces.
-_REQUEST_ID = re.compile(r"[!-~]{1,64}", re.ASCII)
+#: A request id or a reference: 1-64 printable ASCII characters, no spaces.
+_TOKEN = re.compile(r"[!-~]{1,64}", re.ASCII)
 
 
 @attrs.frozen
@@ -91,42 +96,58 @@ class Decision(Generic[T]):
 
 @attrs.frozen(kw_only=True)
 class IssueRequest:
-    """An issue request after validation: everything ``decide_issue`` needs but the snapshot."""
+    """An issue request after validation: everything ``decide_issue`` needs but the snapshot.
 
-    subject_ref: str
+    ``identity`` is the subject's kind and normalised identifier (never stored as such);
+    ``msisdn`` and ``recipient`` are the normalised number and the recipient's identity.
+    """
+
+    identity: str = attrs.field(repr=False)
     kind: SubjectKind
     provider: Provider
     service: Service | None
-    msisdn_ref: str | None
-    recipient_ref: str | None
+    msisdn: str | None = attrs.field(repr=False)
+    recipient: str | None = attrs.field(repr=False)
+    audit_ref: str
 
 
 @attrs.frozen(kw_only=True)
 class RedeemRequest:
     """A redemption after validation and normalisation of every input."""
 
-    subject_ref: str
+    identity: str = attrs.field(repr=False)
     provider: Provider
     service: Service
     code: str = attrs.field(repr=False)
-    msisdn_ref: str | None
-    recipient_ref: str | None
+    msisdn: str | None = attrs.field(repr=False)
+    recipient: str | None = attrs.field(repr=False)
     request_id: str | None = None
-    request_ref: str | None = None
-    request_inputs: str | None = None
+    reference: str | None = None
+    customer_ref: str
+    audit_ref: str
+
+    def inputs(self) -> str:
+        """The request's inputs but the code, as one text: a retry must repeat them exactly."""
+        return repr(
+            (self.request_id, self.provider.id, self.service.id, self.msisdn, self.recipient)
+        )
+
+
+@attrs.frozen(kw_only=True)
+class LookupRequest:
+    """A status or revoke request after validation."""
+
+    identity: str = attrs.field(repr=False)
+    code_id: str
+    audit_ref: str
 
 
 # --- preparing requests: validation that needs no storage -----------------------------------
 
 
-def new_code_id() -> str:
-    """A random, meaningless id for a new code (96 bits, URL-safe)."""
-    return secrets.token_urlsafe(12)
-
-
-def subject_ref(keyring: Keyring, subject: Subject) -> str:
-    """The keyed pseudonym under which everything about ``subject`` is stored."""
-    return keyring.pseudonym("subject", f"{subject.kind.value}:{subject.identifier}")
+def identity_of(subject: Subject) -> str:
+    """The one text that names ``subject``: its kind and normalised identifier."""
+    return f"{subject.kind.value}:{subject.identifier}"
 
 
 def check_subject(policy: Policy, subject: object) -> Subject:
@@ -170,13 +191,11 @@ def check_service(policy: Policy, kind: SubjectKind, value: object) -> Service:
     return service
 
 
-def _msisdn_ref(keyring: Keyring, msisdn: object) -> str | None:
-    if msisdn is None:
-        return None
-    return keyring.pseudonym("msisdn", normalize_msisdn(msisdn))
+def _msisdn(msisdn: object) -> str | None:
+    return None if msisdn is None else normalize_msisdn(msisdn)
 
 
-def _recipient_ref(policy: Policy, keyring: Keyring, recipient: object) -> str | None:
+def _recipient(policy: Policy, recipient: object) -> str | None:
     if recipient is None:
         return None
     if not isinstance(recipient, Subject):
@@ -185,7 +204,17 @@ def _recipient_ref(policy: Policy, keyring: Keyring, recipient: object) -> str |
         )
     # The recipient receives a number, not a code: eligibility is not theirs to meet.
     check_identifier(policy, recipient)
-    return subject_ref(keyring, recipient)
+    return identity_of(recipient)
+
+
+def _token(value: object, error: type[InvalidInput]) -> str | None:
+    """A request id or reference as plain text; ``error`` unless it is 1-64 printable ASCII."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise error()
+    # Plain text from here on: it is repr()'d and handed back in events.
+    return plain(value)
 
 
 def prepare_issue(
@@ -198,7 +227,10 @@ def prepare_issue(
     msisdn: object,
     recipient: object,
 ) -> IssueRequest:
-    """Validate an issue request. ``service``, ``msisdn`` and ``recipient`` may be ``None``."""
+    """Validate an issue request. ``service``, ``msisdn`` and ``recipient`` may be ``None``.
+
+    A code for a number transfer names its recipient, another person; only such a code may.
+    """
     checked = check_subject(policy, subject)
     kind = checked.kind
     resolved_provider = policy.provider(provider)
@@ -206,26 +238,32 @@ def prepare_issue(
         # A code that no service would accept is no code at all.
         raise NotEligible(kind=kind.label_en, kind_ar=kind.label_ar)
     resolved_service = None if service is None else check_service(policy, kind, service)
-    ref = subject_ref(keyring, checked)
-    recipient_ref = _recipient_ref(policy, keyring, recipient)
-    if recipient_ref is not None:
-        if resolved_service is None or resolved_service.id not in policy.transfer_services:
-            raise InvalidBinding(
-                reason="only a code for a number transfer can name a recipient",
-                reason_ar="لا يُربط بمستلم إلا رمز نقل الرقم",
-            )
-        if recipient_ref == ref:
-            raise InvalidBinding(
-                reason="the recipient must be another person",
-                reason_ar="يجب أن يكون المستلم شخصًا آخر",
-            )
+    identity = identity_of(checked)
+    named = _recipient(policy, recipient)
+    transfer = resolved_service is not None and resolved_service.id in policy.transfer_services
+    if named is None and transfer:
+        raise InvalidBinding(
+            reason="a code for a number transfer must name its recipient",
+            reason_ar="يجب أن يحدد رمز نقل الرقم المستلم",
+        )
+    if named is not None and not transfer:
+        raise InvalidBinding(
+            reason="only a code for a number transfer can name a recipient",
+            reason_ar="لا يُربط بمستلم إلا رمز نقل الرقم",
+        )
+    if named == identity:
+        raise InvalidBinding(
+            reason="the recipient must be another person",
+            reason_ar="يجب أن يكون المستلم شخصًا آخر",
+        )
     return IssueRequest(
-        subject_ref=ref,
+        identity=identity,
         kind=kind,
         provider=resolved_provider,
         service=resolved_service,
-        msisdn_ref=_msisdn_ref(keyring, msisdn),
-        recipient_ref=recipient_ref,
+        msisdn=_msisdn(msisdn),
+        recipient=named,
+        audit_ref=keyring.audit_ref(identity),
     )
 
 
@@ -240,44 +278,36 @@ def prepare_redeem(
     msisdn: object,
     recipient: object,
     request_id: object = None,
+    reference: object = None,
 ) -> RedeemRequest:
     """Validate and normalise a redemption. A malformed code is refused here, uncounted.
 
-    A ``request_id`` makes the redemption idempotent: its pseudonym, and one of the other inputs
-    (provider, service, bindings), are stored with the redeemed code.
+    A ``request_id`` makes the redemption idempotent at this provider; a ``reference`` names the
+    operator's agent or branch in the audit events.
     """
     checked = check_subject(policy, subject)
     resolved_provider = policy.provider(provider)
     resolved_service = check_service(policy, checked.kind, service)
     normalized = policy.code_format.normalize(code)
-    msisdn_ref = _msisdn_ref(keyring, msisdn)
-    recipient_ref = _recipient_ref(policy, keyring, recipient)
-    request_ref = request_inputs = None
-    if request_id is not None:
-        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
-            raise InvalidRequestId()
-        # Plain text from here on: it is repr()'d below and handed back in events.
-        request_id = plain(request_id)
-        request_ref = keyring.pseudonym("request", request_id)
-        inputs = (request_id, resolved_provider.id, resolved_service.id, msisdn_ref, recipient_ref)
-        request_inputs = keyring.pseudonym("request-inputs", repr(inputs))
+    identity = identity_of(checked)
     return RedeemRequest(
-        subject_ref=subject_ref(keyring, checked),
+        identity=identity,
         provider=resolved_provider,
         service=resolved_service,
         code=normalized,
-        msisdn_ref=msisdn_ref,
-        recipient_ref=recipient_ref,
-        request_id=request_id,
-        request_ref=request_ref,
-        request_inputs=request_inputs,
+        msisdn=_msisdn(msisdn),
+        recipient=_recipient(policy, recipient),
+        request_id=_token(request_id, InvalidRequestId),
+        reference=_token(reference, InvalidReference),
+        customer_ref=keyring.customer_ref(identity, resolved_provider.id),
+        audit_ref=keyring.audit_ref(identity),
     )
 
 
 def prepare_lookup(
     policy: Policy, keyring: Keyring, subject: object, code_id: object
-) -> tuple[str, str]:
-    """Validate a status or revoke request; return the subject's pseudonym and the code id."""
+) -> LookupRequest:
+    """Validate a status or revoke request."""
     checked = check_subject(policy, subject)
     if not isinstance(code_id, str):
         raise UnknownCode()
@@ -285,7 +315,8 @@ def prepare_lookup(
     code_id = plain(code_id)
     if not 0 < len(code_id) <= MAX_INPUT_LENGTH:
         raise UnknownCode()
-    return subject_ref(keyring, checked), code_id
+    identity = identity_of(checked)
+    return LookupRequest(identity=identity, code_id=code_id, audit_ref=keyring.audit_ref(identity))
 
 
 # --- the rules --------------------------------------------------------------------------------
@@ -296,12 +327,19 @@ def is_live(record: CodeRecord, now: datetime) -> bool:
     return record.state is CodeState.ACTIVE and now < record.expires_at
 
 
+def attempt_limit(policy: Policy, record: CodeRecord) -> int:
+    """Wrong attempts after which ``record`` locks: fewer for a recovery code."""
+    return policy.recovery_attempts if record.recovery else policy.max_failed_attempts
+
+
 def status_of(policy: Policy, record: CodeRecord, now: datetime) -> CodeStatus:
     """The state of ``record`` at ``now``, expiry derived from time."""
     state = record.state
     if state is CodeState.ACTIVE and now >= record.expires_at:
         state = CodeState.EXPIRED
-    left = policy.max_failed_attempts - record.failed_attempts if state is CodeState.ACTIVE else 0
+    left = (
+        attempt_limit(policy, record) - record.failed_attempts if state is CodeState.ACTIVE else 0
+    )
     return CodeStatus(
         code_id=record.code_id,
         provider_id=record.provider_id,
@@ -316,6 +354,16 @@ def status_of(policy: Policy, record: CodeRecord, now: datetime) -> CodeStatus:
     )
 
 
+def _last(moments: tuple[datetime, ...]) -> datetime | None:
+    return moments[-1] if moments else None
+
+
+def _log_ends(policy: Policy, log: FailureLog) -> datetime | None:
+    """When the last thing ``log`` remembers leaves the failure window."""
+    last = max((m for m in (_last(log.failures), _last(log.recoveries)) if m), default=None)
+    return None if last is None else last + policy.failure_window
+
+
 def next_state(
     policy: Policy,
     snapshot: SubjectSnapshot,
@@ -326,8 +374,9 @@ def next_state(
 ) -> Commit:
     """The subject's whole state after replacing ``codes`` and ``failure_log``, as a commit.
 
-    Records past their retention and failures outside the window are dropped here, so storage
-    never grows with a subject's history, and ``keep_until`` says when the rest stops mattering.
+    Records past their retention and logs whose last entry left the window are dropped here, so
+    storage never grows with a subject's history, and ``keep_until`` says when the rest stops
+    mattering.
     """
     horizon = now - policy.retention
     kept: list[CodeRecord] = []
@@ -343,24 +392,38 @@ def next_state(
     logs = snapshot.failure_logs
     if failure_log is not None:
         logs = (*(log for log in logs if log.provider_id != failure_log.provider_id), failure_log)
-    if logs:
-        window_start = now - policy.failure_window
-        logs = tuple(log for log in logs if log.failures and log.failures[-1] > window_start)
-    # Nothing matters after the last record's retention ends and the last failure leaves the window.
+    # Nothing matters after the last record's retention ends and the last log leaves the window.
     keep_until = now
+    kept_logs = []
+    for log in logs:
+        ends = _log_ends(policy, log)
+        if ends is not None and ends > now:
+            kept_logs.append(log)
+            keep_until = max(keep_until, ends)
     for record in kept:
         keep_until = max(keep_until, record.expires_at + policy.retention)
-    for log in logs:
-        keep_until = max(keep_until, log.failures[-1] + policy.failure_window)
     return Commit(
         subject_ref=snapshot.subject_ref,
         expected_version=snapshot.version,
+        incarnation=snapshot.incarnation,
         codes=tuple(kept),
-        failure_logs=logs,
+        failure_logs=tuple(kept_logs),
         written_at=now,
         keep_until=keep_until,
         stored_keep_until=snapshot.keep_until,
+        identity=snapshot.identity,
     )
+
+
+def _in_window(
+    policy: Policy, moments: tuple[datetime, ...], now: datetime
+) -> tuple[datetime, ...]:
+    start = now - policy.failure_window
+    return tuple(moment for moment in moments if moment > start)
+
+
+def _budget_spent(policy: Policy, log: FailureLog, now: datetime) -> bool:
+    return len(_in_window(policy, log.failures, now)) >= policy.failure_budget
 
 
 def decide_issue(
@@ -378,53 +441,44 @@ def decide_issue(
 
     The code is valid for the service's TTL when bound to a service; unbound, for the longest TTL
     among the services the subject may use, and redemption then applies the chosen service's TTL.
-    With ``observed`` false (nobody listens), the decision carries no events.
+    Issued while the failure budget at the provider is spent, it is a recovery code if the
+    policy's allowance has one left. With ``observed`` false (nobody listens), the decision
+    carries no events.
     """
     live = [record for record in snapshot.codes if is_live(record, now)]
     superseded: list[CodeRecord] = []
     if len(live) >= policy.max_live_codes:
         if policy.on_live_code_limit != "supersede":
-            raise LiveCodeLimitReached(
+            error = LiveCodeLimitReached(
                 limit=policy.max_live_codes, next_free=min(record.expires_at for record in live)
             )
+            return Decision(None, error=error)
         # Oldest first; codes issued at the same instant stay in the order they were issued.
         live.sort(key=lambda record: record.issued_at)
         superseded = [
             _changed(record, state=CodeState.SUPERSEDED, finished_at=now)
             for record in live[: len(live) - policy.max_live_codes + 1]
         ]
-    service = request.service
-    lifetime = policy.ttl_for(service.id) if service else policy.longest_ttl(request.kind)
-    key_id = keyring.current.key_id
-    digest = keyring.code_digest(key_id, request.subject_ref, request.provider.id, code)
-    assert digest is not None  # noqa: S101 - the current key is always in the ring
-    record = CodeRecord(
-        code_id=code_id,
-        subject_ref=request.subject_ref,
-        provider_id=request.provider.id,
-        key_id=key_id,
-        digest=digest,
-        issued_at=now,
-        expires_at=now + lifetime,
-        service_id=service.id if service else None,
-        msisdn_ref=request.msisdn_ref,
-        recipient_ref=request.recipient_ref,
-    )
+    log = _recovery_log(policy, snapshot.failure_log(request.provider.id), now)
+    record = _new_record(policy, keyring, request, now, code=code, code_id=code_id)
+    if log is not None:
+        record = attrs.evolve(record, recovery=True)
     issued = IssuedCode(
         code=code,
         code_id=code_id,
         provider=request.provider,
-        service=service,
+        service=request.service,
         issued_at=record.issued_at,
         expires_at=record.expires_at,
         superseded_code_ids=tuple(old.code_id for old in superseded),
     )
+    commit = next_state(policy, snapshot, now, codes=(*superseded, record), failure_log=log)
     if not observed:
-        return Decision(next_state(policy, snapshot, now, codes=(*superseded, record)), issued)
+        return Decision(commit, issued)
     events: list[audit.AuditEvent] = [
         audit.CodeSuperseded(
             at=now,
-            subject_ref=old.subject_ref,
+            audit_ref=request.audit_ref,
             code_id=old.code_id,
             provider_id=old.provider_id,
             superseded_by=code_id,
@@ -434,17 +488,61 @@ def decide_issue(
     events.append(
         audit.CodeIssued(
             at=now,
-            subject_ref=record.subject_ref,
+            audit_ref=request.audit_ref,
             code_id=code_id,
             provider_id=record.provider_id,
             service_id=record.service_id,
             expires_at=record.expires_at,
-            key_id=key_id,
+            key_id=record.key_id,
+            recovery=record.recovery,
         )
     )
-    return Decision(
-        next_state(policy, snapshot, now, codes=(*superseded, record)), issued, events=tuple(events)
+    return Decision(commit, issued, events=tuple(events))
+
+
+def _recovery_log(policy: Policy, log: FailureLog, now: datetime) -> FailureLog | None:
+    """The provider's log with a recovery code counted, if this code is to be one; else None."""
+    if not _budget_spent(policy, log, now):
+        return None
+    recent = _in_window(policy, log.recoveries, now)
+    if len(recent) >= policy.recovery_codes:
+        return None
+    return FailureLog(provider_id=log.provider_id, failures=log.failures, recoveries=(*recent, now))
+
+
+def _new_record(
+    policy: Policy,
+    keyring: Keyring,
+    request: IssueRequest,
+    now: datetime,
+    *,
+    code: str,
+    code_id: str,
+) -> CodeRecord:
+    service = request.service
+    lifetime = policy.ttl_for(service.id) if service else policy.longest_ttl(request.kind)
+    key_id = keyring.current.key_id
+    provider_id = request.provider.id
+    digest = keyring.code_digest(key_id, request.identity, provider_id, code)
+    assert digest is not None  # noqa: S101 - the current key is always in the ring
+    return CodeRecord(
+        code_id=code_id,
+        provider_id=provider_id,
+        key_id=key_id,
+        digest=digest,
+        issued_at=now,
+        expires_at=now + lifetime,
+        service_id=service.id if service else None,
+        msisdn_ref=_bound(keyring, key_id, request, "msisdn"),
+        recipient_ref=_bound(keyring, key_id, request, "recipient"),
     )
+
+
+def _bound(keyring: Keyring, key_id: str, request: IssueRequest, domain: str) -> str | None:
+    value = request.msisdn if domain == "msisdn" else request.recipient
+    if value is None:
+        return None
+    return keyring.record_digest(key_id, domain, request.identity, request.provider.id, value)
 
 
 def _changed(
@@ -458,21 +556,10 @@ def _changed(
     request_inputs: str | None = None,
     receipt_key_id: str | None = None,
 ) -> CodeRecord:
-    """``record`` in a new state (what ``attrs.evolve`` does, at half the cost on a hot path).
-
-    Only a live record changes state, so the fields a finished record carries start empty.
-    """
-    return CodeRecord(
-        code_id=record.code_id,
-        subject_ref=record.subject_ref,
-        provider_id=record.provider_id,
-        key_id=record.key_id,
-        digest=record.digest,
-        issued_at=record.issued_at,
-        expires_at=record.expires_at,
-        service_id=record.service_id,
-        msisdn_ref=record.msisdn_ref,
-        recipient_ref=record.recipient_ref,
+    """``record`` in a new state. Only a live record changes state, so the fields a finished
+    record carries start empty."""
+    return attrs.evolve(
+        record,
         state=state,
         failed_attempts=record.failed_attempts if failed_attempts is None else failed_attempts,
         finished_at=finished_at,
@@ -483,9 +570,7 @@ def _changed(
     )
 
 
-def _recent_failures(policy: Policy, log: FailureLog, now: datetime) -> tuple[datetime, ...]:
-    start = now - policy.failure_window
-    return tuple(moment for moment in log.failures if moment > start)
+# --- redemption, step by step -------------------------------------------------------------------
 
 
 def _refusal(
@@ -493,11 +578,12 @@ def _refusal(
 ) -> audit.RedemptionRefused:
     return audit.RedemptionRefused(
         at=now,
-        subject_ref=request.subject_ref,
+        audit_ref=request.audit_ref,
         code_id=code_id,
         provider_id=request.provider.id,
         reason=error.code,
         service_id=request.service.id,
+        reference=request.reference,
     )
 
 
@@ -508,79 +594,86 @@ def _refuse(
     return Decision(None, error=error, events=(_refusal(request, now, error, code_id),))
 
 
-def _charge_failure(
+def _charge(
     policy: Policy,
     request: RedeemRequest,
     snapshot: SubjectSnapshot,
+    now: datetime,
     *,
     charged: list[CodeRecord],
-    recent: tuple[datetime, ...],
-    now: datetime,
+    budget: bool,
     error: TelecardAuthError,
     code_id: str | None,
 ) -> Decision[Redemption]:
-    """Count one wrong attempt: on each charged code (locking at the limit) and on the budget."""
+    """Count one wrong attempt on each charged code (locking at its limit) and, with ``budget``,
+    on the subject's failure budget at the provider."""
     updated = []
     events: list[audit.AuditEvent] = [_refusal(request, now, error, code_id)]
     for record in charged:
         attempts = record.failed_attempts + 1
-        if attempts >= policy.max_failed_attempts:
+        if attempts >= attempt_limit(policy, record):
             updated.append(
                 _changed(record, state=CodeState.LOCKED, finished_at=now, failed_attempts=attempts)
             )
             events.append(
                 audit.CodeLocked(
                     at=now,
-                    subject_ref=record.subject_ref,
+                    audit_ref=request.audit_ref,
                     code_id=record.code_id,
                     provider_id=record.provider_id,
                     failed_attempts=attempts,
                 )
             )
         else:
-            # A charged record is live: still active, with nothing of a finished code set.
             updated.append(
                 _changed(record, state=record.state, finished_at=None, failed_attempts=attempts)
             )
-    log = FailureLog(
-        provider_id=request.provider.id, failures=(*recent, now)[-policy.failure_budget :]
-    )
-    return Decision(
-        next_state(policy, snapshot, now, codes=tuple(updated), failure_log=log),
-        error=error,
-        events=tuple(events),
-    )
+    log = None
+    if budget:
+        old = snapshot.failure_log(request.provider.id)
+        failures = (*_in_window(policy, old.failures, now), now)[-policy.failure_budget :]
+        log = FailureLog(provider_id=old.provider_id, failures=failures, recoveries=old.recoveries)
+    commit = next_state(policy, snapshot, now, codes=tuple(updated), failure_log=log)
+    return Decision(commit, error=error, events=tuple(events))
 
 
-def _matches(keyring: Keyring, request: RedeemRequest, record: CodeRecord) -> bool:
-    digest = keyring.code_digest(
-        record.key_id, request.subject_ref, request.provider.id, request.code
-    )
-    # A record whose key was retired can no longer match: its code is void.
-    return digest is not None and hmac.compare_digest(digest, record.digest)
+class _Digests:
+    """The typed code's and request's digests under each record's key, each made once."""
 
+    __slots__ = ("_code", "_keyring", "_request", "request")
 
-def _find_match(
-    keyring: Keyring, request: RedeemRequest, candidates: list[CodeRecord], now: datetime
-) -> CodeRecord | None:
-    """The record whose digest matches the typed code, compared in constant time.
+    def __init__(self, keyring: Keyring, request: RedeemRequest) -> None:
+        self._keyring = keyring
+        self.request = request
+        self._code: dict[str, bytes | None] = {}
+        self._request: dict[str, str | None] = {}
 
-    Every candidate is compared. Should two records ever share a code, the live one wins.
-    """
-    digests: dict[str, bytes | None] = {}
-    best: CodeRecord | None = None
-    for record in candidates:
-        if record.key_id not in digests:
-            digests[record.key_id] = keyring.code_digest(
-                record.key_id, request.subject_ref, request.provider.id, request.code
+    def matches(self, record: CodeRecord) -> bool:
+        """Whether the typed code is ``record``'s, compared in constant time."""
+        key_id = record.key_id
+        if key_id not in self._code:
+            request = self.request
+            self._code[key_id] = self._keyring.code_digest(
+                key_id, request.identity, request.provider.id, request.code
             )
-        digest = digests[record.key_id]
+        digest = self._code[key_id]
         # A record whose key was retired can no longer match: its code is void.
-        if digest is not None and hmac.compare_digest(digest, record.digest):
-            rank = (is_live(record, now), record.issued_at)
-            if best is None or rank > (is_live(best, now), best.issued_at):
-                best = record
-    return best
+        return digest is not None and hmac.compare_digest(digest, record.digest)
+
+    def of(self, record: CodeRecord, domain: str, value: str | None) -> str | None:
+        """The digest of ``value`` in ``domain`` as ``record`` would store it."""
+        if value is None:
+            return None
+        request = self.request
+        return self._keyring.record_digest(
+            record.key_id, domain, request.identity, request.provider.id, value
+        )
+
+    def request_ref(self, record: CodeRecord) -> str | None:
+        """The request id's digest under ``record``'s key (``None`` without a request id)."""
+        if record.key_id not in self._request:
+            self._request[record.key_id] = self.of(record, "request", self.request.request_id)
+        return self._request[record.key_id]
 
 
 def _redemption(
@@ -596,12 +689,12 @@ def _redemption(
             provider_id=record.provider_id,
             service_id=request.service.id,
             redeemed_at=redeemed_at,
-            subject_ref=record.subject_ref,
+            customer_ref=request.customer_ref,
             key_id=record.receipt_key_id,
         )
     return Redemption(
         code_id=record.code_id,
-        subject_ref=record.subject_ref,
+        customer_ref=request.customer_ref,
         provider=request.provider,
         service=request.service,
         issued_at=record.issued_at,
@@ -610,12 +703,133 @@ def _redemption(
     )
 
 
+def _replay(
+    digests: _Digests,
+    records: list[CodeRecord],
+    now: datetime,
+    signer: ReceiptSigner | None,
+) -> tuple[CodeRecord | None, Decision[Redemption] | None]:
+    """The record this request id already redeemed here, and its answer if the code is its own.
+
+    Only a code already used can answer a retry, so comparing it tells a guesser nothing.
+    """
+    request = digests.request
+    if request.request_id is None:
+        return None, None
+    for record in records:
+        ref = record.request_ref
+        if ref is not None and hmac.compare_digest(ref, digests.request_ref(record) or ""):
+            if not digests.matches(record):
+                return record, None
+            inputs = digests.of(record, "request-inputs", request.inputs()) or ""
+            if not hmac.compare_digest(record.request_inputs or "", inputs):
+                return record, _refuse(request, now, RequestConflict(), record.code_id)
+            return record, Decision(None, _redemption(request, record, signer))
+    return None, None
+
+
+def _guessable(keyring: Keyring, record: CodeRecord, now: datetime) -> bool:
+    """Whether a guess could hit ``record``: it is live, and its key can still match a code."""
+    return is_live(record, now) and keyring.holds(record.key_id)
+
+
+def _find_match(
+    digests: _Digests, candidates: list[CodeRecord], now: datetime
+) -> CodeRecord | None:
+    """The record whose digest matches the typed code. Every candidate is compared; should two
+    records ever share a code, the live one wins."""
+    best: CodeRecord | None = None
+    for record in candidates:
+        if digests.matches(record):
+            rank = (is_live(record, now), record.issued_at)
+            if best is None or rank > (is_live(best, now), best.issued_at):
+                best = record
+    return best
+
+
 _REFUSED_STATES: dict[CodeState, type[TelecardAuthError]] = {
     CodeState.REDEEMED: CodeAlreadyUsed,
     CodeState.REVOKED: CodeRevoked,
     CodeState.LOCKED: CodeLocked,
     CodeState.SUPERSEDED: CodeSuperseded,
 }
+
+
+def _unusable(
+    policy: Policy, request: RedeemRequest, record: CodeRecord, now: datetime
+) -> TelecardAuthError | None:
+    """Why the right code ``record`` cannot serve this request, or ``None``; never counted."""
+    refused = _REFUSED_STATES.get(record.state)
+    if refused is not None:
+        return refused()
+    if now >= record.expires_at:
+        return CodeExpired(expired_at=record.expires_at)
+    service = request.service
+    if record.service_id is not None and record.service_id != service.id:
+        return ServiceMismatch()
+    if service.id in policy.transfer_services and record.recipient_ref is None:
+        return TransferNotBound()
+    deadline = min(record.expires_at, record.issued_at + policy.ttl_for(service.id))
+    if now >= deadline:
+        return CodeExpired(expired_at=deadline)
+    return None
+
+
+def _binding_error(digests: _Digests, record: CodeRecord) -> tuple[TelecardAuthError, bool] | None:
+    """A binding of ``record`` the request fails: the error and whether it is counted."""
+    request = digests.request
+    for bound, domain, presented, (label, label_ar) in (
+        (record.msisdn_ref, "msisdn", request.msisdn, _MSISDN_BINDING),
+        (record.recipient_ref, "recipient", request.recipient, _RECIPIENT_BINDING),
+    ):
+        if bound is None:
+            continue
+        if presented is None:
+            return BindingRequired(binding=label, binding_ar=label_ar), False
+        if not hmac.compare_digest(bound, digests.of(record, domain, presented) or ""):
+            return BindingMismatch(binding=label, binding_ar=label_ar), True
+    return None
+
+
+def _accept(
+    policy: Policy,
+    digests: _Digests,
+    record: CodeRecord,
+    snapshot: SubjectSnapshot,
+    now: datetime,
+    *,
+    signer: ReceiptSigner | None,
+    observed: bool,
+) -> Decision[Redemption]:
+    request = digests.request
+    redeemed = _changed(
+        record,
+        state=CodeState.REDEEMED,
+        finished_at=now,
+        redeemed_service_id=request.service.id,
+        request_ref=digests.request_ref(record),
+        request_inputs=(
+            None
+            if request.request_id is None
+            else digests.of(record, "request-inputs", request.inputs())
+        ),
+        receipt_key_id=None if signer is None else signer.current.key_id,
+    )
+    commit = next_state(policy, snapshot, now, codes=(redeemed,))
+    result = _redemption(request, redeemed, signer)
+    if not observed:
+        return Decision(commit, result)
+    event = audit.CodeRedeemed(
+        at=now,
+        audit_ref=request.audit_ref,
+        code_id=record.code_id,
+        provider_id=record.provider_id,
+        service_id=request.service.id,
+        receipt_key_id=redeemed.receipt_key_id,
+        request_id=request.request_id,
+        reference=request.reference,
+    )
+    return Decision(commit, result, events=(event,))
 
 
 def decide_redeem(
@@ -630,143 +844,94 @@ def decide_redeem(
 ) -> Decision[Redemption]:
     """Accept the code once, for one service, at the provider it was issued for, in time.
 
-    Order matters: a retry of a redemption already made under the same request id gets that
-    redemption back; an exhausted failure budget refuses before the code is even compared, so a
-    locked-out guesser learns nothing; a wrong code is counted against every live code of this
-    subject at this provider and against the budget; a right code that cannot be used is refused
-    without counting, since it is not a guess.
+    The steps, in order: a retry of a redemption already made here under the same request id
+    gets that redemption back; a spent failure budget leaves only recovery codes to compare with
+    (none: refused before any comparison, so a locked-out guesser learns nothing); a wrong code
+    is counted against every live code compared and, outside recovery, against the budget, and
+    is counted nowhere when no live code was compared (it could not have succeeded); a right code
+    that cannot be used is refused uncounted, since it is not a guess; a binding the request fails
+    is counted against the code; the rest is accepted.
     """
     provider_id = request.provider.id
-    prior = None
-    if request.request_ref is not None:
-        prior = next((r for r in snapshot.codes if r.request_ref == request.request_ref), None)
-        # Only a code already used can answer a retry, so comparing it tells a guesser nothing.
-        if (
-            prior is not None
-            and prior.provider_id == provider_id
-            and _matches(keyring, request, prior)
-        ):
-            assert prior.request_inputs is not None  # noqa: S101 - stored with request_ref
-            assert request.request_inputs is not None  # noqa: S101 - made with request_ref
-            if not hmac.compare_digest(prior.request_inputs, request.request_inputs):
-                return _refuse(request, now, RequestConflict(), prior.code_id)
-            return Decision(None, _redemption(request, prior, signer))
+    here = [record for record in snapshot.codes if record.provider_id == provider_id]
+    digests = _Digests(keyring, request)
+    prior, answer = _replay(digests, here, now, signer)
+    if answer is not None:
+        return answer
 
-    recent = _recent_failures(policy, snapshot.failure_log(provider_id), now)
-    if len(recent) >= policy.failure_budget:
+    log = snapshot.failure_log(provider_id)
+    recovering = _budget_spent(policy, log, now)
+    candidates = [record for record in here if record.recovery] if recovering else here
+    if recovering and not any(_guessable(keyring, record, now) for record in candidates):
+        recent = _in_window(policy, log.failures, now)
         retry_after = recent[len(recent) - policy.failure_budget] + policy.failure_window
         return _refuse(request, now, FailureBudgetExhausted(retry_after=retry_after))
 
-    candidates = [record for record in snapshot.codes if record.provider_id == provider_id]
-    record = _find_match(keyring, request, candidates, now)
+    record = _find_match(digests, candidates, now)
     if record is None:
-        live = [candidate for candidate in candidates if is_live(candidate, now)]
-        return _charge_failure(
-            policy,
-            request,
-            snapshot,
-            charged=live,
-            recent=recent,
-            now=now,
-            error=WrongCode(),
-            code_id=None,
-        )
+        live = [candidate for candidate in candidates if _guessable(keyring, candidate, now)]
+        if not live:
+            return _refuse(request, now, WrongCode())
+        return _charge(
+            policy, request, snapshot, now,
+            charged=live, budget=not recovering, error=WrongCode(), code_id=None,
+        )  # fmt: skip
     if prior is not None:
         # This request id already redeemed another code: a retry repeats its inputs exactly.
         return _refuse(request, now, RequestConflict(), record.code_id)
-
-    refused = _REFUSED_STATES.get(record.state)
-    if refused is not None:
-        return _refuse(request, now, refused(), record.code_id)
-    if now >= record.expires_at:
-        return _refuse(request, now, CodeExpired(expired_at=record.expires_at), record.code_id)
-    service = request.service
-    if record.service_id is not None and record.service_id != service.id:
-        return _refuse(request, now, ServiceMismatch(), record.code_id)
-    deadline = min(record.expires_at, record.issued_at + policy.ttl_for(service.id))
-    if now >= deadline:
-        return _refuse(request, now, CodeExpired(expired_at=deadline), record.code_id)
-
-    for bound, presented, (label, label_ar) in (
-        (record.msisdn_ref, request.msisdn_ref, _MSISDN_BINDING),
-        (record.recipient_ref, request.recipient_ref, _RECIPIENT_BINDING),
-    ):
-        if bound is None:
-            continue
-        if presented is None:
-            raise BindingRequired(binding=label, binding_ar=label_ar)
-        if not hmac.compare_digest(bound, presented):
-            return _charge_failure(
-                policy,
-                request,
-                snapshot,
-                charged=[record],
-                recent=recent,
-                now=now,
-                error=BindingMismatch(binding=label, binding_ar=label_ar),
-                code_id=record.code_id,
-            )
-
-    redeemed = _changed(
-        record,
-        state=CodeState.REDEEMED,
-        finished_at=now,
-        redeemed_service_id=service.id,
-        request_ref=request.request_ref,
-        request_inputs=request.request_inputs,
-        receipt_key_id=None if signer is None else signer.current.key_id,
-    )
-    if not observed:
-        return Decision(
-            next_state(policy, snapshot, now, codes=(redeemed,)),
-            _redemption(request, redeemed, signer),
-        )
-    event = audit.CodeRedeemed(
-        at=now,
-        subject_ref=record.subject_ref,
-        code_id=record.code_id,
-        provider_id=provider_id,
-        service_id=service.id,
-        receipt_key_id=redeemed.receipt_key_id,
-        request_id=request.request_id,
-    )
-    return Decision(
-        next_state(policy, snapshot, now, codes=(redeemed,)),
-        _redemption(request, redeemed, signer),
-        events=(event,),
-    )
+    unusable = _unusable(policy, request, record, now)
+    if unusable is not None:
+        return _refuse(request, now, unusable, record.code_id)
+    failed = _binding_error(digests, record)
+    if failed is not None:
+        error, counted = failed
+        if not counted:
+            return _refuse(request, now, error, record.code_id)
+        return _charge(
+            policy, request, snapshot, now,
+            charged=[record], budget=not recovering, error=error, code_id=record.code_id,
+        )  # fmt: skip
+    return _accept(policy, digests, record, snapshot, now, signer=signer, observed=observed)
 
 
-def _find_by_id(snapshot: SubjectSnapshot, code_id: str) -> CodeRecord:
+# --- lookups ------------------------------------------------------------------------------------
+
+
+def _find_by_id(snapshot: SubjectSnapshot, code_id: str) -> CodeRecord | None:
     for record in snapshot.codes:
         if record.code_id == code_id:
             return record
-    raise UnknownCode()
+    return None
 
 
 def decide_status(
-    policy: Policy, snapshot: SubjectSnapshot, code_id: str, now: datetime
+    policy: Policy, request: LookupRequest, snapshot: SubjectSnapshot, now: datetime
 ) -> Decision[CodeStatus]:
     """The state of one of the subject's codes; changes nothing."""
-    return Decision(None, status_of(policy, _find_by_id(snapshot, code_id), now))
+    record = _find_by_id(snapshot, request.code_id)
+    if record is None:
+        return Decision(None, error=UnknownCode())
+    return Decision(None, status_of(policy, record, now))
 
 
 def decide_revoke(
-    policy: Policy, snapshot: SubjectSnapshot, code_id: str, now: datetime
+    policy: Policy, request: LookupRequest, snapshot: SubjectSnapshot, now: datetime
 ) -> Decision[CodeStatus]:
     """Cancel a live code. Revoking a code that is already unusable changes nothing.
 
     A used code cannot be revoked: the service it served has happened.
     """
-    record = _find_by_id(snapshot, code_id)
+    record = _find_by_id(snapshot, request.code_id)
+    if record is None:
+        return Decision(None, error=UnknownCode())
     if record.state is CodeState.REDEEMED:
-        raise CodeAlreadyUsed()
+        return Decision(None, error=CodeAlreadyUsed())
     if not is_live(record, now):
         return Decision(None, status_of(policy, record, now))
     revoked = _changed(record, state=CodeState.REVOKED, finished_at=now)
     event = audit.CodeRevoked(
         at=now,
-        subject_ref=record.subject_ref,
+        audit_ref=request.audit_ref,
         code_id=record.code_id,
         provider_id=record.provider_id,
     )

@@ -9,10 +9,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from telecard_auth._clock import ManualClock
-from telecard_auth._errors import CodeAlreadyUsed, CodeExpired, RedemptionRefused, WrongCode
+from telecard_auth._errors import (
+    CodeAlreadyUsed,
+    CodeExpired,
+    RedemptionRefused,
+    TransferNotBound,
+    WrongCode,
+)
 from telecard_auth._issuer import CodeIssuer
 from telecard_auth._keyring import Keyring
-from telecard_auth._model import ACTIVATION_FOR_ACTUAL_USER, NEW_LINE, Subject
+from telecard_auth._model import ACTIVATION_FOR_ACTUAL_USER, NEW_LINE, NUMBER_TRANSFER, Subject
 from telecard_auth._receipt import ReceiptSigner, VerifyKey, verify_receipt
 from telecard_auth._storage import Storage
 
@@ -62,6 +68,42 @@ def _at(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _expiry(walk: _Walk, issuer: CodeIssuer, clock: ManualClock, customer: Subject) -> None:
+    """A code kept past its validity is refused; the manual clock shows it without waiting."""
+    walk.step(
+        "A code for Zain is kept for four hours before it is used.",
+        "يُحتفظ برمز صادر لزين أربع ساعات قبل استخدامه.",
+    )
+    late = issuer.issue(customer, "zain")
+    clock.advance(issuer.policy.ttl)
+    walk.show(f"the clock now reads {_at(clock.now())}", f"الساعة الآن {_at(clock.now())}")
+    walk.refused(lambda: issuer.redeem(customer, "zain", late.code, NEW_LINE), CodeExpired)
+
+
+def _number_transfer(walk: _Walk, issuer: CodeIssuer, customer: Subject, unbound: str) -> None:
+    """A transfer needs a code issued for it that names the recipient; ``unbound`` does not."""
+    walk.step(
+        "The code for STC is presented to move the customer's number to another person.",
+        "يُقدَّم رمز STC لنقل رقم العميلة إلى شخص آخر.",
+    )
+    recipient = Subject.resident("2129040479")
+    walk.refused(
+        lambda: issuer.redeem(customer, "stc", unbound, NUMBER_TRANSFER, recipient=recipient),
+        TransferNotBound,
+    )
+    transfer = issuer.issue(customer, "stc", service=NUMBER_TRANSFER, recipient=recipient)
+    walk.show(
+        "she asks for a code for the transfer, naming the person who receives the number",
+        "تطلب رمزًا للنقل يحدد الشخص الذي يستلم الرقم",
+    )
+    moved = issuer.redeem(customer, "stc", transfer.code, NUMBER_TRANSFER, recipient=recipient)
+    walk.check(
+        moved.code_id == transfer.code_id,
+        "that code moves the number to that recipient",
+        "ينقل ذلك الرمز الرقم إلى ذلك المستلم",
+    )
+
+
 def run_demo(storage: Storage, out: Callable[[str], object] = print) -> int:
     """Walk through issuing and redeeming codes; return 0 when every step behaved as the rules say.
 
@@ -105,6 +147,10 @@ def run_demo(storage: Storage, out: Callable[[str], object] = print) -> int:
         f"قُبل الرمز لخدمة: {redemption.service.name_ar}",
     )
     walk.check(redemption.code_id == issued.code_id, "the code was accepted", "قُبل الرمز")
+    walk.show(
+        f"STC knows the customer as {redemption.customer_ref}, never by her ID",
+        f"يعرف STC العميلة بالاسم المستعار {redemption.customer_ref}، لا برقم هويتها",
+    )
     receipt = redemption.receipt
     text = "" if receipt is None else receipt.to_text()
     walk.show(f"signed receipt: {text[:40]}…", "إيصال موقّع يثبت الاستخدام")
@@ -154,15 +200,13 @@ def run_demo(storage: Storage, out: Callable[[str], object] = print) -> int:
         "accepted for a new line",
         "قُبل الرمز لإصدار بطاقة جديدة",
     )
-
-    walk.step(
-        "A code for Zain is kept for four hours before it is used.",
-        "يُحتفظ برمز صادر لزين أربع ساعات قبل استخدامه.",
+    walk.check(
+        accepted.customer_ref != redemption.customer_ref,
+        "Mobily knows the customer by another pseudonym than STC: they cannot link her",
+        "تعرف موبايلي العميلة باسم مستعار غير الذي يعرفه STC: فلا يمكنهما الربط بينهما",
     )
-    late = issuer.issue(customer, "zain")
-    clock.advance(issuer.policy.ttl)
-    walk.show(f"the clock now reads {_at(clock.now())}", f"الساعة الآن {_at(clock.now())}")
-    walk.refused(lambda: issuer.redeem(customer, "zain", late.code, NEW_LINE), CodeExpired)
+    _number_transfer(walk, issuer, customer, for_stc.code)
+    _expiry(walk, issuer, clock, customer)
 
     out("")
     if walk.failures:

@@ -30,6 +30,7 @@ __all__ = [
     "InvalidInput",
     "InvalidMsisdn",
     "InvalidPolicy",
+    "InvalidReference",
     "InvalidRequestId",
     "InvalidStorageUrl",
     "InvalidTime",
@@ -48,6 +49,7 @@ __all__ = [
     "StorageContention",
     "StorageError",
     "TelecardAuthError",
+    "TransferNotBound",
     "UnknownCode",
     "UnknownProvider",
     "UnknownService",
@@ -305,6 +307,15 @@ class InvalidRequestId(InvalidInput):
     template_ar = "يجب أن يكون معرّف الطلب من 1 إلى 64 حرفًا مطبوعًا من حروف ASCII."
 
 
+class InvalidReference(InvalidInput):
+    """A redemption's ``reference`` (the operator's agent or branch) is not 1-64 printable ASCII
+    characters."""
+
+    code = "invalid_reference"
+    template_en = "The reference must be 1 to 64 printable ASCII characters."
+    template_ar = "يجب أن يكون المرجع من 1 إلى 64 حرفًا مطبوعًا من حروف ASCII."
+
+
 class MalformedReceipt(InvalidInput):
     """A redemption receipt, or a value to build one from, is not of the receipt's form.
 
@@ -442,6 +453,20 @@ class BindingMismatch(RedemptionRefused):
     code = "binding_mismatch"
     template_en = "The {binding} does not match the one this code was issued for."
     template_ar = "{binding_ar} لا يطابق ما صدر الرمز له."
+
+
+class TransferNotBound(RedemptionRefused):
+    """A number transfer was asked for with a code that does not name its recipient.
+
+    A transfer to another person is made only with a code the customer asked for that transfer,
+    naming the person receiving the number; the right code is not counted as a guess.
+    """
+
+    code = "transfer_not_bound"
+    template_en = (
+        "A number transfer needs a code issued for it that names the recipient; ask for a new code."
+    )
+    template_ar = "يحتاج نقل الرقم إلى رمز صادر له يحدد المستلم؛ اطلب رمزًا جديدًا."
 
 
 class CodeSuperseded(RedemptionRefused):

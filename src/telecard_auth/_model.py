@@ -290,13 +290,15 @@ class IssuedCode:
 class Redemption:
     """What a successful ``redeem`` returns: which code was used, where, for what, and when.
 
-    ``subject_ref`` is the keyed pseudonym of the subject, never the identity number.
-    ``receipt`` is the signed proof for the operator, when the issuer has a ``ReceiptSigner``.
+    ``customer_ref`` is the customer's pseudonym for this provider: never the identity number,
+    never the key under which storage files the customer, and different at every provider, so
+    operators cannot link a customer by comparing what they were given. ``receipt`` is the signed
+    proof for the operator, when the issuer has a ``ReceiptSigner``.
     A retry with the same ``request_id`` returns an equal ``Redemption``, receipt included.
     """
 
     code_id: str
-    subject_ref: str
+    customer_ref: str
     provider: Provider
     service: Service
     issued_at: datetime

@@ -73,6 +73,16 @@ _positive_int = _whole_number(_MAX_COUNT, "10^9")
 _figure = _whole_number(_MAX_FIGURE, "10^100")
 
 
+def _count(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_COUNT:
+        raise InvalidPolicy(reason=f"{attribute.name} must be a whole number from 0 to 10^9")
+
+
+def _figure_or_zero(_instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_FIGURE:
+        raise InvalidPolicy(reason=f"{attribute.name} must be a whole number from 0 to 10^100")
+
+
 def _real_bool(_instance: object, attribute: attrs.Attribute[bool], value: object) -> None:
     # A truthy string or 1 is not a decision to accept a risk.
     if not isinstance(value, bool):
@@ -191,9 +201,9 @@ def _one_in(tries: int, combinations: int) -> int:
     return max(1, combinations // tries)
 
 
-def _guesses_per_day(failure_budget: int, failure_window: timedelta) -> int:
-    # At most ``budget`` failures in any window, and 24 h split into ceil(24 h / window) windows.
-    return failure_budget * -(-_DAY // failure_window)
+def _per_day(count: int, window: timedelta, span: timedelta = _DAY) -> int:
+    # At most ``count`` in any window, and ``span`` split into ceil(span / window) windows.
+    return count * -(-span // window)
 
 
 @attrs.frozen(kw_only=True)
@@ -207,41 +217,52 @@ class GuessRisk:
       at most ``A`` guesses before it locks, and ``A`` guesses at a uniformly random code hit it
       with chance at most ``A / N`` (exactly, if they are distinct). The failure budget and the
       TTL may leave the attacker fewer guesses at one code; the figure does not count on it.
-    - ``per_subject_per_day = min(1, P * G * L / N)``: the chance that an attacker guessing
-      against ONE subject at ALL ``P`` providers of the policy during any 24 hours (from ``t``
-      to just before ``t + 24 h``) hits a live code. ``G`` is ``guesses_per_day``, the wrong
-      guesses the failure budget lets through at one provider in 24 hours: at most
+    - ``per_subject_per_day = min(1, P * (G * L + R) / N)``: the chance that an attacker
+      guessing against ONE subject at ALL ``P`` providers of the policy during any 24 hours (from
+      ``t`` to just before ``t + 24 h``) hits a live code. ``G`` is ``guesses_per_day``, the
+      wrong guesses the failure budget lets through at one provider in 24 hours: at most
       ``failure_budget`` in any ``failure_window``, so
       ``failure_budget * ceil(24 h / failure_window)``. ``L`` is ``codes_tested_per_guess``, the
       live codes one guess is compared with: ``max_live_codes``, since a wrong code is charged
-      against every live code of the subject at that provider. The union bound sums the chance of
-      each (guess, live code) comparison, ``1 / N`` each.
+      against every live code of the subject at that provider. ``R`` is
+      ``recovery_tries_per_day``, the comparisons recovery codes allow at one provider once the
+      budget there is spent: a recovery code is compared only until ``recovery_attempts`` wrong
+      guesses lock it, and at most ``recovery_codes`` are issued in any ``failure_window``. A
+      code issued up to its TTL before the 24 hours start is still live in them, so the codes
+      that can be guessed in 24 hours are those issued in ``24 h + T``, ``T`` being the longest
+      TTL: ``R = recovery_codes * ceil((24 h + T) / failure_window) * recovery_attempts``. The
+      union bound sums the chance of each (guess, live code) comparison, ``1 / N`` each. A guess
+      compared with no live code cannot succeed and is counted nowhere; it adds nothing to the
+      bound.
 
     The TTL and re-issuing do not tighten the bound. A code stops being live as soon as it locks,
     is used or is revoked, and the customer may then be issued another at once, so the number of
     codes a subject holds in a day has no limit but ``max_live_codes`` at a time; each guess can
     always meet ``L`` live codes, and only the failure budget limits the guesses. Nor does the
     bound credit that the ``L`` live codes are shared by all providers: a subject may hold them
-    at one provider while it is guessed at, then at the next. The bound is reached by such a
-    subject, who re-issues each code as it locks. An attacker guessing for many subjects faces
-    these odds for each of them.
+    at one provider while it is guessed at, then at the next. At one provider the bound is
+    reached, by a subject who re-issues each code as it locks; across several, ``max_live_codes``
+    also caps the recovery codes live when a day starts, so the bound may be a little loose (the
+    default's 304 tries are 278 at most). An attacker guessing for many subjects faces these odds
+    for each of them.
 
     Each count is a whole number from 1 to 10^100 (``InvalidPolicy`` otherwise); a policy's
     figures are far smaller.
 
     The default policy: ``N = 10^8``, ``A = 5``, ``P = 8``, ``G = 10 * ceil(24 h / 24 h) = 10``,
-    ``L = 3``:
+    ``L = 3``, ``R = 2 * ceil((24 h + 4 h) / 24 h) * 2 = 8``:
 
     >>> risk = Policy().guess_risk
     >>> risk.per_code, risk.per_subject_per_day
-    (5e-08, 2.4e-06)
+    (5e-08, 3.04e-06)
     >>> risk.per_code_one_in, risk.per_subject_per_day_one_in
-    (20000000, 416666)
+    (20000000, 328947)
     >>> print(risk)  # doctest: +NORMALIZE_WHITESPACE
     worst-case chance of a guessed code:
     1 in 20,000,000 per code (5 attempts over 100,000,000 codes);
-    1 in 416,666 per subject per day
-    (8 providers x 10 wrong guesses x 3 live codes = 240 tries over 100,000,000 codes)
+    1 in 328,947 per subject per day
+    (8 providers x (10 wrong guesses x 3 live codes + 8 recovery tries) = 304 tries
+    over 100,000,000 codes)
     """
 
     #: How many distinct codes the format can produce (``N``).
@@ -254,9 +275,11 @@ class GuessRisk:
     guesses_per_day: int = attrs.field(validator=_figure)
     #: Most live codes one wrong guess is compared with (``L``).
     codes_tested_per_guess: int = attrs.field(validator=_figure)
+    #: Most comparisons recovery codes allow at one provider in 24 hours (``R``).
+    recovery_tries_per_day: int = attrs.field(default=0, validator=_figure_or_zero)
     #: Worst-case chance that one code is guessed before it locks: ``min(1, A / N)``.
     per_code: float = attrs.field(init=False)
-    #: Worst-case chance that a subject's live code is guessed in 24 h: ``min(1, P*G*L / N)``.
+    #: Worst-case chance that a subject's live code is guessed in 24 h: ``min(1, P*(G*L+R) / N)``.
     per_subject_per_day: float = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -267,8 +290,9 @@ class GuessRisk:
 
     @property
     def tries_per_day(self) -> int:
-        """Comparisons of a wrong guess with a live code, per subject in 24 h: ``P * G * L``."""
-        return self.providers * self.guesses_per_day * self.codes_tested_per_guess
+        """Comparisons of a wrong guess with a live code, per subject in 24 h: ``P*(G*L+R)``."""
+        per_provider = self.guesses_per_day * self.codes_tested_per_guess
+        return self.providers * (per_provider + self.recovery_tries_per_day)
 
     @property
     def per_code_one_in(self) -> int:
@@ -277,7 +301,7 @@ class GuessRisk:
 
     @property
     def per_subject_per_day_one_in(self) -> int:
-        """``per_subject_per_day`` as "1 in N": ``N // (P * G * L)``, rounded down, at least 1."""
+        """``per_subject_per_day`` as "1 in N": ``N // (P*(G*L+R))``, rounded down, at least 1."""
         return _one_in(self.tries_per_day, self.combinations)
 
     def __str__(self) -> str:
@@ -285,9 +309,9 @@ class GuessRisk:
             f"worst-case chance of a guessed code: 1 in {self.per_code_one_in:,} per code "
             f"({self.max_failed_attempts} attempts over {self.combinations:,} codes); "
             f"1 in {self.per_subject_per_day_one_in:,} per subject per day "
-            f"({self.providers} providers x {self.guesses_per_day} wrong guesses x "
-            f"{self.codes_tested_per_guess} live codes = {self.tries_per_day:,} tries over "
-            f"{self.combinations:,} codes)"
+            f"({self.providers} providers x ({self.guesses_per_day} wrong guesses x "
+            f"{self.codes_tested_per_guess} live codes + {self.recovery_tries_per_day} recovery "
+            f"tries) = {self.tries_per_day:,} tries over {self.combinations:,} codes)"
         )
 
 
@@ -402,7 +426,14 @@ class Policy:
     - ``code_format``: 8 decimal digits by default.
     - ``max_failed_attempts``: wrong attempts after which a code locks (5).
     - ``failure_budget`` / ``failure_window``: wrong attempts allowed per subject and provider in
-      any sliding window (10 per 24 hours). Issuing a new code does not reset it.
+      any sliding window (10 per 24 hours). Issuing a new code does not reset it. Only a wrong
+      code that was compared with a live code of the subject at that provider counts.
+    - ``recovery_codes`` / ``recovery_attempts``: the way back for a customer whose budget at a
+      provider is spent. A code issued then (the customer authenticated again and asked anew) is
+      a recovery code: while the budget is spent, only recovery codes are compared, and each
+      locks after ``recovery_attempts`` wrong attempts (2; at most ``max_failed_attempts``). At
+      most ``recovery_codes`` are issued per provider in any ``failure_window`` (2; 0 turns
+      recovery off); further codes are ordinary ones, usable once the budget frees.
     - ``max_live_codes``: how many unexpired, unused codes one subject may hold at once (3).
     - ``on_live_code_limit``: what issuing one more code at that limit does: ``"refuse"`` (the
       default: ``LiveCodeLimitReached``) or ``"supersede"`` (the oldest live code stops working,
@@ -414,8 +445,9 @@ class Policy:
     - ``government_id_validator``: decides whether a government body's identifier is valid.
     - ``accept_guess_risk``: build the policy even if its ``guess_risk`` is above the limits.
 
-    Counts (``max_failed_attempts``, ``failure_budget``, ``max_live_codes``) are whole numbers
-    from 1 to ``MAX_COUNT`` (10^9); durations (``ttl``, each ``ttl_by_service`` value,
+    Counts (``max_failed_attempts``, ``failure_budget``, ``max_live_codes``,
+    ``recovery_attempts``) are whole numbers from 1 to ``MAX_COUNT`` (10^9), ``recovery_codes``
+    from 0; durations (``ttl``, each ``ttl_by_service`` value,
     ``failure_window``, ``retention``) are positive and at most ``MAX_DURATION`` (366 days).
     Anything else is ``InvalidPolicy``.
 
@@ -428,8 +460,8 @@ class Policy:
     - ``per_subject_per_day`` at most ``MAX_GUESS_CHANCE_PER_SUBJECT_DAY``, one in 100,000:
       1,000 tries a day against 10^8 codes.
 
-    The default policy is 1 in 20,000,000 per code and 1 in 416,666 per subject per day; it stays
-    within the limits with up to 4 times its failure budget or live codes. ``attrs.evolve`` keeps
+    The default policy is 1 in 20,000,000 per code and 1 in 328,947 per subject per day; it stays
+    within the limits with up to 3 times its failure budget or live codes. ``attrs.evolve`` keeps
     ``accept_guess_risk``: a policy evolved from an accepted one is accepted too.
 
     >>> from datetime import timedelta
@@ -441,7 +473,7 @@ class Policy:
       ...
     telecard_auth._errors.InvalidPolicy: The policy is not valid: ...
     >>> Policy(failure_budget=100, accept_guess_risk=True).guess_risk.per_subject_per_day
-    2.4e-05
+    2.464e-05
     """
 
     #: Highest ``guess_risk.per_code`` a policy may have without ``accept_guess_risk``.
@@ -470,6 +502,8 @@ class Policy:
         default=timedelta(hours=24), validator=_positive_duration
     )
     max_live_codes: int = attrs.field(default=3, validator=_positive_int)
+    recovery_codes: int = attrs.field(default=2, validator=_count)
+    recovery_attempts: int = attrs.field(default=2, validator=_positive_int)
     on_live_code_limit: Literal["refuse", "supersede"] = attrs.field(
         default="refuse", converter=plain_text, validator=_limit_action
     )
@@ -497,6 +531,8 @@ class Policy:
             raise InvalidPolicy(reason="code_format must be a CodeFormat")
         if not callable(self.government_id_validator):
             raise InvalidPolicy(reason="government_id_validator must be callable")
+        if self.recovery_attempts > self.max_failed_attempts:
+            raise InvalidPolicy(reason="recovery_attempts cannot exceed max_failed_attempts")
         services = {service.id: service for service in self.services}
         unknown = set(self.ttl_by_service) | set(self.transfer_services)
         if self.services_by_kind is not None:
@@ -524,8 +560,12 @@ class Policy:
             combinations=self.code_format.combinations,
             max_failed_attempts=self.max_failed_attempts,
             providers=len(self.providers),
-            guesses_per_day=_guesses_per_day(self.failure_budget, self.failure_window),
+            guesses_per_day=_per_day(self.failure_budget, self.failure_window),
             codes_tested_per_guess=self.max_live_codes,
+            recovery_tries_per_day=(
+                _per_day(self.recovery_codes, self.failure_window, _DAY + max(longest.values()))
+                * self.recovery_attempts
+            ),
         )
         object.__setattr__(self, "_guess_risk", risk)
         if not self.accept_guess_risk:
@@ -545,11 +585,13 @@ class Policy:
             too_high.append(
                 f"the worst-case chance that one subject's live code is guessed in a day is "
                 f"1 in {risk.per_subject_per_day_one_in:,} ({risk.per_subject_per_day:.3g}: "
-                f"{risk.providers} providers x {risk.guesses_per_day} wrong guesses a day "
-                f"at each x {risk.codes_tested_per_guess} live codes over "
+                f"{risk.providers} providers x ({risk.guesses_per_day} wrong guesses a day "
+                f"at each x {risk.codes_tested_per_guess} live codes + "
+                f"{risk.recovery_tries_per_day} recovery tries) over "
                 f"{risk.combinations:,} codes), above the limit of "
                 f"{_limit(self.MAX_GUESS_CHANCE_PER_SUBJECT_DAY)}; lower failure_budget, "
-                "max_live_codes or the number of providers, lengthen failure_window or the code"
+                "max_live_codes, recovery_codes, recovery_attempts or the number of providers, "
+                "lengthen failure_window or the code"
             )
         if too_high:
             raise InvalidPolicy(

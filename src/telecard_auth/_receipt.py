@@ -2,8 +2,10 @@
 
 A successful redemption can hand back a :class:`Receipt`: which code (``code_id``) was used, at
 which provider, for which service, when, by whom, and which key signed it. "By whom" is the
-subject's keyed pseudonym (``subject_ref``), never an identity number, so a receipt can be kept,
-logged and passed on without carrying personal data.
+customer's pseudonym for that provider (``customer_ref``): never an identity number, never the key
+under which storage files the customer, and different at each provider, so a receipt can be kept,
+logged and passed on without carrying personal data, and two operators cannot link their
+customers by comparing receipts.
 
 What is signed
     The :meth:`Receipt.payload`: the seven fields as compact JSON with sorted keys and ASCII only,
@@ -36,7 +38,7 @@ the signer's keys (:class:`UnknownSigningKey`).
 ...     provider_id="stc",
 ...     service_id="new_line",
 ...     redeemed_at=datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
-...     subject_ref="3f9a0c1b2d4e5f60718293a4b5c6d7e8",
+...     customer_ref="3f9a0c1b2d4e5f60718293a4b5c6d7e8",
 ... )
 >>> text = receipt.to_text()
 >>> text.startswith("tar1.")
@@ -79,7 +81,7 @@ from telecard_auth._errors import (
     plain,
     plain_text,
 )
-from telecard_auth._keyring import keys_led_by, keys_with
+from telecard_auth._keyring import keys_led_by, keys_with, weakness
 
 if TYPE_CHECKING:
     from telecard_auth._model import Redemption
@@ -121,7 +123,7 @@ _KEY_TEXT = re.compile(
     rf"(tar1-public|tar1-private):([A-Za-z0-9._-]{{1,32}}):({_B64}{{43}})", re.ASCII
 )
 
-_TEXT_FIELDS = ("code_id", "provider_id", "service_id", "subject_ref")
+_TEXT_FIELDS = ("code_id", "provider_id", "service_id", "customer_ref")
 _FIELDS = frozenset(("version", "key_id", "redeemed_at", *_TEXT_FIELDS))
 
 
@@ -171,11 +173,21 @@ def _key_id(_instance: object, _attribute: attrs.Attribute[str], value: object) 
 def _is_private(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, Ed25519PrivateKey):
         raise KeyringError(reason="a receipt signing key must be an Ed25519PrivateKey")
+    why = weakness(_raw_private(value))
+    if why is not None:
+        raise KeyringError(
+            reason=f"the receipt signing key is not random: {why}; make keys with"
+            " SigningKey.generate()"
+        )
 
 
 def _is_public(_instance: object, _attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, Ed25519PublicKey):
         raise KeyringError(reason="a receipt verify key must be an Ed25519PublicKey")
+
+
+def _raw_private(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:
@@ -220,11 +232,11 @@ class VerifyKey:
     Its text form is one short line, safe to hand out, paste into a configuration file or print.
     Two verify keys are equal when their ids and public key bytes are.
 
-    >>> key = VerifyKey.from_text("tar1-public:r1:A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg")
+    >>> key = VerifyKey.from_text("tar1-public:r1:he5ngcSf3KwM7ZoxUnYjuVoVej0GtlxJpXewO4Coz8I")
     >>> key
-    VerifyKey(key_id='r1', public_key='A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg')
+    VerifyKey(key_id='r1', public_key='he5ngcSf3KwM7ZoxUnYjuVoVej0GtlxJpXewO4Coz8I')
     >>> key.to_text()
-    'tar1-public:r1:A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg'
+    'tar1-public:r1:he5ngcSf3KwM7ZoxUnYjuVoVej0GtlxJpXewO4Coz8I'
     """
 
     key_id: str = attrs.field(converter=plain_text, validator=_key_id)
@@ -258,12 +270,12 @@ class SigningKey:
     and key pairs are.
 
     >>> key = SigningKey.from_private_text(
-    ...     "tar1-private:r1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
+    ...     "tar1-private:r1:p3KNBwbeZo_m6oCSH5BRG4ZZocfCUYA6nX9gUTua72o"
     ... )
     >>> key
     SigningKey(key_id='r1')
     >>> key.public_key.to_text()
-    'tar1-public:r1:A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg'
+    'tar1-public:r1:he5ngcSf3KwM7ZoxUnYjuVoVej0GtlxJpXewO4Coz8I'
     """
 
     key_id: str = attrs.field(converter=plain_text, validator=_key_id)
@@ -277,7 +289,10 @@ class SigningKey:
     @classmethod
     def generate(cls, key_id: str = "r1") -> SigningKey:
         """A fresh random signing key."""
-        return cls(key_id=key_id, private_key=Ed25519PrivateKey.generate())
+        private_key = Ed25519PrivateKey.generate()
+        while weakness(_raw_private(private_key)) is not None:  # pragma: no cover - 1 in 10^13
+            private_key = Ed25519PrivateKey.generate()
+        return cls(key_id=key_id, private_key=private_key)
 
     @property
     def public_key(self) -> VerifyKey:
@@ -384,7 +399,7 @@ class ReceiptSigner:
         provider_id: str,
         service_id: str,
         redeemed_at: datetime,
-        subject_ref: str,
+        customer_ref: str,
         key_id: str | None = None,
     ) -> Receipt:
         """A receipt for these fields, signed with :attr:`current`, or with ``key_id`` if held.
@@ -400,7 +415,7 @@ class ReceiptSigner:
             provider_id=provider_id,
             service_id=service_id,
             redeemed_at=redeemed_at,
-            subject_ref=subject_ref,
+            customer_ref=customer_ref,
             key_id=key.key_id,
             signature=bytes(_SIGNATURE_BYTES),
         )
@@ -416,7 +431,7 @@ class ReceiptSigner:
             provider_id=redemption.provider.id,
             service_id=redemption.service.id,
             redeemed_at=redemption.redeemed_at,
-            subject_ref=redemption.subject_ref,
+            customer_ref=redemption.customer_ref,
         )
 
 
@@ -440,8 +455,8 @@ def _pseudonym(instance: object, attribute: attrs.Attribute[str], value: object)
     _token(instance, attribute, value)
     if _IDENTITY_NUMBER.fullmatch(str(value)):
         raise _malformed(
-            "subject_ref looks like an identity number; a receipt holds a pseudonym only",
-            "الحقل subject_ref يشبه رقم هوية؛ لا يحمل الإيصال إلا اسمًا مستعارًا",
+            "customer_ref looks like an identity number; a receipt holds a pseudonym only",
+            "الحقل customer_ref يشبه رقم هوية؛ لا يحمل الإيصال إلا اسمًا مستعارًا",
         )
 
 
@@ -503,26 +518,26 @@ def _pick(keys: object, key_id: str) -> Ed25519PublicKey:
 class Receipt:
     """Signed proof that a code was redeemed: what, where, for what, when, by whom, under which key.
 
-    ``subject_ref`` is the subject's pseudonym, never an identity number. ``redeemed_at`` is
+    ``customer_ref`` is the subject's pseudonym, never an identity number. ``redeemed_at`` is
     UTC and keeps its microseconds. Build receipts with :meth:`ReceiptSigner.sign`, read them
     with :meth:`parse`, check them with :meth:`verify`.
 
     >>> signer = ReceiptSigner(keys=(SigningKey.from_private_text(
-    ...     "tar1-private:r1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"),))
+    ...     "tar1-private:r1:p3KNBwbeZo_m6oCSH5BRG4ZZocfCUYA6nX9gUTua72o"),))
     >>> receipt = signer.sign(
     ...     code_id="q3Vx0bLk9TzA2mNc",
     ...     provider_id="mobily",
     ...     service_id="lost_sim_replacement",
     ...     redeemed_at=datetime(2026, 3, 1, 9, 30, 15, 250000, tzinfo=UTC),
-    ...     subject_ref="3f9a0c1b2d4e5f60718293a4b5c6d7e8",
+    ...     customer_ref="3f9a0c1b2d4e5f60718293a4b5c6d7e8",
     ... )
     >>> receipt
     Receipt(version=1, code_id='q3Vx0bLk9TzA2mNc', provider_id='mobily',
             service_id='lost_sim_replacement',
             redeemed_at=datetime.datetime(2026, 3, 1, 9, 30, 15, 250000, tzinfo=...),
-            subject_ref='3f9a0c1b2d4e5f60718293a4b5c6d7e8', key_id='r1')
+            customer_ref='3f9a0c1b2d4e5f60718293a4b5c6d7e8', key_id='r1')
     >>> receipt.payload()[:70]
-    b'{"code_id":"q3Vx0bLk9TzA2mNc","key_id":"r1","provider_id":"mobily","re'
+    b'{"code_id":"q3Vx0bLk9TzA2mNc","customer_ref":"3f9a0c1b2d4e5f60718293a4'
     >>> text = receipt.to_text()
     >>> Receipt.parse(text) == receipt
     True
@@ -539,7 +554,7 @@ class Receipt:
     provider_id: str = attrs.field(converter=plain_text, validator=_token)
     service_id: str = attrs.field(converter=plain_text, validator=_token)
     redeemed_at: datetime = attrs.field(converter=_utc)
-    subject_ref: str = attrs.field(converter=plain_text, validator=_pseudonym)
+    customer_ref: str = attrs.field(converter=plain_text, validator=_pseudonym)
     key_id: str = attrs.field(converter=plain_text, validator=_receipt_key_id)
     signature: bytes = attrs.field(validator=_signature, repr=False)
 
@@ -554,7 +569,7 @@ class Receipt:
             "provider_id": self.provider_id,
             "service_id": self.service_id,
             "redeemed_at": _format_time(self.redeemed_at),
-            "subject_ref": self.subject_ref,
+            "customer_ref": self.customer_ref,
             "key_id": self.key_id,
         }
         return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("ascii")
@@ -622,7 +637,7 @@ class Receipt:
             provider_id=fields["provider_id"],
             service_id=fields["service_id"],
             redeemed_at=_redeemed_at(fields["redeemed_at"]),
-            subject_ref=fields["subject_ref"],
+            customer_ref=fields["customer_ref"],
             key_id=fields["key_id"],
             signature=signature,
         )

@@ -105,6 +105,7 @@ __all__ = [
     "KeyFileNotWritten",
     "KeyFileSymlink",
     "KeyFileUnreadable",
+    "NoRotation",
     "NotInitialized",
     "UnknownCommand",
     "UsageError",
@@ -206,6 +207,16 @@ class InvalidArgument(InvalidInput):
     code = "invalid_argument"
     template_en = "The value of {option} cannot be used: {reason}."
     template_ar = "لا يمكن استخدام قيمة {option} (التفاصيل بالإنجليزية): {reason}."
+
+
+class NoRotation(InvalidInput):
+    """``keys move`` was asked for while no pseudonym key rotation is under way."""
+
+    code = "no_rotation"
+    template_en = (
+        "No pseudonym key rotation is under way: start one with 'keys rotate --pseudonym'."
+    )
+    template_ar = "لا يجري تدوير لمفتاح الأسماء المستعارة: ابدأه بالأمر 'keys rotate --pseudonym'."
 
 
 class NotInitialized(ConfigurationError):
@@ -405,18 +416,18 @@ def _secret_text(raw: bytes) -> str:
 
 @attrs.frozen(kw_only=True)
 class KeyFile:
-    """The key material in the command's key file: HMAC keys, pseudonym secret, receipt keys.
+    """The key material in the command's key file: HMAC keys, pseudonym keys, receipt keys.
 
     ``hmac_added_at`` and ``signing_added_at`` say when each key (by id) was made: a key can be
     retired ``Policy.key_retirement_delay`` after the next one was added.
 
     >>> keys = KeyFile.generate(datetime(2026, 11, 25, 6, 0, tzinfo=UTC))
-    >>> keys.keyring.current.key_id, keys.signer.current.key_id
-    ('k1', 'r1')
+    >>> keys.keyring.current.key_id, keys.signer.current.key_id, keys.keyring.pseudonym_key.key_id
+    ('k1', 'r1', 'p1')
     >>> rotated = keys.rotated(datetime(2026, 12, 1, tzinfo=UTC), hmac=True, signing=True)
     >>> [key.key_id for key in rotated.keyring.keys], rotated.signer.current.key_id
     (['k1', 'k2'], 'r2')
-    >>> rotated.keyring.pseudonym_secret == keys.keyring.pseudonym_secret
+    >>> rotated.keyring.pseudonym_keys == keys.keyring.pseudonym_keys
     True
     """
 
@@ -427,7 +438,7 @@ class KeyFile:
 
     @classmethod
     def generate(cls, now: datetime) -> KeyFile:
-        """Fresh key material: HMAC key ``k1``, a pseudonym secret, receipt signing key ``r1``."""
+        """Fresh key material: HMAC key ``k1``, pseudonym key ``p1``, receipt signing key ``r1``."""
         return cls(
             keyring=Keyring.generate("k1"),
             signer=ReceiptSigner.generate("r1"),
@@ -436,9 +447,9 @@ class KeyFile:
         )
 
     def rotated(self, now: datetime, *, hmac: bool, signing: bool) -> KeyFile:
-        """A copy with a new newest key of each kind asked for; no key is ever removed.
+        """A copy with a new newest key of each kind asked for; no key is removed.
 
-        The pseudonym secret never changes: every stored record is filed under it.
+        Pseudonym keys rotate apart (``with_pseudonym_step``): subjects must move to a new one.
         """
         keyring, signer = self.keyring, self.signer
         hmac_added, signing_added = dict(self.hmac_added_at), dict(self.signing_added_at)
@@ -457,6 +468,21 @@ class KeyFile:
             hmac_added_at=hmac_added,
             signing_added_at=signing_added,
         )
+
+    def with_pseudonym_step(self) -> KeyFile:
+        """The next step of a pseudonym key rotation: a new key in standby, then current.
+
+        With one pseudonym key, a new one is added in standby (lookups try it; nothing is filed
+        under it). With one in standby, it becomes current. Once it is current, the next step is
+        ``keys move``, which retires the older key when every subject has moved.
+        """
+        ring = self.keyring
+        if len(ring.pseudonym_keys) == 1:
+            key_id = _next_id("p", [key.key_id for key in ring.pseudonym_keys])
+            ring = ring.with_pseudonym_key(HmacKey.generate(key_id), current=False)
+        else:
+            ring = ring.with_current_pseudonym_key(ring.newest_pseudonym_key_id)
+        return attrs.evolve(self, keyring=ring)
 
 
 def _next_id(prefix: str, taken: Sequence[str]) -> str:
@@ -485,7 +511,11 @@ def _encode_key_file(keys: KeyFile) -> dict[str, Any]:
             | added(keys.hmac_added_at, key.key_id)
             for key in keys.keyring.keys
         ],
-        "pseudonym_secret": _secret_text(keys.keyring.pseudonym_secret),
+        "pseudonym_keys": [
+            {"id": key.key_id, "secret": _secret_text(key.secret)}
+            for key in keys.keyring.pseudonym_keys
+        ],
+        "pseudonym_standby": keys.keyring.pseudonym_standby,
         "receipt_signing_keys": [
             {"private_key": key.to_private_text()} | added(keys.signing_added_at, key.key_id)
             for key in keys.signer.keys
@@ -564,10 +594,21 @@ def _decode_key_file(document: object) -> KeyFile:
         moment = _added_at(entry, where)
         if moment is not None:
             signing_added[signing.key_id] = moment
+    if "pseudonym_keys" in document:
+        pseudonym_keys = [
+            HmacKey(
+                key_id=_field(entry, "id", str, where),
+                secret=_secret_bytes(entry, "secret", where),
+            )
+            for where, entry in _entries(document, "pseudonym_keys")
+        ]
+    else:  # written before pseudonym keys could rotate: one secret, now the key "p1"
+        pseudonym_keys = [HmacKey(key_id="p1", secret=_secret_bytes(document, "pseudonym_secret"))]
+    standby = document.get("pseudonym_standby", False)
+    if not isinstance(standby, bool):
+        raise _Malformed("pseudonym_standby is not true or false")
     return KeyFile(
-        keyring=Keyring(
-            keys=hmac_keys, pseudonym_secret=_secret_bytes(document, "pseudonym_secret")
-        ),
+        keyring=Keyring(keys=hmac_keys, pseudonym_keys=pseudonym_keys, pseudonym_standby=standby),
         signer=ReceiptSigner(keys=signing_keys),
         hmac_added_at=hmac_added,
         signing_added_at=signing_added,
@@ -1172,6 +1213,7 @@ def _redeem(args: argparse.Namespace, settings: _Settings) -> _Outcome:
             msisdn=args.msisdn,
             recipient=recipient,
             request_id=args.request_id,
+            reference=args.reference,
         )
     receipt = redemption.receipt
     text = None if receipt is None else receipt.to_text()
@@ -1185,13 +1227,13 @@ def _redeem(args: argparse.Namespace, settings: _Settings) -> _Outcome:
         (_SERVICE, _named(redemption.service)),
         (_ISSUED_AT, _when(redemption.issued_at)),
         (_REDEEMED_AT, _when(redemption.redeemed_at)),
-        (_CUSTOMER_REF, redemption.subject_ref),
+        (_CUSTOMER_REF, redemption.customer_ref),
     ]
     if receipt is not None and text is not None:
         lines += [(_SIGNING_KEY, receipt.key_id), (_RECEIPT, text)]
     data = {
         "code_id": redemption.code_id,
-        "subject_ref": redemption.subject_ref,
+        "customer_ref": redemption.customer_ref,
         "provider": redemption.provider.id,
         "service": redemption.service.id,
         "issued_at": _iso(redemption.issued_at),
@@ -1279,6 +1321,13 @@ def _purge(args: argparse.Namespace, settings: _Settings) -> _Outcome:
 
 
 def _keys_rotate(args: argparse.Namespace, settings: _Settings) -> _Outcome:
+    if args.pseudonym:
+        if args.hmac or args.signing:
+            raise UsageError(
+                detail="--pseudonym is a step of its own: rotate --hmac or --signing apart",
+                prog=f"{PROG} keys rotate",
+            )
+        return _pseudonym_step(settings)
     both = not args.hmac and not args.signing
     current = settings.keys()
     rotated = current.rotated(
@@ -1318,6 +1367,66 @@ def _keys_rotate(args: argparse.Namespace, settings: _Settings) -> _Outcome:
         "signing_key_ids": [key.key_id for key in rotated.signer.keys],
     }
     return _Outcome(data=data, lines=lines)
+
+
+def _pseudonym_step(settings: _Settings) -> _Outcome:
+    current = settings.keys()
+    ring = current.keyring
+    if len(ring.pseudonym_keys) == 2 and not ring.pseudonym_standby:  # noqa: PLR2004
+        raise InvalidArgument(
+            option="--pseudonym",
+            reason="the newer pseudonym key is current already; run 'keys move' next",
+        )
+    stepped = current.with_pseudonym_step()
+    write_key_file(settings.keys_path, stepped)
+    new = stepped.keyring.newest_pseudonym_key_id
+    if stepped.keyring.pseudonym_standby:
+        line = _Text(
+            f"Added pseudonym key {new} in standby. Copy the key file to every node, then run"
+            " 'keys rotate --pseudonym' again to make it current.",
+            f"أُضيف مفتاح الأسماء المستعارة {new} احتياطيًا. انسخ ملف المفاتيح إلى كل العُقد، ثم"
+            " نفّذ 'keys rotate --pseudonym' مرة أخرى لاعتماده.",
+        )
+    else:
+        line = _Text(
+            f"Pseudonym key {new} is current: new customers are filed under it. Copy the key file"
+            " to every node, then run 'keys move'.",
+            f"أصبح مفتاح الأسماء المستعارة {new} معتمدًا: يُحفظ العملاء الجدد به. انسخ ملف"
+            " المفاتيح إلى كل العُقد، ثم نفّذ 'keys move'.",
+        )
+    data = {
+        "pseudonym_key_ids": [key.key_id for key in stepped.keyring.pseudonym_keys],
+        "standby": stepped.keyring.pseudonym_standby,
+    }
+    return _Outcome(data=data, lines=[line])
+
+
+def _keys_move(args: argparse.Namespace, settings: _Settings) -> _Outcome:
+    keys = settings.keys()
+    ring = keys.keyring
+    if len(ring.pseudonym_keys) == 1:
+        raise NoRotation()
+    older = ring.pseudonym_keys[0].key_id
+    moved = scanned = 0
+    with settings.storage() as storage:
+        issuer = CodeIssuer(storage, keyring=ring, signer=keys.signer)
+        while True:
+            progress = issuer.move_subjects(args.batch_size)
+            moved += progress.moved
+            scanned += progress.scanned
+            if progress.done:
+                break
+    write_key_file(
+        settings.keys_path, attrs.evolve(keys, keyring=ring.without_pseudonym_key(older))
+    )
+    data = {"moved": moved, "scanned": scanned, "retired": older}
+    line = _Text(
+        f"Moved {moved} customer(s) to the new pseudonym key ({scanned} looked at) and retired"
+        f" {older}. Copy the key file to every node.",
+        f"نُقل {moved} من العملاء إلى مفتاح الأسماء المستعارة الجديد (فُحص {scanned}) وأُلغي"
+        f" المفتاح {older}. انسخ ملف المفاتيح إلى كل العُقد.",
+    )
+    return _Outcome(data=data, lines=[line])
 
 
 def _keys_public(_args: argparse.Namespace, settings: _Settings) -> _Outcome:
@@ -1365,7 +1474,7 @@ def _receipt_verify(args: argparse.Namespace, settings: _Settings) -> _Outcome:
         (_PROVIDER, receipt.provider_id),
         (_SERVICE, receipt.service_id),
         (_REDEEMED_AT, _when(receipt.redeemed_at)),
-        (_CUSTOMER_REF, receipt.subject_ref),
+        (_CUSTOMER_REF, receipt.customer_ref),
         (_SIGNING_KEY, receipt.key_id),
     ]
     data = {
@@ -1374,7 +1483,7 @@ def _receipt_verify(args: argparse.Namespace, settings: _Settings) -> _Outcome:
         "provider": receipt.provider_id,
         "service": receipt.service_id,
         "redeemed_at": _iso(receipt.redeemed_at),
-        "subject_ref": receipt.subject_ref,
+        "customer_ref": receipt.customer_ref,
         "key_id": receipt.key_id,
         "version": receipt.version,
     }
@@ -1452,8 +1561,10 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
     "keys rotate": (
         ("a new HMAC key and a new receipt signing key", f"{PROG} keys rotate"),
         ("a new receipt signing key only", f"{PROG} keys rotate --signing"),
+        ("the next step of a pseudonym key rotation", f"{PROG} keys rotate --pseudonym"),
     ),
     "keys public": (("the public receipt key lines to give operators", f"{PROG} keys public"),),
+    "keys move": (("move every customer to the new pseudonym key", f"{PROG} keys move"),),
     "receipt verify": (
         (
             "check a receipt with the operator's copy of the public key",
@@ -1647,7 +1758,7 @@ def build_parser() -> argparse.ArgumentParser:
         "init",
         _init,
         "make the key file and the database / إنشاء ملف المفاتيح وقاعدة البيانات",
-        "Make the key file (HMAC key k1, the pseudonym secret, receipt signing key r1; mode 0600 in"
+        "Make the key file (HMAC key k1, pseudonym key p1, receipt signing key r1; mode 0600 in"
         " a 0700 directory) and create the storage's schema. Refuses to replace a key file.",
     )
     init.add_argument(
@@ -1699,6 +1810,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="1-64 printable ASCII characters naming this attempt: repeating it with the same"
         " inputs returns the same redemption and receipt instead of 'already used'",
+    )
+    redeem.add_argument(
+        "--reference",
+        metavar="REF",
+        help="1-64 printable ASCII characters naming the agent or branch: recorded in the audit"
+        " events, never stored",
     )
 
     for name, handler, summary, description in (
@@ -1758,6 +1875,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("--hmac", action="store_true", help="add a new HMAC key")
     rotate.add_argument("--signing", action="store_true", help="add a new receipt signing key")
+    rotate.add_argument(
+        "--pseudonym",
+        action="store_true",
+        help="the next step of a pseudonym key rotation: add a new key in standby, then (run"
+        " again once every node has it) make it current",
+    )
+    move = command(
+        "keys move",
+        _keys_move,
+        "move every customer to the new pseudonym key, then retire the old one",
+        "Once the new pseudonym key is current on every node, move every customer still filed"
+        " under the older key, in batches, while the service runs; then remove the older key"
+        " from the key file.",
+        under=keys_commands,
+    )
+    move.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=1000,
+        metavar="N",
+        help="customers per batch (default: 1000)",
+    )
     command(
         "keys public",
         _keys_public,

@@ -7,20 +7,24 @@ not happen. Seven events exist, each with a stable machine name, its ``kind``:
 =========================  ======================  ==============================================
 event                      ``kind``                fields beyond the common four
 =========================  ======================  ==============================================
-``CodeIssued``             ``code_issued``         ``service_id``, ``expires_at``, ``key_id``
+``CodeIssued``             ``code_issued``         ``service_id``, ``expires_at``, ``key_id``,
+                                                   ``recovery``
 ``CodeRedeemed``           ``code_redeemed``       ``service_id``, ``receipt_key_id``,
-                                                   ``request_id``
+                                                   ``request_id``, ``reference``
 ``RedemptionRefused``      ``redemption_refused``  ``reason`` (the error's stable ``code``),
-                                                   ``service_id``
+                                                   ``service_id``, ``reference``
 ``CodeRevoked``            ``code_revoked``        none
 ``CodeSuperseded``         ``code_superseded``     ``superseded_by`` (the new code's id)
 ``CodeLocked``             ``code_locked``         ``failed_attempts``
 ``CodeExpired``            ``code_expired``        ``expired_at`` (found unused at purge)
 =========================  ======================  ==============================================
 
-What an event carries: the time of the decision (``at``, UTC), the subject's keyed pseudonym
-(``subject_ref``, hex), the code's random id (``code_id``), the provider's and service's ids, the
-id of the key a code's digest was made with, counts, and the stable ``code`` of a refusal.
+What an event carries: the time of the decision (``at``, UTC), the customer's audit pseudonym
+(``audit_ref``, hex: a pseudonym of its own, neither the key under which storage files the
+customer nor any operator's pseudonym of the customer), the code's random id (``code_id``), the
+provider's and service's ids, the id of the key a code's digest was made with, counts, the stable
+``code`` of a refusal, and the caller's own request id and reference (an operator's agent or
+branch) given at redemption.
 
 What an event never carries, by construction (no field exists that could hold it): a plaintext
 code or any part of it, a code's digest, an identity number (national ID, Iqama, unified number,
@@ -41,21 +45,23 @@ fast, or put a ``QueueSink`` in front of slow work.
 ...     [
 ...         CodeRevoked(
 ...             at=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
-...             subject_ref="3f9a0c",
+...             audit_ref="3f9a0c",
 ...             code_id="q1w2e3",
 ...             provider_id="stc",
 ...         )
 ...     ],
 ... )
 >>> sink.events[0].fields()
-{'event': 'code_revoked', 'at': '2026-03-01T09:00:00.000000+00:00', 'subject_ref': '3f9a0c',
+{'event': 'code_revoked', 'at': '2026-03-01T09:00:00.000000+00:00', 'audit_ref': '3f9a0c',
  'code_id': 'q1w2e3', 'provider_id': 'stc'}
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -80,6 +86,7 @@ __all__ = [
     "CollectingSink",
     "EventSink",
     "Fanout",
+    "JsonLinesSink",
     "LoggingSink",
     "QueueSink",
     "RedemptionRefused",
@@ -101,7 +108,7 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
-_COMMON_FIELDS = ("at", "subject_ref", "code_id", "provider_id")
+_COMMON_FIELDS = ("at", "audit_ref", "code_id", "provider_id")
 _FIELD_ORDER: dict[type[AuditEvent], tuple[str, ...]] = {}
 
 
@@ -121,8 +128,10 @@ def _field_order(event_type: type[AuditEvent]) -> tuple[str, ...]:
 class AuditEvent:
     """What every event has: when, whose, which code, at which provider.
 
-    ``at`` is the time of the decision, timezone-aware UTC (the issuer's clock). ``subject_ref``
-    is the keyed pseudonym of the subject, never the identity number. ``code_id`` is the random
+    ``at`` is the time of the decision, timezone-aware UTC (the issuer's clock). ``audit_ref``
+    is the customer's audit pseudonym, never the identity number nor the storage key; it is
+    ``None`` only in a ``CodeExpired`` whose subject's sealed identity could not be opened (its
+    pseudonym key was retired). ``code_id`` is the random
     id of the code concerned (``None`` only where no code is, as in a refusal that matched none);
     ``provider_id`` the id of the provider. Events are built by the library and are not validated
     on construction: building one costs next to nothing.
@@ -132,7 +141,7 @@ class AuditEvent:
     kind: ClassVar[str] = "audit_event"
 
     at: datetime
-    subject_ref: str
+    audit_ref: str | None
     code_id: str | None
     provider_id: str | None
 
@@ -154,7 +163,9 @@ class CodeIssued(AuditEvent):
     """A code was issued. ``at`` is its issue time.
 
     ``service_id`` is the service the code is bound to (``None`` if unbound), ``expires_at`` the
-    end of its validity and ``key_id`` the key its digest was made with.
+    end of its validity and ``key_id`` the key its digest was made with. ``recovery`` is true for
+    a recovery code: issued while the customer's failure budget at the provider was spent, which
+    is worth an alert (someone may be guessing).
     """
 
     kind: ClassVar[str] = "code_issued"
@@ -163,6 +174,7 @@ class CodeIssued(AuditEvent):
     service_id: str | None
     expires_at: datetime
     key_id: str
+    recovery: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -170,7 +182,8 @@ class CodeRedeemed(AuditEvent):
     """A code was used, once, for ``service_id``. ``at`` is the redemption time.
 
     ``receipt_key_id`` is the key a redemption receipt was signed with (``None`` if no receipt was
-    made) and ``request_id`` the caller's id for the redemption request, if it gave one.
+    made), ``request_id`` the caller's id for the redemption request and ``reference`` the
+    caller's reference (the operator's agent or branch), each if it gave one.
     """
 
     kind: ClassVar[str] = "code_redeemed"
@@ -179,6 +192,7 @@ class CodeRedeemed(AuditEvent):
     service_id: str
     receipt_key_id: str | None = None
     request_id: str | None = None
+    reference: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -187,13 +201,16 @@ class RedemptionRefused(AuditEvent):
 
     For example ``"wrong_code"``, ``"code_expired"`` or ``"failure_budget_exhausted"``.
     ``code_id`` is the code the attempt matched, or ``None`` when it matched none (a wrong code,
-    or a refusal before any code was compared). ``service_id`` is the service asked for.
+    or a refusal before any code was compared). ``service_id`` is the service asked for and
+    ``reference`` the caller's reference (the operator's agent or branch), if it gave one: the
+    way to find who is guessing.
     """
 
     kind: ClassVar[str] = "redemption_refused"
 
     reason: str
     service_id: str | None
+    reference: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -290,7 +307,7 @@ class LoggingSink:
     """Writes each event as one record to a stdlib ``logging`` logger.
 
     The message is the event's kind followed by ``name=value`` for each field but ``at`` (the
-    record has its own time): ``code_redeemed subject_ref=… code_id=… provider_id=stc …``. Values
+    record has its own time): ``code_redeemed audit_ref=… code_id=… provider_id=stc …``. Values
     that are missing show as ``-``; values with spaces, quotes or control characters are quoted,
     so a record is always one line. The structured fields, ``event.fields()``, travel on the
     record as one attribute, ``telecard_auth`` (one namespaced key cannot clash with a
@@ -316,7 +333,7 @@ class LoggingSink:
     >>> logger.setLevel(logging.INFO)
     >>> event = CodeLocked(
     ...     at=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
-    ...     subject_ref="3f9a0c",
+    ...     audit_ref="3f9a0c",
     ...     code_id="q1w2e3",
     ...     provider_id="stc",
     ...     failed_attempts=5,
@@ -324,7 +341,7 @@ class LoggingSink:
     >>> LoggingSink(logger).emit(event)
     >>> print(stream.getvalue().strip())
     {"level": "INFO", "logger": "example.audit", "event": "code_locked",
-     "at": "2026-03-01T09:00:00.000000+00:00", "subject_ref": "3f9a0c", "code_id": "q1w2e3",
+     "at": "2026-03-01T09:00:00.000000+00:00", "audit_ref": "3f9a0c", "code_id": "q1w2e3",
      "provider_id": "stc", "failed_attempts": 5}
     >>> logger.removeHandler(handler)
 
@@ -442,6 +459,75 @@ class QueueSink:
 
     def __repr__(self) -> str:
         return f"QueueSink(dropped={self.dropped})"
+
+
+class JsonLinesSink:
+    """Appends each event to a file as one line of JSON (``event.fields()``), durably.
+
+    The file is opened for appending (created with mode 0600 if new) and each event is one
+    ``write`` of one line, so lines of several processes sharing the file never interleave.
+    With ``fsync`` (the default) the line is on disk before ``emit`` returns: an event that was
+    delivered survives a crash of the machine, at the cost of a disk flush per event. The
+    trail is durable, not tamper-evident: whoever can write the file can change it.
+
+    ``close()`` (or a ``with`` block) closes the file; events emitted afterwards raise, and
+    ``deliver`` reports them as lost.
+
+    >>> import json, pathlib, tempfile
+    >>> from datetime import UTC, datetime
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "audit.jsonl"
+    >>> with JsonLinesSink(path) as sink:
+    ...     sink.emit(
+    ...         CodeRevoked(
+    ...             at=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
+    ...             audit_ref="3f9a0c",
+    ...             code_id="q1w2e3",
+    ...             provider_id="stc",
+    ...         )
+    ...     )
+    >>> json.loads(path.read_text())["event"]
+    'code_revoked'
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        if not isinstance(fsync, bool):
+            raise ConfigurationError(reason="fsync must be True or False")
+        try:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            self._descriptor: int | None = os.open(path, flags, 0o600)
+        except (OSError, TypeError, ValueError) as error:
+            raise ConfigurationError(reason="the audit log file cannot be opened") from error
+        self.path = os.fspath(path)
+        self.fsync = fsync
+        self._lock = threading.Lock()
+
+    def emit(self, event: AuditEvent) -> None:
+        """Append ``event`` as one line, flushed to disk when ``fsync`` is on."""
+        line = json.dumps(event.fields(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        data = memoryview(line.encode("utf-8"))
+        with self._lock:
+            if self._descriptor is None:
+                raise ValueError("the audit log is closed")
+            while data:
+                data = data[os.write(self._descriptor, data) :]
+            if self.fsync:
+                os.fsync(self._descriptor)
+
+    def close(self) -> None:
+        """Close the file; closing twice is harmless."""
+        with self._lock:
+            if self._descriptor is not None:
+                os.close(self._descriptor)
+                self._descriptor = None
+
+    def __enter__(self) -> JsonLinesSink:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"JsonLinesSink({self.path!r}, fsync={self.fsync})"
 
 
 # --- delivery --------------------------------------------------------------------------------

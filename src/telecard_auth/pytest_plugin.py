@@ -83,7 +83,10 @@ def telecard_clock() -> ManualClock:
 
 @pytest.fixture
 def telecard_keyring() -> Keyring:
-    """A Keyring with one fresh random HMAC key, ``k1``, and a fresh pseudonym secret."""
+    """A Keyring with one fresh random HMAC key, ``k1``, and one fresh random pseudonym key, ``p1``.
+
+    New subjects are filed under ``p1``; ``with_pseudonym_key`` starts a rotation, as in production.
+    """
     return Keyring.generate()
 
 

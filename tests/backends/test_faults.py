@@ -59,9 +59,9 @@ from telecard_auth import (
     Storage,
     StorageError,
     Subject,
-    _core,
     storage_from_url,
 )
+from telecard_auth._core import identity_of
 
 T = TypeVar("T")
 
@@ -132,7 +132,7 @@ def test_the_faulty_storage_fails_before_or_after_and_records_each_fault(
     """Before a commit nothing lands, after it the change has landed; each fault is recorded."""
     inner = MemoryStorage()
     subject = subject_for(0)
-    ref = _core.subject_ref(keyring, subject)
+    ref = keyring.subject_ref(identity_of(subject))
     seen: Counter[tuple[Position, FaultKind]] = Counter()
     for kind in FaultKind:
         for position in Position:
@@ -295,7 +295,7 @@ def check_nothing_lost_or_doubled(
     # Stored: every acknowledged code, plus only codes of commits that landed behind a fault; and
     # redeemed: exactly the acknowledged redemptions, each at the time its caller was told.
     behind_faults = set().union(*(fault.stored() for fault in faulty.faults))
-    refs = {_core.subject_ref(keyring, subject) for subject, _ in ledger.issued.values()}
+    refs = {keyring.subject_ref(identity_of(subject)) for subject, _ in ledger.issued.values()}
     stored = [record for ref in refs for record in inner.load(ref).codes]
     stored_ids = {record.code_id for record in stored}
     assert set(ledger.issued) <= stored_ids

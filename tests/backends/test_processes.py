@@ -39,9 +39,10 @@ from telecard_auth import (
     Policy,
     Storage,
     Subject,
-    _core,
+    WrongCode,
     storage_from_url,
 )
+from telecard_auth._core import identity_of
 
 WORKERS = 32
 ROUNDS = 200
@@ -145,21 +146,20 @@ class Setup:
 
 
 @contextmanager
-def shared(pool: Pool, url: str, keyring: Keyring, failure_budget: int) -> Iterator[Setup]:
-    """Migrate the storage, build the parent's issuer, and open the storage in every worker."""
+def shared(pool: Pool, url: str, keyring: Keyring, **settings: Any) -> Iterator[Setup]:
+    """Migrate the storage, build the parent's issuer, and open the storage in every worker.
+
+    The parent and every worker use ``Policy(**settings)``.
+    """
     storage = storage_from_url(url)
     migrate = getattr(storage, "migrate", None)
     if migrate is not None:
         migrate()
     issuer = CodeIssuer(
-        storage,
-        keyring=keyring,
-        # UNBOUNDED_BUDGET is far above the guess-risk limit, on purpose.
-        policy=Policy(failure_budget=failure_budget, accept_guess_risk=True),
-        clock=ManualClock(START),
+        storage, keyring=keyring, policy=Policy(**settings), clock=ManualClock(START)
     )
     try:
-        ready = pool.broadcast(("open", url, keyring_spec(keyring), failure_budget))
+        ready = pool.broadcast(("open", url, keyring_spec(keyring), settings))
         pool.lost = 0
         assert WORKERS == len({pid for _, pid, _ in ready})
         yield Setup(storage=storage, issuer=issuer, pool=pool)
@@ -179,12 +179,18 @@ def issue_round(setup: Setup, round_number: int) -> tuple[Subject, IssuedCode]:
     return subject, setup.issuer.issue(subject, PROVIDERS[round_number % len(PROVIDERS)])
 
 
+def failures(setup: Setup, keyring: Keyring, subject: Subject, provider: str) -> int:
+    """How many wrong attempts storage holds in the subject's failure log at ``provider``."""
+    stored = setup.storage.load(keyring.subject_ref(identity_of(subject)))
+    return len(stored.failure_log(provider).failures)
+
+
 @pytest.mark.parametrize("backend", SHARED_BACKENDS)
 def test_one_code_redeemed_by_many_processes_is_redeemed_once(
     pool: Pool, storage_url: UrlFactory, keyring: Keyring, backend: str
 ) -> None:
     """32 processes redeem one code, 200 rounds: one Redemption and 31 CodeAlreadyUsed each."""
-    with shared(pool, storage_url(backend), keyring, failure_budget=10) as setup:
+    with shared(pool, storage_url(backend), keyring) as setup:
         for round_number in range(ROUNDS):
             subject, issued = issue_round(setup, round_number)
             results = pool.race(round_number, subject, issued.provider.id, [issued.code] * WORKERS)
@@ -203,8 +209,14 @@ def test_one_code_redeemed_by_many_processes_is_redeemed_once(
 def test_concurrent_wrong_guesses_across_processes_lock_at_exactly_the_limit(
     pool: Pool, storage_url: UrlFactory, keyring: Keyring, backend: str
 ) -> None:
-    """32 processes guess wrong at once: the code locks at exactly 5 and every guess is logged."""
-    with shared(pool, storage_url(backend), keyring, failure_budget=UNBOUNDED_BUDGET) as setup:
+    """32 processes guess wrong at once: the code locks at exactly 5, and exactly 5 are logged.
+
+    Only a guess compared with a live code is counted (security issue 12): once the code locked,
+    the other guesses met no live code and are refused as WrongCode uncounted, where they used
+    to fill the failure log (all 32 were logged).
+    """
+    settings = {"failure_budget": UNBOUNDED_BUDGET, "accept_guess_risk": True}
+    with shared(pool, storage_url(backend), keyring, **settings) as setup:
         for round_number in range(GUESS_ROUNDS):
             subject, issued = issue_round(setup, round_number)
             provider = issued.provider.id
@@ -218,8 +230,7 @@ def test_concurrent_wrong_guesses_across_processes_lock_at_exactly_the_limit(
                 status.failed_attempts,
                 status.attempts_left,
             )
-            stored = setup.storage.load(_core.subject_ref(keyring, subject))
-            assert WORKERS == len(stored.failure_log(provider).failures)
+            assert 5 == failures(setup, keyring, subject, provider)
             with pytest.raises(CodeLocked):
                 setup.issuer.redeem(subject, provider, issued.code, "new_line")
         assert 0 < pool.lost
@@ -229,8 +240,14 @@ def test_concurrent_wrong_guesses_across_processes_lock_at_exactly_the_limit(
 def test_concurrent_wrong_guesses_across_processes_stop_at_the_failure_budget(
     pool: Pool, storage_url: UrlFactory, keyring: Keyring, backend: str
 ) -> None:
-    """Under the default budget of 10, exactly 10 of 32 simultaneous guesses are counted."""
-    with shared(pool, storage_url(backend), keyring, failure_budget=10) as setup:
+    """Under a budget of 10, exactly 10 of 32 simultaneous guesses are counted; the rest refused.
+
+    The code's own limit (50 here, 5 by default) is set above the budget: since only a guess
+    compared with a live code counts (security issue 12), a code locked at 5 would leave nothing
+    to count against, and the budget would never be reached.
+    """
+    settings = {"failure_budget": 10, "max_failed_attempts": 50, "accept_guess_risk": True}
+    with shared(pool, storage_url(backend), keyring, **settings) as setup:
         for round_number in range(GUESS_ROUNDS):
             subject, issued = issue_round(setup, round_number)
             provider = issued.provider.id
@@ -239,17 +256,22 @@ def test_concurrent_wrong_guesses_across_processes_stop_at_the_failure_budget(
             )
             assert {"wrong_code": 10, "failure_budget_exhausted": WORKERS - 10} == outcomes(results)
             status = setup.issuer.status(subject, issued.code_id)
-            assert (CodeState.LOCKED, 5) == (status.state, status.failed_attempts)
-            stored = setup.storage.load(_core.subject_ref(keyring, subject))
-            assert 10 == len(stored.failure_log(provider).failures)
+            assert (CodeState.ACTIVE, 10) == (status.state, status.failed_attempts)
+            assert 10 == failures(setup, keyring, subject, provider)
+        assert 0 < pool.lost
 
 
 @pytest.mark.parametrize("backend", SHARED_BACKENDS)
 def test_right_code_racing_wrong_guesses_across_processes_is_consistent(
     pool: Pool, storage_url: UrlFactory, keyring: Keyring, backend: str
 ) -> None:
-    """One right and 31 wrong at once: redeemed before the lock, or locked and never redeemed."""
-    with shared(pool, storage_url(backend), keyring, failure_budget=UNBOUNDED_BUDGET) as setup:
+    """One right and 31 wrong at once: redeemed before the lock, or locked and never redeemed.
+
+    Either way the failure log holds exactly the guesses the code counted: a guess that came
+    after the code was redeemed or locked met no live code and is counted nowhere.
+    """
+    settings = {"failure_budget": UNBOUNDED_BUDGET, "accept_guess_risk": True}
+    with shared(pool, storage_url(backend), keyring, **settings) as setup:
         seen = set()
         for round_number in range(GUESS_ROUNDS):
             subject, issued = issue_round(setup, round_number)
@@ -266,5 +288,57 @@ def test_right_code_racing_wrong_guesses_across_processes_is_consistent(
             else:
                 assert {"code_locked": 1, "wrong_code": WORKERS - 1} == counts
                 assert (CodeState.LOCKED, 5) == (status.state, status.failed_attempts)
+            assert status.failed_attempts == failures(setup, keyring, subject, provider)
+            seen.add(status.state)
+        assert seen <= {CodeState.REDEEMED, CodeState.LOCKED}
+
+
+@pytest.mark.parametrize("backend", SHARED_BACKENDS)
+def test_a_recovery_code_racing_wrong_guesses_across_processes_is_consistent(
+    pool: Pool, storage_url: UrlFactory, keyring: Keyring, backend: str
+) -> None:
+    """Budget spent, a recovery code issued: one right and 31 wrong at once, redeemed or locked.
+
+    While the budget is spent only the recovery code is compared, and it locks after 2 wrong
+    guesses; once it is redeemed or locked, every other attempt is FailureBudgetExhausted, the
+    right code included. The guesses count against the recovery code only: the budget's log
+    stays at its 10 failures, and the ordinary code that spent it is never compared again.
+    """
+    settings = {"failure_budget": 10, "max_failed_attempts": 50, "accept_guess_risk": True}
+    with shared(pool, storage_url(backend), keyring, **settings) as setup:
+        seen = set()
+        for round_number in range(GUESS_ROUNDS):
+            subject, spent = issue_round(setup, round_number)
+            provider = spent.provider.id
+            for _ in range(10):
+                with pytest.raises(WrongCode):
+                    setup.issuer.redeem(subject, provider, other_code(spent.code), "new_line")
+            recovery = setup.issuer.issue(subject, provider)
+            codes = [other_code(recovery.code)] * WORKERS
+            codes[round_number % WORKERS] = recovery.code
+            results = pool.race(round_number, subject, provider, codes)
+            counts = outcomes(results)
+            status = setup.issuer.status(subject, recovery.code_id)
+            if counts[REDEEMED]:
+                guessed = counts["wrong_code"]
+                # A Counter: a count of 0 equals a missing outcome.
+                assert (
+                    Counter(
+                        {
+                            REDEEMED: 1,
+                            "wrong_code": guessed,
+                            "failure_budget_exhausted": WORKERS - 1 - guessed,
+                        }
+                    )
+                    == counts
+                )
+                assert (CodeState.REDEEMED, guessed) == (status.state, status.failed_attempts)
+                assert guessed < 2
+            else:
+                assert {"wrong_code": 2, "failure_budget_exhausted": WORKERS - 2} == counts
+                assert (CodeState.LOCKED, 2) == (status.state, status.failed_attempts)
+            assert 10 == failures(setup, keyring, subject, provider)
+            before = setup.issuer.status(subject, spent.code_id)
+            assert (CodeState.ACTIVE, 10) == (before.state, before.failed_attempts)
             seen.add(status.state)
         assert seen <= {CodeState.REDEEMED, CodeState.LOCKED}

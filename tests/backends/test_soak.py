@@ -6,6 +6,7 @@ shared between processes (SQLite, Redis, PostgreSQL), as CI's share of the long 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import subprocess
@@ -24,7 +25,11 @@ SOAK = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
 def test_a_short_soak_keeps_every_invariant(backend: str, storage_url: UrlFactory) -> None:
-    """Two workers for 30 s: no unexpected error, no violation, and every kind of traffic."""
+    """Two workers for 30 s: no unexpected error, no violation, and every kind of traffic.
+
+    The traffic now includes guessed customers, who spend their failure budget and redeem a
+    recovery code, and references on redemptions (one time in two hundred an invalid one).
+    """
     result = subprocess.run(  # noqa: S603 - our own interpreter and script
         [
             sys.executable,
@@ -45,7 +50,14 @@ def test_a_short_soak_keeps_every_invariant(backend: str, storage_url: UrlFactor
     assert ({}, 0) == (summary["errors"], summary["invariant_violations"]), result.stderr
     assert 0 == result.returncode
     assert 1_000 < summary["redemptions_acknowledged"] < summary["operations"]
-    assert {"wrong_code", "code_already_used", "code_expired"} <= set(summary["refusals"])
+    assert {
+        "wrong_code",
+        "code_already_used",
+        "code_expired",
+        "failure_budget_exhausted",
+        "invalid_reference",
+    } <= set(summary["refusals"])
+    assert 0 < summary["recovery_redemptions"] < summary["redemptions_acknowledged"]
     assert 0 < summary["p50_ms"] <= summary["p99_ms"]
 
 
@@ -65,8 +77,8 @@ def test_the_audit_finds_a_lost_or_wrong_redemption(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     config = {
         "url": url,
-        "secret": bytes(32),
-        "pseudonym_secret": bytes(range(32)),
+        "secret": hashlib.sha256(b"soak audit key").digest(),
+        "pseudonym_secret": hashlib.sha256(b"soak audit pseudonyms").digest(),
         "origin": time.time(),
         "speed": 1.0,
     }

@@ -61,7 +61,8 @@ REDEEMED = "redeemed"
 #: How long a worker waits for the others at the barrier before it gives up (seconds).
 BARRIER_TIMEOUT = 60.0
 
-#: A keyring as plain data: ``{"keys": [[key_id, secret_hex], ...], "pseudonym": secret_hex}``.
+#: A keyring as plain data: ``{"keys": [[key_id, secret_hex], ...], "pseudonym_keys": [[key_id,
+#: secret_hex], ...], "pseudonym_standby": bool}``.
 KeyringSpec = dict[str, Any]
 
 
@@ -69,17 +70,21 @@ def keyring_spec(keyring: Keyring) -> KeyringSpec:
     """The keyring's secrets as hex, to hand to a child explicitly."""
     return {
         "keys": [[key.key_id, key.secret.hex()] for key in keyring.keys],
-        "pseudonym": keyring.pseudonym_secret.hex(),
+        "pseudonym_keys": [[key.key_id, key.secret.hex()] for key in keyring.pseudonym_keys],
+        "pseudonym_standby": keyring.pseudonym_standby,
     }
+
+
+def _keys(pairs: list[list[str]]) -> tuple[HmacKey, ...]:
+    return tuple(HmacKey(key_id=key_id, secret=bytes.fromhex(secret)) for key_id, secret in pairs)
 
 
 def keyring_from_spec(spec: KeyringSpec) -> Keyring:
     """The keyring that ``keyring_spec`` described."""
     return Keyring(
-        keys=tuple(
-            HmacKey(key_id=key_id, secret=bytes.fromhex(secret)) for key_id, secret in spec["keys"]
-        ),
-        pseudonym_secret=bytes.fromhex(spec["pseudonym"]),
+        keys=_keys(spec["keys"]),
+        pseudonym_keys=_keys(spec["pseudonym_keys"]),
+        pseudonym_standby=spec["pseudonym_standby"],
     )
 
 
@@ -152,10 +157,11 @@ def outcome_of(issuer: CodeIssuer, subject: Subject, provider: str, code: str, s
 def race_worker(inbox: Queue[Any], outbox: Queue[Any], barrier: Barrier) -> None:
     """Serve one pool member until told to stop; every message gets exactly one reply.
 
-    Messages: ``("open", url, keyring_spec, failure_budget)`` builds this process's storage and
-    issuer once (replacing any earlier one); ``("redeem", round, kind, identifier, provider, code,
-    service)`` waits for every member at the barrier, then redeems once; ``("close",)`` closes the
-    storage; ``None`` ends the process. Replies are ``(tag, pid, payload)``.
+    Messages: ``("open", url, keyring_spec, settings)`` builds this process's storage and issuer
+    once (replacing any earlier one), with ``Policy(**settings)``; ``("redeem", round, kind,
+    identifier, provider, code, service)`` waits for every member at the barrier, then redeems
+    once; ``("close",)`` closes the storage; ``None`` ends the process. Replies are ``(tag, pid,
+    payload)``.
     """
     pid = os.getpid()
     storage: CountingStorage | None = None
@@ -166,15 +172,14 @@ def race_worker(inbox: Queue[Any], outbox: Queue[Any], barrier: Barrier) -> None
             break
         try:
             if message[0] == "open":
-                _, url, spec, failure_budget = message
+                _, url, spec, settings = message
                 if storage is not None:
                     close_storage(storage.inner)
                 storage = CountingStorage(storage_from_url(url))
                 issuer = CodeIssuer(
                     storage,
                     keyring=keyring_from_spec(spec),
-                    # UNBOUNDED_BUDGET is far above the guess-risk limit, on purpose.
-                    policy=Policy(failure_budget=failure_budget, accept_guess_risk=True),
+                    policy=Policy(**settings),
                     clock=ManualClock(START),
                 )
                 outbox.put(("ready", pid, repr(storage.inner)))
