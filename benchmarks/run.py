@@ -73,8 +73,8 @@ from telecard_auth import (
     Subject,
     SystemClock,
 )
-from telecard_auth._codec import decode_state
-from telecard_auth._sqlite import SQLiteStorage
+from telecard_auth._storage.codec import decode_state
+from telecard_auth._storage.sqlite import SQLiteStorage
 
 try:
     from benchmarks import storage as bench
@@ -893,7 +893,7 @@ def postgres_tables(
     import psycopg  # noqa: PLC0415 - the client library is needed only for this backend
     from psycopg import sql  # noqa: PLC0415
 
-    from telecard_auth._postgres import PostgresStorage  # noqa: PLC0415
+    from telecard_auth._storage.postgres import PostgresStorage  # noqa: PLC0415
 
     drops: list[Callable[[], None]] = []
     storages: list[PostgresStorage] = []
@@ -1014,7 +1014,7 @@ def redis_tables(
     """
     import redis  # noqa: PLC0415 - the client library is needed only for this backend
 
-    from telecard_auth._redis import RedisStorage  # noqa: PLC0415
+    from telecard_auth._storage.redis import RedisStorage  # noqa: PLC0415
 
     databases = _empty_databases(len(sizes))
     prefix = "benchscale" + uuid.uuid4().hex[:10]

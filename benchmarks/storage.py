@@ -77,8 +77,8 @@ from telecard_auth import (
     WrongCode,
     luhn_valid,
 )
-from telecard_auth._codec import encode_state, micros
-from telecard_auth._sqlite import (
+from telecard_auth._storage.codec import encode_state, micros
+from telecard_auth._storage.sqlite import (
     _INSERT,
     _LOAD,
     _UPDATE,
@@ -756,7 +756,7 @@ def _redis_script_args(storage: Any, documents: Documents) -> Callable[[int, Wri
 def _redis_backend(name: str, documents: Documents) -> Backend:
     import redis  # noqa: PLC0415 - the client library is needed only for this backend
 
-    from telecard_auth._redis import COMMIT_SCRIPT, RedisStorage  # noqa: PLC0415
+    from telecard_auth._storage.redis import COMMIT_SCRIPT, RedisStorage  # noqa: PLC0415
 
     probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
@@ -828,7 +828,7 @@ def _redis_backend(name: str, documents: Documents) -> Backend:
     async def open_async() -> AsyncSetup:
         import redis.asyncio  # noqa: PLC0415 - the client library is needed only for this backend
 
-        from telecard_auth._redis import AsyncRedisStorage  # noqa: PLC0415
+        from telecard_auth._storage.redis import AsyncRedisStorage  # noqa: PLC0415
 
         async_client = redis.asyncio.Redis.from_url(REDIS_URL)
         store = AsyncRedisStorage(async_client, prefix=prefix)
@@ -888,7 +888,7 @@ def _postgres_async(
     schema: str, documents: Documents, max_size: int
 ) -> Callable[[], Coroutine[Any, Any, AsyncSetup]]:
     """An ``AsyncPostgresStorage`` on ``schema`` with a pool of ``max_size``, and its floor."""
-    from telecard_auth._postgres import AsyncPostgresStorage  # noqa: PLC0415
+    from telecard_auth._storage.postgres import AsyncPostgresStorage  # noqa: PLC0415
 
     async def open_async() -> AsyncSetup:
         store = AsyncPostgresStorage(POSTGRES_URL, schema=schema, max_size=max_size)
@@ -943,7 +943,7 @@ def _postgres_backend(name: str, documents: Documents, pools: Sequence[int]) -> 
     import psycopg  # noqa: PLC0415 - the client library is needed only for this backend
     from psycopg import sql  # noqa: PLC0415
 
-    from telecard_auth._postgres import PostgresStorage  # noqa: PLC0415
+    from telecard_auth._storage.postgres import PostgresStorage  # noqa: PLC0415
 
     schema, drop = _postgres_schema(POSTGRES_URL)
     try:
@@ -1580,7 +1580,7 @@ def scale_postgres(
     import psycopg  # noqa: PLC0415 - the client library is needed only for this backend
     from psycopg import sql  # noqa: PLC0415
 
-    from telecard_auth._postgres import PostgresStorage  # noqa: PLC0415
+    from telecard_auth._storage.postgres import PostgresStorage  # noqa: PLC0415
 
     drops: list[Callable[[], None]] = []
     storages: list[PostgresStorage] = []

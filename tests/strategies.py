@@ -81,7 +81,7 @@ BRIEF_SEPARATORS = (" ", "-", "\u200e", "\u200f", "\u061c")
 #: (U+2010 hyphen, U+2011 non-breaking hyphen), which the library documents as accepted too.
 ACCEPTED_SEPARATORS = (*BRIEF_SEPARATORS, "\u00a0", "\u2010", "\u2011")
 
-#: Longest raw input the library reads (mirrors ``telecard_auth._normalize.MAX_INPUT_LENGTH``).
+#: Longest raw input the library reads (mirrors ``telecard_auth._core.normalize.MAX_INPUT_LENGTH``).
 MAX_INPUT_LENGTH = 64
 
 #: The ways a Saudi mobile number may start before its nine subscriber digits ``5XXXXXXXX``.

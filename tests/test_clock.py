@@ -12,7 +12,7 @@ from tests.helpers import START
 from tests.strategies import aware_datetimes, naive_datetimes
 
 from telecard_auth import Clock, InvalidInput, InvalidTime, ManualClock, SystemClock
-from telecard_auth._clock import ensure_utc
+from telecard_auth._core.clock import ensure_utc
 
 RIYADH = timezone(timedelta(hours=3))
 

@@ -1,4 +1,4 @@
-"""The rules as pure functions: ``telecard_auth._core`` decides on snapshots built by hand.
+"""The rules as pure functions: ``telecard_auth._core.rules`` decides on snapshots built by hand.
 
 Each case builds one subject's snapshot with chosen code states, failure logs and times, asks a
 ``decide_*`` function for its decision and checks all of it: the commit (or none), the error and
@@ -44,7 +44,7 @@ from telecard_auth import (
     events,
     normalize_msisdn,
 )
-from telecard_auth._core import (
+from telecard_auth._core.rules import (
     Decision,
     decide_issue,
     decide_redeem,

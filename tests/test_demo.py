@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from telecard_auth import MemoryStorage, SQLiteStorage
-from telecard_auth._demo import run_demo
+from telecard_auth.cli._demo import run_demo
 
 
 def _walk(storage: MemoryStorage | SQLiteStorage) -> tuple[int, list[str]]:

@@ -28,7 +28,7 @@ from telecard_auth import (
     UnknownProvider,
     UnknownService,
 )
-from telecard_auth._errors import clip
+from telecard_auth._core.errors import clip
 
 #: What a caller might send as a provider or service id: a code typed into the wrong field, and
 #: text that would forge a log line or drive a terminal.
@@ -180,7 +180,7 @@ def test_a_hand_written_backends_exception_goes_to_detail_only() -> None:
 
 def test_driver_detail_is_one_escaped_line_without_the_password() -> None:
     """A driver's text is cut to its first line, control characters escaped, passwords withheld."""
-    from telecard_auth._errors import driver_detail  # new in this release: imported here
+    from telecard_auth._core.errors import driver_detail  # new in this release: imported here
 
     error = OSError("failed at db01\x1b[2J: reset\nsecond line")
     assert "Redis db01:6379/0: OSError: failed at db01\\x1b[2J: reset" == driver_detail(

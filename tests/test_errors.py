@@ -96,7 +96,7 @@ def _ids(error_class: type[TelecardAuthError]) -> str:
 def test_every_error_is_public() -> None:
     """Every error class of the errors module is exported from the package."""
     import telecard_auth
-    from telecard_auth import _errors
+    from telecard_auth._core import errors as _errors
 
     classes = {name for name in _errors.__all__ if name != "clip"}
     assert classes == {error.__name__ for error in ERRORS}

@@ -36,9 +36,9 @@ from telecard_auth import (
     MemoryStorage,
     Subject,
 )
-from telecard_auth._core import identity_of
-from telecard_auth._keyring import MIN_SECRET_BYTES, weakness
-from telecard_auth._receipt import SigningKey
+from telecard_auth._core.keyring import MIN_SECRET_BYTES, weakness
+from telecard_auth._core.receipt import SigningKey
+from telecard_auth._core.rules import identity_of
 
 SECRET_1 = hashlib.sha256(b"telecard-auth keyring secret #1").digest()
 SECRET_2 = hashlib.sha256(b"telecard-auth keyring secret #2").digest()
@@ -299,7 +299,7 @@ def test_generated_keys_are_never_weak() -> None:
 def test_generate_draws_again_when_a_draw_is_weak(monkeypatch: pytest.MonkeyPatch) -> None:
     """HmacKey.generate never hands out a weak draw: it draws until one is fine."""
     draws = iter([bytes(32), b"abcd" * 8, SECRET_2])
-    monkeypatch.setattr("telecard_auth._keyring.secrets.token_bytes", lambda size: next(draws))
+    monkeypatch.setattr("telecard_auth._core.keyring.secrets.token_bytes", lambda size: next(draws))
     assert SECRET_2 == HmacKey.generate("k2").secret
 
 

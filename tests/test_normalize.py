@@ -29,7 +29,7 @@ from tests.strategies import (
 )
 
 from telecard_auth import InvalidInput, InvalidMsisdn, fold_digits, luhn_valid, normalize_msisdn
-from telecard_auth._normalize import MAX_INPUT_LENGTH as LIBRARY_MAX_INPUT_LENGTH
+from telecard_auth._core.normalize import MAX_INPUT_LENGTH as LIBRARY_MAX_INPUT_LENGTH
 
 # --- fold_digits ---------------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ from telecard_auth import (
     WrongCode,
     default_government_id_validator,
 )
-from telecard_auth._policy import GuessRisk
+from telecard_auth._core.policy import GuessRisk
 
 #: Crockford's base-32 alphabet: digits and upper-case letters without I, L, O, U.
 BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -24,8 +24,8 @@ from telecard_auth import (
     luhn_valid,
 )
 from telecard_auth import pytest_plugin as plugin
-from telecard_auth._core import identity_of
-from telecard_auth._keyring import weakness
+from telecard_auth._core.keyring import weakness
+from telecard_auth._core.rules import identity_of
 from telecard_auth.pytest_plugin import MakeTelecardIssuer, MakeTelecardSubject
 
 pytest_plugins = ["pytester"]

@@ -49,9 +49,8 @@ from telecard_auth import (
     Subject,
     TelecardAuthError,
 )
-from telecard_auth._core import identity_of
-from telecard_auth._errors import MalformedReceipt, ReceiptNotVerified, UnknownSigningKey
-from telecard_auth._receipt import (
+from telecard_auth._core.errors import MalformedReceipt, ReceiptNotVerified, UnknownSigningKey
+from telecard_auth._core.receipt import (
     MAX_RECEIPT_LENGTH,
     RECEIPT_VERSION,
     Receipt,
@@ -60,6 +59,7 @@ from telecard_auth._receipt import (
     VerifyKey,
     verify_receipt,
 )
+from telecard_auth._core.rules import identity_of
 
 # --- fixed test values ----------------------------------------------------------------------------
 
@@ -1218,7 +1218,7 @@ def test_texts_of_the_other_kind_are_refused_with_a_reason() -> None:
 
 _CHILD = """
 import json, sys
-from telecard_auth._receipt import VerifyKey, verify_receipt
+from telecard_auth._core.receipt import VerifyKey, verify_receipt
 
 key = VerifyKey.from_text(sys.argv[1])
 try:

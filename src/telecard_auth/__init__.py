@@ -6,8 +6,8 @@ hours, and is good for one service, once. This module is the whole public surfac
 
 from typing import TYPE_CHECKING, Any
 
-from telecard_auth._clock import Clock, ManualClock, SystemClock
-from telecard_auth._errors import (
+from telecard_auth._core.clock import Clock, ManualClock, SystemClock
+from telecard_auth._core.errors import (
     BindingMismatch,
     BindingRequired,
     CodeAlreadyUsed,
@@ -49,10 +49,8 @@ from telecard_auth._errors import (
     UnknownSubjectKind,
     WrongCode,
 )
-from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer, MoveProgress
-from telecard_auth._keyring import HmacKey, Keyring
-from telecard_auth._memory import AsyncMemoryStorage, MemoryStorage
-from telecard_auth._model import (
+from telecard_auth._core.keyring import HmacKey, Keyring
+from telecard_auth._core.model import (
     ACTIVATION_FOR_ACTUAL_USER,
     ADDITIONAL_SIM,
     DEFAULT_SERVICES,
@@ -70,10 +68,23 @@ from telecard_auth._model import (
     Subject,
     SubjectKind,
 )
-from telecard_auth._normalize import fold_digits, luhn_valid, normalize_msisdn
-from telecard_auth._policy import CodeFormat, GuessRisk, Policy, default_government_id_validator
-from telecard_auth._receipt import Receipt, ReceiptSigner, SigningKey, VerifyKey, verify_receipt
-from telecard_auth._storage import (
+from telecard_auth._core.normalize import fold_digits, luhn_valid, normalize_msisdn
+from telecard_auth._core.policy import (
+    CodeFormat,
+    GuessRisk,
+    Policy,
+    default_government_id_validator,
+)
+from telecard_auth._core.receipt import (
+    Receipt,
+    ReceiptSigner,
+    SigningKey,
+    VerifyKey,
+    verify_receipt,
+)
+from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer, MoveProgress
+from telecard_auth._storage.memory import AsyncMemoryStorage, MemoryStorage
+from telecard_auth._storage.protocol import (
     AsyncPurgeReporting,
     AsyncStorage,
     AsyncStorageBackend,
@@ -87,7 +98,7 @@ from telecard_auth._storage import (
     SubjectScanning,
     SubjectSnapshot,
 )
-from telecard_auth._urls import async_storage_from_url, storage_from_url
+from telecard_auth._storage.urls import async_storage_from_url, storage_from_url
 from telecard_auth._version import __version__
 from telecard_auth.events import (
     AuditEvent,
@@ -100,18 +111,18 @@ from telecard_auth.events import (
 )
 
 if TYPE_CHECKING:
-    from telecard_auth._postgres import AsyncPostgresStorage, PostgresStorage
-    from telecard_auth._redis import AsyncRedisStorage, RedisStorage
-    from telecard_auth._sqlite import AsyncSQLiteStorage, SQLiteStorage
+    from telecard_auth._storage.postgres import AsyncPostgresStorage, PostgresStorage
+    from telecard_auth._storage.redis import AsyncRedisStorage, RedisStorage
+    from telecard_auth._storage.sqlite import AsyncSQLiteStorage, SQLiteStorage
 
 # Backends load their client libraries (sqlite3, redis, psycopg) only when first named.
 _BACKENDS = {
-    "SQLiteStorage": "telecard_auth._sqlite",
-    "AsyncSQLiteStorage": "telecard_auth._sqlite",
-    "RedisStorage": "telecard_auth._redis",
-    "AsyncRedisStorage": "telecard_auth._redis",
-    "PostgresStorage": "telecard_auth._postgres",
-    "AsyncPostgresStorage": "telecard_auth._postgres",
+    "SQLiteStorage": "telecard_auth._storage.sqlite",
+    "AsyncSQLiteStorage": "telecard_auth._storage.sqlite",
+    "RedisStorage": "telecard_auth._storage.redis",
+    "AsyncRedisStorage": "telecard_auth._storage.redis",
+    "PostgresStorage": "telecard_auth._storage.postgres",
+    "AsyncPostgresStorage": "telecard_auth._storage.postgres",
 }
 
 

@@ -28,9 +28,9 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from telecard_auth import _core
-from telecard_auth._clock import Clock, SystemClock, ensure_utc
-from telecard_auth._errors import (
+from telecard_auth._core import rules as _rules
+from telecard_auth._core.clock import Clock, SystemClock, ensure_utc
+from telecard_auth._core.errors import (
     ConfigurationError,
     InvalidInput,
     InvalidTime,
@@ -40,8 +40,8 @@ from telecard_auth._errors import (
     TelecardAuthError,
     driver_detail,
 )
-from telecard_auth._keyring import Keyring
-from telecard_auth._model import (
+from telecard_auth._core.keyring import Keyring
+from telecard_auth._core.model import (
     CodeState,
     CodeStatus,
     IssuedCode,
@@ -50,9 +50,9 @@ from telecard_auth._model import (
     Service,
     Subject,
 )
-from telecard_auth._policy import Policy
-from telecard_auth._receipt import ReceiptSigner
-from telecard_auth._storage import (
+from telecard_auth._core.policy import Policy
+from telecard_auth._core.receipt import ReceiptSigner
+from telecard_auth._storage.protocol import (
     AsyncPurgeReporting,
     AsyncStorage,
     AsyncSubjectScanning,
@@ -142,7 +142,7 @@ class _Plan(Generic[T]):
     __slots__ = ("decide", "identity")
 
     def __init__(
-        self, identity: str, decide: Callable[[SubjectSnapshot, datetime], _core.Decision[T]]
+        self, identity: str, decide: Callable[[SubjectSnapshot, datetime], _rules.Decision[T]]
     ) -> None:
         self.identity = identity
         self.decide = decide
@@ -254,7 +254,7 @@ class _Shell(Generic[S]):
         msisdn: object,
         recipient: object,
     ) -> _Plan[IssuedCode]:
-        request = _core.prepare_issue(
+        request = _rules.prepare_issue(
             self.policy,
             self.keyring,
             subject=subject,
@@ -267,7 +267,7 @@ class _Shell(Generic[S]):
         code_id = new_code_id()
         return _Plan(
             request.identity,
-            lambda snapshot, now: _core.decide_issue(
+            lambda snapshot, now: _rules.decide_issue(
                 self.policy,
                 self.keyring,
                 request,
@@ -291,7 +291,7 @@ class _Shell(Generic[S]):
         request_id: object,
         reference: object,
     ) -> _Plan[Redemption]:
-        request = _core.prepare_redeem(
+        request = _rules.prepare_redeem(
             self.policy,
             self.keyring,
             subject=subject,
@@ -305,7 +305,7 @@ class _Shell(Generic[S]):
         )
         return _Plan(
             request.identity,
-            lambda snapshot, now: _core.decide_redeem(
+            lambda snapshot, now: _rules.decide_redeem(
                 self.policy,
                 self.keyring,
                 request,
@@ -317,26 +317,26 @@ class _Shell(Generic[S]):
         )
 
     def _plan_revoke(self, subject: object, code_id: object) -> _Plan[CodeStatus]:
-        request = _core.prepare_lookup(self.policy, self.keyring, subject, code_id)
+        request = _rules.prepare_lookup(self.policy, self.keyring, subject, code_id)
         return _Plan(
             request.identity,
-            lambda snapshot, now: _core.decide_revoke(self.policy, request, snapshot, now),
+            lambda snapshot, now: _rules.decide_revoke(self.policy, request, snapshot, now),
         )
 
     def _plan_status(self, subject: object, code_id: object) -> _Plan[CodeStatus]:
-        request = _core.prepare_lookup(self.policy, self.keyring, subject, code_id)
+        request = _rules.prepare_lookup(self.policy, self.keyring, subject, code_id)
         return _Plan(
             request.identity,
-            lambda snapshot, now: _core.decide_status(self.policy, request, snapshot, now),
+            lambda snapshot, now: _rules.decide_status(self.policy, request, snapshot, now),
         )
 
     def _plan_move(self, identity: str) -> _Plan[bool]:
         """Commit the subject as it is: where it is found under the older key, that moves it."""
 
-        def decide(snapshot: SubjectSnapshot, now: datetime) -> _core.Decision[bool]:
+        def decide(snapshot: SubjectSnapshot, now: datetime) -> _rules.Decision[bool]:
             if snapshot.version:  # already filed under the newer key: nothing to move
-                return _core.Decision(None, False)
-            return _core.Decision(_core.next_state(self.policy, snapshot, now), True)
+                return _rules.Decision(None, False)
+            return _rules.Decision(_rules.next_state(self.policy, snapshot, now), True)
 
         return _Plan(identity, decide)
 
@@ -433,7 +433,7 @@ class _Shell(Generic[S]):
             return _Found(self._fresh(identity, newer, keyring.filing_key_id), seen=seen)
         if not old.moved:
             # Freeze it: from this commit on, nobody writes the older state again.
-            frozen = attrs.evolve(_core.next_state(self.policy, old, now), moved=True)
+            frozen = attrs.evolve(_rules.next_state(self.policy, old, now), moved=True)
             if not (yield _Put(frozen)):
                 return None
             old = SubjectSnapshot(

@@ -70,7 +70,7 @@ from typing import ClassVar, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
-from telecard_auth._errors import ConfigurationError
+from telecard_auth._core.errors import ConfigurationError
 
 __all__ = [
     "AUDIT_LOGGER",

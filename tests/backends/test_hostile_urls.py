@@ -26,10 +26,10 @@ FACTORIES = [
 
 #: Where each backend class the URL factories build lives.
 BACKENDS = {
-    "telecard_auth._memory": ("MemoryStorage", "AsyncMemoryStorage"),
-    "telecard_auth._sqlite": ("SQLiteStorage", "AsyncSQLiteStorage"),
-    "telecard_auth._redis": ("RedisStorage", "AsyncRedisStorage"),
-    "telecard_auth._postgres": ("PostgresStorage", "AsyncPostgresStorage"),
+    "telecard_auth._storage.memory": ("MemoryStorage", "AsyncMemoryStorage"),
+    "telecard_auth._storage.sqlite": ("SQLiteStorage", "AsyncSQLiteStorage"),
+    "telecard_auth._storage.redis": ("RedisStorage", "AsyncRedisStorage"),
+    "telecard_auth._storage.postgres": ("PostgresStorage", "AsyncPostgresStorage"),
 }
 
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")

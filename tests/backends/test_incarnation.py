@@ -36,7 +36,7 @@ from telecard_auth import (
     async_storage_from_url,
     storage_from_url,
 )
-from telecard_auth._codec import FORMAT, micros
+from telecard_auth._storage.codec import FORMAT, micros
 
 T = TypeVar("T")
 

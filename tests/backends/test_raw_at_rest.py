@@ -51,9 +51,9 @@ from telecard_auth import (
     Subject,
     TelecardAuthError,
     WrongCode,
-    _core,
     storage_from_url,
 )
+from telecard_auth._core.rules import identity_of
 
 CITIZENS = ("1000000008", "1110704341", "1909266858", "1122334459")
 RESIDENTS = ("2129040479", "2123456788", "2345678904")
@@ -354,7 +354,7 @@ def test_the_run_left_every_kind_of_record(run: Run) -> None:
     }
     assert set(CodeState) == states
     haystack = "\n".join(run.raw())
-    refs = {run.issuer.keyring.subject_ref(_core.identity_of(subject)) for subject in run.subjects}
+    refs = {run.issuer.keyring.subject_ref(identity_of(subject)) for subject in run.subjects}
     assert len(run.subjects) == len(refs)
     assert set() == {ref for ref in refs if ref not in haystack}
     assert set() == {issued.code_id for issued in run.codes if issued.code_id not in haystack}

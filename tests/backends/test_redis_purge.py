@@ -24,8 +24,8 @@ from telecard_auth import (
     SubjectSnapshot,
     storage_from_url,
 )
-from telecard_auth._codec import FORMAT, micros
-from telecard_auth._redis import SCAN_COUNT
+from telecard_auth._storage.codec import FORMAT, micros
+from telecard_auth._storage.redis import SCAN_COUNT
 from telecard_auth.testing import START
 
 NOW = START + timedelta(days=1)

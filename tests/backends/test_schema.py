@@ -38,7 +38,7 @@ from telecard_auth import (
     Subject,
     storage_from_url,
 )
-from telecard_auth._codec import encode_state, micros
+from telecard_auth._storage.codec import encode_state, micros
 
 SQL_BACKENDS = ("sqlite", "postgres")
 #: Fresh databases on which two migrations race.
@@ -227,7 +227,7 @@ def test_migrate_is_idempotent(
 
 def test_redis_migrate_loads_the_scripts_and_is_idempotent(storage_url: UrlFactory) -> None:
     """Redis has no schema: migrate() loads the commit and purge scripts, as often as called."""
-    from telecard_auth._redis import COMMIT_SCRIPT, PURGE_SCRIPT
+    from telecard_auth._storage.redis import COMMIT_SCRIPT, PURGE_SCRIPT
 
     storage = storage_from_url(storage_url("redis"))
     assert isinstance(storage, RedisStorage)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from telecard_auth._errors import (
+from telecard_auth._core.errors import (
     InvalidIdentifier,
     InvalidPolicy,
     UnknownSubjectKind,
@@ -21,10 +21,10 @@ from telecard_auth._errors import (
     plain,
     plain_text,
 )
-from telecard_auth._normalize import MAX_INPUT_LENGTH, fold_digits, luhn_valid
+from telecard_auth._core.normalize import MAX_INPUT_LENGTH, fold_digits, luhn_valid
 
 if TYPE_CHECKING:
-    from telecard_auth._receipt import Receipt
+    from telecard_auth._core.receipt import Receipt
 
 __all__ = [
     "ACTIVATION_FOR_ACTUAL_USER",

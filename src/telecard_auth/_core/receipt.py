@@ -71,8 +71,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from telecard_auth._clock import ensure_utc
-from telecard_auth._errors import (
+from telecard_auth._core.clock import ensure_utc
+from telecard_auth._core.errors import (
     KeyringError,
     MalformedReceipt,
     ReceiptNotVerified,
@@ -81,10 +81,10 @@ from telecard_auth._errors import (
     plain,
     plain_text,
 )
-from telecard_auth._keyring import keys_led_by, keys_with, weakness
+from telecard_auth._core.keyring import keys_led_by, keys_with, weakness
 
 if TYPE_CHECKING:
-    from telecard_auth._model import Redemption
+    from telecard_auth._core.model import Redemption
 
 __all__ = [
     "MAX_RECEIPT_LENGTH",
@@ -546,7 +546,7 @@ class Receipt:
     >>> tampered.verify(signer.verify_keys())
     Traceback (most recent call last):
     ...
-    telecard_auth._errors.ReceiptNotVerified: The receipt is not authentic: ...
+    telecard_auth._core.errors.ReceiptNotVerified: The receipt is not authentic: ...
     """
 
     version: int = attrs.field(validator=_version)

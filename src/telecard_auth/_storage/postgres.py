@@ -50,12 +50,11 @@ try:
     from psycopg.rows import TupleRow
     from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
-    from telecard_auth._errors import MissingExtra
+    from telecard_auth._core.errors import MissingExtra
 
     raise MissingExtra(backend="PostgreSQL", extra="postgres") from error
 
-from telecard_auth._codec import decode_deleted, decode_state, encode_state
-from telecard_auth._errors import (
+from telecard_auth._core.errors import (
     ConfigurationError,
     StorageError,
     clip,
@@ -63,7 +62,8 @@ from telecard_auth._errors import (
     driver_reason,
     passwords_in,
 )
-from telecard_auth._storage import Commit, SubjectSnapshot
+from telecard_auth._storage.codec import decode_deleted, decode_state, encode_state
+from telecard_auth._storage.protocol import Commit, SubjectSnapshot
 
 __all__ = ["AsyncPostgresStorage", "PostgresStorage"]
 

@@ -8,19 +8,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from telecard_auth._clock import ManualClock
-from telecard_auth._errors import (
+from telecard_auth._core.clock import ManualClock
+from telecard_auth._core.errors import (
     CodeAlreadyUsed,
     CodeExpired,
     RedemptionRefused,
     TransferNotBound,
     WrongCode,
 )
+from telecard_auth._core.keyring import Keyring
+from telecard_auth._core.model import ACTIVATION_FOR_ACTUAL_USER, NEW_LINE, NUMBER_TRANSFER, Subject
+from telecard_auth._core.receipt import ReceiptSigner, VerifyKey, verify_receipt
 from telecard_auth._issuer import CodeIssuer
-from telecard_auth._keyring import Keyring
-from telecard_auth._model import ACTIVATION_FOR_ACTUAL_USER, NEW_LINE, NUMBER_TRANSFER, Subject
-from telecard_auth._receipt import ReceiptSigner, VerifyKey, verify_receipt
-from telecard_auth._storage import Storage
+from telecard_auth._storage.protocol import Storage
 
 __all__ = ["run_demo"]
 

@@ -7,7 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-from telecard_auth._errors import InvalidTime
+from telecard_auth._core.errors import InvalidTime
 
 __all__ = ["Clock", "ManualClock", "SystemClock", "ensure_utc"]
 

@@ -81,9 +81,8 @@ import attrs
 import pytest
 
 from telecard_auth import events as audit
-from telecard_auth._clock import ManualClock
-from telecard_auth._core import identity_of, next_state
-from telecard_auth._errors import (
+from telecard_auth._core.clock import ManualClock
+from telecard_auth._core.errors import (
     BindingMismatch,
     BindingRequired,
     CodeAlreadyUsed,
@@ -105,9 +104,8 @@ from telecard_auth._errors import (
     UnknownSigningKey,
     WrongCode,
 )
-from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer, MoveProgress
-from telecard_auth._keyring import HmacKey, Keyring
-from telecard_auth._model import (
+from telecard_auth._core.keyring import HmacKey, Keyring
+from telecard_auth._core.model import (
     CodeState,
     CodeStatus,
     IssuedCode,
@@ -116,10 +114,12 @@ from telecard_auth._model import (
     Service,
     Subject,
 )
-from telecard_auth._normalize import luhn_valid
-from telecard_auth._policy import Policy
-from telecard_auth._receipt import ReceiptSigner, SigningKey
-from telecard_auth._storage import (
+from telecard_auth._core.normalize import luhn_valid
+from telecard_auth._core.policy import Policy
+from telecard_auth._core.receipt import ReceiptSigner, SigningKey
+from telecard_auth._core.rules import identity_of, next_state
+from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer, MoveProgress
+from telecard_auth._storage.protocol import (
     AsyncPurgeReporting,
     AsyncStorage,
     AsyncSubjectScanning,

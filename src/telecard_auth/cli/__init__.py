@@ -46,8 +46,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from telecard_auth._demo import run_demo
-from telecard_auth._errors import (
+from telecard_auth._core.errors import (
     ConfigurationError,
     InvalidInput,
     KeyringError,
@@ -59,9 +58,8 @@ from telecard_auth._errors import (
     UnknownCode,
     clip,
 )
-from telecard_auth._issuer import CodeIssuer
-from telecard_auth._keyring import MIN_SECRET_BYTES, HmacKey, Keyring
-from telecard_auth._model import (
+from telecard_auth._core.keyring import MIN_SECRET_BYTES, HmacKey, Keyring
+from telecard_auth._core.model import (
     DEFAULT_SERVICES,
     SAUDI_PROVIDERS,
     CodeState,
@@ -71,11 +69,19 @@ from telecard_auth._model import (
     Subject,
     SubjectKind,
 )
-from telecard_auth._receipt import Receipt, ReceiptSigner, SigningKey, VerifyKey, verify_receipt
-from telecard_auth._sqlite import SQLiteStorage
-from telecard_auth._storage import StorageBackend
-from telecard_auth._urls import storage_from_url
+from telecard_auth._core.receipt import (
+    Receipt,
+    ReceiptSigner,
+    SigningKey,
+    VerifyKey,
+    verify_receipt,
+)
+from telecard_auth._issuer import CodeIssuer
+from telecard_auth._storage.protocol import StorageBackend
+from telecard_auth._storage.sqlite import SQLiteStorage
+from telecard_auth._storage.urls import storage_from_url
 from telecard_auth._version import __version__
+from telecard_auth.cli._demo import run_demo
 
 __all__ = [
     "DATABASE_NAME",

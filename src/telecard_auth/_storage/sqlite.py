@@ -32,9 +32,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 
-from telecard_auth._codec import decode_deleted, decode_state, encode_state, from_micros, micros
-from telecard_auth._errors import ConfigurationError, StorageError, clip, driver_detail, plain
-from telecard_auth._storage import Commit, SubjectSnapshot
+from telecard_auth._core.errors import ConfigurationError, StorageError, clip, driver_detail, plain
+from telecard_auth._storage.codec import (
+    decode_deleted,
+    decode_state,
+    encode_state,
+    from_micros,
+    micros,
+)
+from telecard_auth._storage.protocol import Commit, SubjectSnapshot
 
 __all__ = ["AsyncSQLiteStorage", "SQLiteStorage"]
 

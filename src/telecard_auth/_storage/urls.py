@@ -16,8 +16,8 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 
-from telecard_auth._errors import ConfigurationError, InvalidStorageUrl, clip, plain
-from telecard_auth._storage import AsyncStorageBackend, StorageBackend
+from telecard_auth._core.errors import ConfigurationError, InvalidStorageUrl, clip, plain
+from telecard_auth._storage.protocol import AsyncStorageBackend, StorageBackend
 
 __all__ = ["async_storage_from_url", "storage_from_url"]
 
@@ -189,7 +189,7 @@ def _as_url_error() -> Iterator[None]:
 
 
 def _memory(parts: SplitResult, asynchronous: bool) -> Any:
-    from telecard_auth._memory import AsyncMemoryStorage, MemoryStorage
+    from telecard_auth._storage.memory import AsyncMemoryStorage, MemoryStorage
 
     if parts.netloc or parts.path or parts.query:
         raise InvalidStorageUrl(reason="memory:// takes no host, path or options")
@@ -197,7 +197,7 @@ def _memory(parts: SplitResult, asynchronous: bool) -> Any:
 
 
 def _sqlite(parts: SplitResult, asynchronous: bool) -> Any:
-    from telecard_auth._sqlite import AsyncSQLiteStorage, SQLiteStorage
+    from telecard_auth._storage.sqlite import AsyncSQLiteStorage, SQLiteStorage
 
     # As in SQLAlchemy: sqlite:///relative/file.db and sqlite:////absolute/file.db.
     if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:  # noqa: PLR2004
@@ -219,7 +219,7 @@ def _sqlite(parts: SplitResult, asynchronous: bool) -> Any:
 
 
 def _redis(parts: SplitResult, asynchronous: bool) -> Any:
-    from telecard_auth._redis import AsyncRedisStorage, RedisStorage
+    from telecard_auth._storage.redis import AsyncRedisStorage, RedisStorage
 
     # redis-py reads the query with parse_qs ('+' is a space) and its own options from it
     # (socket_timeout, ssl_ca_certs, …); ours are taken out.
@@ -273,7 +273,7 @@ def _seconds(text: str, name: str) -> timedelta:
 
 
 def _postgres(parts: SplitResult, asynchronous: bool) -> Any:
-    from telecard_auth._postgres import AsyncPostgresStorage, PostgresStorage
+    from telecard_auth._storage.postgres import AsyncPostgresStorage, PostgresStorage
 
     # libpq decodes the query itself ('+' stays '+'): its options go on as written.
     options = _query(parts.query, plus=False)

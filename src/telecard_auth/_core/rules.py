@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 import attrs
 
 from telecard_auth import events as audit
-from telecard_auth._errors import (
+from telecard_auth._core.errors import (
     BindingMismatch,
     BindingRequired,
     CodeAlreadyUsed,
@@ -50,8 +50,8 @@ from telecard_auth._errors import (
     WrongCode,
     plain,
 )
-from telecard_auth._keyring import Keyring
-from telecard_auth._model import (
+from telecard_auth._core.keyring import Keyring
+from telecard_auth._core.model import (
     CodeState,
     CodeStatus,
     IssuedCode,
@@ -61,10 +61,10 @@ from telecard_auth._model import (
     Subject,
     SubjectKind,
 )
-from telecard_auth._normalize import MAX_INPUT_LENGTH, normalize_msisdn
-from telecard_auth._policy import Policy
-from telecard_auth._receipt import ReceiptSigner
-from telecard_auth._storage import CodeRecord, Commit, FailureLog, SubjectSnapshot
+from telecard_auth._core.normalize import MAX_INPUT_LENGTH, normalize_msisdn
+from telecard_auth._core.policy import Policy
+from telecard_auth._core.receipt import ReceiptSigner
+from telecard_auth._storage.protocol import CodeRecord, Commit, FailureLog, SubjectSnapshot
 
 T = TypeVar("T")
 

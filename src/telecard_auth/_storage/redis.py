@@ -72,12 +72,11 @@ try:
     import redis
     import redis.asyncio
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
-    from telecard_auth._errors import MissingExtra
+    from telecard_auth._core.errors import MissingExtra
 
     raise MissingExtra(backend="Redis", extra="redis") from error
 
-from telecard_auth._codec import decode_deleted, decode_state, encode_state, from_micros, micros
-from telecard_auth._errors import (
+from telecard_auth._core.errors import (
     ConfigurationError,
     StorageError,
     clip,
@@ -85,7 +84,14 @@ from telecard_auth._errors import (
     driver_reason,
     passwords_in,
 )
-from telecard_auth._storage import Commit, SubjectSnapshot
+from telecard_auth._storage.codec import (
+    decode_deleted,
+    decode_state,
+    encode_state,
+    from_micros,
+    micros,
+)
+from telecard_auth._storage.protocol import Commit, SubjectSnapshot
 
 __all__ = [
     "COMMIT_SCRIPT",
@@ -96,9 +102,10 @@ __all__ = [
 ]
 
 #: The compare-and-set script, shipped as a package resource.
-COMMIT_SCRIPT = files("telecard_auth").joinpath("lua/commit.lua").read_text(encoding="utf-8")
+_LUA = files("telecard_auth._storage").joinpath("lua")
+COMMIT_SCRIPT = _LUA.joinpath("commit.lua").read_text(encoding="utf-8")
 #: The script that deletes one subject if it is due and returns what it held.
-PURGE_SCRIPT = files("telecard_auth").joinpath("lua/purge.lua").read_text(encoding="utf-8")
+PURGE_SCRIPT = _LUA.joinpath("purge.lua").read_text(encoding="utf-8")
 _COMMIT_SHA = hashlib.sha1(COMMIT_SCRIPT.encode("utf-8"), usedforsecurity=False).hexdigest()
 #: How long a subject's key outlives its ``keep_until`` before Redis expires it by itself.
 DEFAULT_EXPIRY_GRACE = timedelta(hours=1)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from itertools import islice
 
-from telecard_auth._storage import Commit, SubjectSnapshot
+from telecard_auth._storage.protocol import Commit, SubjectSnapshot
 
 __all__ = ["AsyncMemoryStorage", "MemoryStorage"]
 

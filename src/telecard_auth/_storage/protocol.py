@@ -34,7 +34,7 @@ from typing import Protocol, Self, runtime_checkable
 
 import attrs
 
-from telecard_auth._model import CodeState
+from telecard_auth._core.model import CodeState
 
 __all__ = [
     "AsyncPurgeReporting",

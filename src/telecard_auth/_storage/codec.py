@@ -18,9 +18,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from telecard_auth._errors import StorageError
-from telecard_auth._model import CodeState
-from telecard_auth._storage import CodeRecord, Commit, FailureLog, SubjectSnapshot
+from telecard_auth._core.errors import StorageError
+from telecard_auth._core.model import CodeState
+from telecard_auth._storage.protocol import CodeRecord, Commit, FailureLog, SubjectSnapshot
 
 __all__ = ["FORMAT", "decode_deleted", "decode_state", "encode_state", "from_micros", "micros"]
 

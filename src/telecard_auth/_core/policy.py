@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from telecard_auth._errors import (
+from telecard_auth._core.errors import (
     InvalidPolicy,
     MalformedCode,
     UnknownProvider,
@@ -25,14 +25,14 @@ from telecard_auth._errors import (
     plain,
     plain_text,
 )
-from telecard_auth._model import (
+from telecard_auth._core.model import (
     DEFAULT_SERVICES,
     SAUDI_PROVIDERS,
     Provider,
     Service,
     SubjectKind,
 )
-from telecard_auth._normalize import MAX_INPUT_LENGTH, fold_digits
+from telecard_auth._core.normalize import MAX_INPUT_LENGTH, fold_digits
 
 __all__ = ["CodeFormat", "GuessRisk", "Policy", "default_government_id_validator"]
 
@@ -113,7 +113,7 @@ class CodeFormat:
     >>> CodeFormat(length=6)
     Traceback (most recent call last):
       ...
-    telecard_auth._errors.InvalidPolicy: The policy is not valid: ...
+    telecard_auth._core.errors.InvalidPolicy: The policy is not valid: ...
     """
 
     #: Fewest possible codes a format may have (10^8, the space of 8 decimal digits).
@@ -471,7 +471,7 @@ class Policy:
     >>> Policy(failure_budget=100)
     Traceback (most recent call last):
       ...
-    telecard_auth._errors.InvalidPolicy: The policy is not valid: ...
+    telecard_auth._core.errors.InvalidPolicy: The policy is not valid: ...
     >>> Policy(failure_budget=100, accept_guess_risk=True).guess_risk.per_subject_per_day
     2.464e-05
     """
