@@ -17,14 +17,14 @@ a realistic mix of traffic:
   keep codes reach the live-code limit;
 - one time in ten, it first types a wrong code;
 - it redeems the right code with a fresh request id and the reference of one of a hundred
-  agents, which the ``CodeRedeemed`` audit event must carry (one time in two hundred, it first
+  agents, which the ``CodeRedemption`` audit event must carry (one time in two hundred, it first
   tries an invalid reference, which must be refused as such);
 - one time in twenty, it retries: the same request again, which must return the very same
   redemption, or the same code without a request id, which must be refused as already used;
 - one visit in a hundred is a guessed customer's (a company of its own, new each time): a guesser
   locks two of its codes in turn with five wrong guesses each, which spends its failure budget at
   that operator; the locked code is then refused as budget exhausted, the customer asks anew and
-  gets a recovery code (so the ``CodeIssued`` event says), one more wrong guess is refused, and
+  gets a recovery code (so the ``CodeIssuance`` event says), one more wrong guess is refused, and
   the recovery code is redeemed.
 
 Time moves: every process reads one clock, which runs from a fixed start at a constant multiple of
@@ -76,7 +76,7 @@ from telecard_auth import (
     luhn_valid,
     storage_from_url,
 )
-from telecard_auth.events import AuditEvent, CodeIssued, CodeRedeemed
+from telecard_auth.events import AuditEvent, CodeIssuance, CodeRedemption
 
 #: Where the simulated service time starts.
 START = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
@@ -143,9 +143,9 @@ class Heard:
 
     def emit(self, event: AuditEvent) -> None:
         """Note a redemption's reference or a recovery code's id."""
-        if isinstance(event, CodeRedeemed) and event.code_id is not None:
+        if isinstance(event, CodeRedemption) and event.code_id is not None:
             self.references[event.code_id] = event.reference
-        elif isinstance(event, CodeIssued) and event.recovery and event.code_id is not None:
+        elif isinstance(event, CodeIssuance) and event.recovery and event.code_id is not None:
             self.recovery.add(event.code_id)
 
 

@@ -1583,9 +1583,9 @@ def test_redeem_passes_its_reference_to_the_audit_events(
     assert 0 == used.status, used.out
     assert first["code_id"] == used.json()["code_id"]
     assert 0 == redeem(cli, second["code"]).status
-    [refused] = sink.of_type(events.RedemptionRefused)
+    [refused] = sink.of_type(events.RedemptionRefusal)
     assert ("wrong_code", "agent-17") == (refused.reason, refused.reference)
-    references = [event.reference for event in sink.of_type(events.CodeRedeemed)]
+    references = [event.reference for event in sink.of_type(events.CodeRedemption)]
     assert ["branch/riyadh#3", None] == references
 
 

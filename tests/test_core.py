@@ -213,9 +213,9 @@ def refused(
     now: datetime = NOW,
     service: str = "new_line",
     reference: str | None = None,
-) -> events.RedemptionRefused:
+) -> events.RedemptionRefusal:
     """The refusal event at stc for ``reason``."""
-    return events.RedemptionRefused(
+    return events.RedemptionRefusal(
         at=now,
         audit_ref=AUDIT_REF,
         code_id=code_id,
@@ -233,9 +233,9 @@ def redeemed(
     provider: str = "stc",
     service: str = "new_line",
     request_id: str | None = None,
-) -> events.CodeRedeemed:
+) -> events.CodeRedemption:
     """The event of ``code_id`` redeemed, without a receipt."""
-    return events.CodeRedeemed(
+    return events.CodeRedemption(
         at=now,
         audit_ref=AUDIT_REF,
         code_id=code_id,
@@ -245,9 +245,9 @@ def redeemed(
     )
 
 
-def locked(code_id: str, attempts: int) -> events.CodeLocked:
+def locked(code_id: str, attempts: int) -> events.CodeLockout:
     """The event of ``code_id`` locked at stc after ``attempts`` wrong attempts."""
-    return events.CodeLocked(
+    return events.CodeLockout(
         at=NOW, audit_ref=AUDIT_REF, code_id=code_id, provider_id="stc", failed_attempts=attempts
     )
 
@@ -327,7 +327,7 @@ def test_charged_code_locks_at_its_attempt_limit(
     failures: tuple[datetime, ...],
     before: int,
     state: CodeState,
-    extra: tuple[events.CodeLocked, ...],
+    extra: tuple[events.CodeLockout, ...],
 ) -> None:
     """A code locks at max_failed_attempts (5), a recovery code at recovery_attempts (2)."""
     decision = redeem(
@@ -512,7 +512,7 @@ def test_issue_while_budget_spent_makes_recovery_codes_while_the_allowance_lasts
     (new,) = decision.commit.codes
     (log,) = decision.commit.failure_logs
     assert (recovery, logged, failures) == (new.recovery, log.recoveries, log.failures)
-    event = events.CodeIssued(
+    event = events.CodeIssuance(
         at=NOW,
         audit_ref=AUDIT_REF,
         code_id="new",
@@ -553,7 +553,7 @@ def test_supersede_at_the_limit_replaces_the_oldest_live_code() -> None:
     policy = Policy(on_live_code_limit="supersede")
     state = snapshot(*(record(code_id, issued=START) for code_id in "abc"))
     decision = issue(state, policy=policy)
-    superseded = events.CodeSuperseded(
+    superseded = events.CodeSupersession(
         at=NOW, audit_ref=AUDIT_REF, code_id="a", provider_id="stc", superseded_by="new"
     )
     assert (None, True, superseded) == (*summary(decision)[:2], decision.events[0])
@@ -728,20 +728,20 @@ def test_retry_with_the_same_request_id_gets_the_same_redemption() -> None:
 @pytest.mark.parametrize(
     ("state", "code", "kinds"),
     [
-        pytest.param(snapshot(ORDINARY), RIGHT, [events.CodeRedeemed], id="redeemed"),
-        pytest.param(snapshot(ORDINARY), WRONG, [events.RedemptionRefused], id="charged"),
-        pytest.param(NOTHING, WRONG, [events.RedemptionRefused], id="uncounted"),
+        pytest.param(snapshot(ORDINARY), RIGHT, [events.CodeRedemption], id="redeemed"),
+        pytest.param(snapshot(ORDINARY), WRONG, [events.RedemptionRefusal], id="charged"),
+        pytest.param(NOTHING, WRONG, [events.RedemptionRefusal], id="uncounted"),
         pytest.param(
             snapshot(record(attempts=4)),
             WRONG,
-            [events.RedemptionRefused, events.CodeLocked],
+            [events.RedemptionRefusal, events.CodeLockout],
             id="locked",
         ),
         pytest.param(
-            snapshot(ORDINARY, failures=SPENT), RIGHT, [events.RedemptionRefused], id="budget"
+            snapshot(ORDINARY, failures=SPENT), RIGHT, [events.RedemptionRefusal], id="budget"
         ),
         pytest.param(
-            snapshot(record(state=REDEEMED)), RIGHT, [events.RedemptionRefused], id="used"
+            snapshot(record(state=REDEEMED)), RIGHT, [events.RedemptionRefusal], id="used"
         ),
     ],
 )
@@ -754,7 +754,7 @@ def test_reference_is_copied_into_every_redemption_event(
     told = [
         event.reference
         for event in decision.events
-        if isinstance(event, events.CodeRedeemed | events.RedemptionRefused)
+        if isinstance(event, events.CodeRedemption | events.RedemptionRefusal)
     ]
     assert ["branch-7/agent-42"] == told
 
@@ -831,7 +831,7 @@ def test_revoke_takes_effect_until_the_exact_instant_of_expiry(
     request = prepare_lookup(POLICY, KEYRING, CITIZEN, "a")
     decision = decide_revoke(POLICY, request, snapshot(ORDINARY), now)
     assert decision.result is not None
-    revoked = events.CodeRevoked(at=now, audit_ref=AUDIT_REF, code_id="a", provider_id="stc")
+    revoked = events.CodeRevocation(at=now, audit_ref=AUDIT_REF, code_id="a", provider_id="stc")
     expected_events = (revoked,) if commits else ()
     assert (None, commits, expected_events) == summary(decision)
     assert state == decision.result.state

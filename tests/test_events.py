@@ -41,18 +41,18 @@ from telecard_auth.events import (
     EVENT_TYPES,
     EVENTS_LOGGER,
     AuditEvent,
-    CodeExpired,
-    CodeIssued,
-    CodeLocked,
-    CodeRedeemed,
-    CodeRevoked,
-    CodeSuperseded,
+    CodeExpiry,
+    CodeIssuance,
+    CodeLockout,
+    CodeRedemption,
+    CodeRevocation,
+    CodeSupersession,
     CollectingSink,
     EventSink,
     Fanout,
     LoggingSink,
     QueueSink,
-    RedemptionRefused,
+    RedemptionRefusal,
     deliver,
 )
 
@@ -63,7 +63,7 @@ ISO_MICROSECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d
 #: One sample of every event, with the exact ``fields()`` each must give.
 SAMPLES: list[tuple[AuditEvent, dict[str, object]]] = [
     (
-        CodeIssued(
+        CodeIssuance(
             at=START,
             audit_ref=REF,
             code_id="c-1",
@@ -86,7 +86,7 @@ SAMPLES: list[tuple[AuditEvent, dict[str, object]]] = [
         },
     ),
     (
-        CodeRedeemed(
+        CodeRedemption(
             at=START + timedelta(microseconds=7),
             audit_ref=REF,
             code_id="c-1",
@@ -109,7 +109,7 @@ SAMPLES: list[tuple[AuditEvent, dict[str, object]]] = [
         },
     ),
     (
-        RedemptionRefused(
+        RedemptionRefusal(
             at=START,
             audit_ref=REF,
             code_id=None,
@@ -130,7 +130,7 @@ SAMPLES: list[tuple[AuditEvent, dict[str, object]]] = [
         },
     ),
     (
-        CodeRevoked(at=START, audit_ref=REF, code_id="c-2", provider_id="mobily"),
+        CodeRevocation(at=START, audit_ref=REF, code_id="c-2", provider_id="mobily"),
         {
             "event": "code_revoked",
             "at": "2026-03-01T09:00:00.000000+00:00",
@@ -140,7 +140,7 @@ SAMPLES: list[tuple[AuditEvent, dict[str, object]]] = [
         },
     ),
     (
-        CodeSuperseded(
+        CodeSupersession(
             at=START, audit_ref=REF, code_id="c-2", provider_id="stc", superseded_by="c-3"
         ),
         {
@@ -153,7 +153,7 @@ SAMPLES: list[tuple[AuditEvent, dict[str, object]]] = [
         },
     ),
     (
-        CodeLocked(at=START, audit_ref=REF, code_id="c-4", provider_id="stc", failed_attempts=5),
+        CodeLockout(at=START, audit_ref=REF, code_id="c-4", provider_id="stc", failed_attempts=5),
         {
             "event": "code_locked",
             "at": "2026-03-01T09:00:00.000000+00:00",
@@ -164,7 +164,7 @@ SAMPLES: list[tuple[AuditEvent, dict[str, object]]] = [
         },
     ),
     (
-        CodeExpired(
+        CodeExpiry(
             at=LATER + timedelta(days=30),
             audit_ref=None,
             code_id="c-5",
@@ -185,7 +185,7 @@ SAMPLE_EVENTS = [event for event, _ in SAMPLES]
 
 #: The exact schema of every event: field names in ``fields()`` order, and their types.
 SCHEMAS: dict[type[AuditEvent], dict[str, object]] = {
-    CodeIssued: {
+    CodeIssuance: {
         "at": datetime,
         "audit_ref": str | None,
         "code_id": str,
@@ -195,7 +195,7 @@ SCHEMAS: dict[type[AuditEvent], dict[str, object]] = {
         "key_id": str,
         "recovery": bool,
     },
-    CodeRedeemed: {
+    CodeRedemption: {
         "at": datetime,
         "audit_ref": str | None,
         "code_id": str,
@@ -205,7 +205,7 @@ SCHEMAS: dict[type[AuditEvent], dict[str, object]] = {
         "request_id": str | None,
         "reference": str | None,
     },
-    RedemptionRefused: {
+    RedemptionRefusal: {
         "at": datetime,
         "audit_ref": str | None,
         "code_id": str | None,
@@ -214,27 +214,27 @@ SCHEMAS: dict[type[AuditEvent], dict[str, object]] = {
         "service_id": str | None,
         "reference": str | None,
     },
-    CodeRevoked: {
+    CodeRevocation: {
         "at": datetime,
         "audit_ref": str | None,
         "code_id": str,
         "provider_id": str | None,
     },
-    CodeSuperseded: {
+    CodeSupersession: {
         "at": datetime,
         "audit_ref": str | None,
         "code_id": str,
         "provider_id": str | None,
         "superseded_by": str,
     },
-    CodeLocked: {
+    CodeLockout: {
         "at": datetime,
         "audit_ref": str | None,
         "code_id": str,
         "provider_id": str | None,
         "failed_attempts": int,
     },
-    CodeExpired: {
+    CodeExpiry: {
         "at": datetime,
         "audit_ref": str | None,
         "code_id": str,
@@ -244,9 +244,9 @@ SCHEMAS: dict[type[AuditEvent], dict[str, object]] = {
 }
 
 
-def revoked(code_id: str = "c-1") -> CodeRevoked:
+def revoked(code_id: str = "c-1") -> CodeRevocation:
     """A small event to deliver."""
-    return CodeRevoked(at=START, audit_ref=REF, code_id=code_id, provider_id="stc")
+    return CodeRevocation(at=START, audit_ref=REF, code_id=code_id, provider_id="stc")
 
 
 class Recorder:
@@ -482,11 +482,11 @@ def test_events_of_a_real_run_carry_the_audit_ref_and_never_a_storage_key(
 
     events = sink.events
     assert {event_type.kind for event_type in EVENT_TYPES} == {event.kind for event in events}
-    assert any(isinstance(event, CodeIssued) and event.recovery for event in events)
+    assert any(isinstance(event, CodeIssuance) and event.recovery for event in events)
     customer, recipient = identity_of(citizen), identity_of(resident)
     # One audit ref per customer, whatever the provider; the recipient's own code has its own.
     theirs = [event for event in events if event.code_id == issued[-1].code_id]
-    assert [CodeIssued, CodeExpired] == [type(event) for event in theirs]
+    assert [CodeIssuance, CodeExpiry] == [type(event) for event in theirs]
     assert {keyring.audit_ref(recipient)} == {event.audit_ref for event in theirs}
     ours = [event for event in events if event not in theirs]
     assert {keyring.audit_ref(customer)} == {event.audit_ref for event in ours}
@@ -512,7 +512,7 @@ def test_an_expired_code_of_a_subject_whose_key_is_gone_has_no_audit_ref(
     clock.advance(hours=72)
     assert 1 == CodeIssuer(storage, keyring=retired, clock=clock, events=sink).purge()
     assert [
-        CodeExpired(
+        CodeExpiry(
             at=clock.now(),
             audit_ref=None,
             code_id=issued.code_id,
@@ -535,7 +535,7 @@ def test_events_from_a_real_issue_and_redeem_leak_neither_code_nor_identity_numb
     issued = observed.issue(citizen, "stc", service="new_line")
     redemption = observed.redeem(citizen, "stc", issued.code, "new_line")
     events = sink.events
-    assert [CodeIssued, CodeRedeemed] == [type(event) for event in events]
+    assert [CodeIssuance, CodeRedemption] == [type(event) for event in events]
     assert [keyring.audit_ref(identity_of(citizen))] * 2 == [event.audit_ref for event in events]
     assert redemption.customer_ref != events[1].audit_ref
     caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
@@ -568,7 +568,7 @@ def _events() -> st.SearchStrategy[AuditEvent]:
     }
     return st.one_of(
         st.builds(
-            CodeIssued,
+            CodeIssuance,
             **common,
             code_id=_ids,
             service_id=_optional_ids,
@@ -577,7 +577,7 @@ def _events() -> st.SearchStrategy[AuditEvent]:
             recovery=st.booleans(),
         ),
         st.builds(
-            CodeRedeemed,
+            CodeRedemption,
             **common,
             code_id=_ids,
             service_id=_ids,
@@ -586,18 +586,18 @@ def _events() -> st.SearchStrategy[AuditEvent]:
             reference=_optional_ids,
         ),
         st.builds(
-            RedemptionRefused,
+            RedemptionRefusal,
             **common,
             code_id=_optional_ids,
             reason=_ids,
             service_id=_optional_ids,
             reference=_optional_ids,
         ),
-        st.builds(CodeRevoked, **common, code_id=_ids),
-        st.builds(CodeSuperseded, **common, code_id=_ids, superseded_by=_ids),
-        st.builds(CodeLocked, **common, code_id=_ids, failed_attempts=st.integers(0, 1000)),
+        st.builds(CodeRevocation, **common, code_id=_ids),
+        st.builds(CodeSupersession, **common, code_id=_ids, superseded_by=_ids),
+        st.builds(CodeLockout, **common, code_id=_ids, failed_attempts=st.integers(0, 1000)),
         st.builds(
-            CodeExpired,
+            CodeExpiry,
             **{**common, "audit_ref": st.none() | _refs},
             code_id=_ids,
             expired_at=aware_datetimes(),
@@ -629,13 +629,13 @@ def test_events_are_frozen_keyword_only_values() -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         event.code_id = "other"  # type: ignore[misc]
     with pytest.raises(TypeError):
-        CodeRevoked(START, REF, "c-1", "stc")  # type: ignore[call-arg]
+        CodeRevocation(START, REF, "c-1", "stc")  # type: ignore[call-arg]
     assert revoked() == event
     assert revoked("c-2") != event
     assert hash(revoked()) == hash(event)
     # Same fields, another kind: not the same event.
-    one: AuditEvent = CodeRevoked(at=START, audit_ref=REF, code_id="c", provider_id="stc")
-    other: AuditEvent = CodeSuperseded(
+    one: AuditEvent = CodeRevocation(at=START, audit_ref=REF, code_id="c", provider_id="stc")
+    other: AuditEvent = CodeSupersession(
         at=START, audit_ref=REF, code_id="c", provider_id="stc", superseded_by="d"
     )
     assert one != other
@@ -682,7 +682,7 @@ def test_logging_sink_message_stays_one_line_whatever_a_caller_value_holds(
     """A request id or reference with a newline or a forged field cannot break the line."""
     caplog.set_level(logging.INFO, logger=AUDIT_LOGGER)
     value = "r1\ncode_redeemed code_id=forged %s"
-    event = CodeRedeemed(
+    event = CodeRedemption(
         at=START,
         audit_ref=REF,
         code_id="c-1",
@@ -744,7 +744,7 @@ def test_collecting_sink_keeps_events_in_order_and_by_type() -> None:
     for event in SAMPLE_EVENTS:
         sink.emit(event)
     assert SAMPLE_EVENTS == sink.events
-    assert [SAMPLE_EVENTS[5]] == sink.of_type(CodeLocked)
+    assert [SAMPLE_EVENTS[5]] == sink.of_type(CodeLockout)
     assert SAMPLE_EVENTS == sink.of_type(AuditEvent)
     sink.clear()
     assert [] == sink.events

@@ -56,7 +56,7 @@ from telecard_auth import (
     UnknownService,
     WrongCode,
 )
-from telecard_auth.events import CodeIssued, CollectingSink
+from telecard_auth.events import CodeIssuance, CollectingSink
 
 EIGHT_DIGITS = re.compile(r"[0-9]{8}", re.ASCII)
 
@@ -489,7 +489,7 @@ def test_codes_issued_while_the_budget_is_spent_are_recovery_codes_while_the_all
     issued = [issuer.issue(citizen, provider) for provider in ("stc", "stc", "stc", "mobily")]
     expected = [True, True, False, False]
     assert expected == [stored_record(storage, code.code_id).recovery for code in issued]
-    assert expected == [event.recovery for event in sink.of_type(CodeIssued)]
+    assert expected == [event.recovery for event in sink.of_type(CodeIssuance)]
 
 
 def test_recovery_allowance_renews_as_recovery_codes_leave_the_window(

@@ -146,7 +146,7 @@ def test_purge_reports_an_unused_code_once_its_subject_is_deleted(
     clock.advance(seconds=GONE.total_seconds())
     assert (1, 0) == (issuer.purge(), issuer.purge())
     (event,) = sink.events
-    assert isinstance(event, events.CodeExpired)
+    assert isinstance(event, events.CodeExpiry)
     identity = identity_of(citizen)
     assert (keyring.audit_ref(identity), issued.code_id, "stc", issued.expires_at, clock.now()) == (
         event.audit_ref,
@@ -182,7 +182,7 @@ def test_a_storage_without_purge_snapshots_purges_and_reports_nothing(
     clock.advance(seconds=GONE.total_seconds())
     assert [1, 0] == [issuer.purge(), issuer.purge()]
     assert [] == list(storage.inner.snapshots())
-    assert [events.CodeIssued] == [type(event) for event in sink.events]
+    assert [events.CodeIssuance] == [type(event) for event in sink.events]
 
 
 @pytest.mark.parametrize(
@@ -216,7 +216,7 @@ def test_a_failing_sink_never_undoes_a_purge(
 
     class Broken:
         def emit(self, event: events.AuditEvent) -> None:
-            if isinstance(event, events.CodeExpired):
+            if isinstance(event, events.CodeExpiry):
                 raise RuntimeError("the sink is down")
 
     storage = MemoryStorage()
@@ -227,7 +227,7 @@ def test_a_failing_sink_never_undoes_a_purge(
     with caplog.at_level(logging.WARNING, logger=events.EVENTS_LOGGER):
         assert 1 == issuer.purge()
     assert [] == list(storage.snapshots())
-    assert 1 == len(sink.of_type(events.CodeExpired))
+    assert 1 == len(sink.of_type(events.CodeExpiry))
     assert "code_expired" in caplog.text
 
 
@@ -253,7 +253,7 @@ def test_a_code_expiring_at_the_purge_is_reported_and_a_live_one_is_not(
     assert live.expires_at - ONE_MICROSECOND == clock.now()
     sink.clear()
     assert 2 == issuer.purge()
-    assert [ending.code_id] == [event.code_id for event in sink.of_type(events.CodeExpired)]
+    assert [ending.code_id] == [event.code_id for event in sink.of_type(events.CodeExpiry)]
 
 
 def test_async_issuer_reports_like_the_sync_one(
@@ -271,4 +271,4 @@ def test_async_issuer_reports_like_the_sync_one(
 
     counts, code_id = asyncio.run(scenario())
     assert [1, 0] == counts
-    assert [code_id] == [event.code_id for event in sink.of_type(events.CodeExpired)]
+    assert [code_id] == [event.code_id for event in sink.of_type(events.CodeExpiry)]

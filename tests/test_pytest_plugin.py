@@ -102,7 +102,7 @@ def test_events_are_collected(telecard_issuer, telecard_events, make_telecard_su
     telecard_issuer.redeem(customer, "stc", issued.code, "new_line")
     kinds = [event.kind for event in telecard_events.events]
     assert kinds == ["code_issued", "redemption_refused", "code_redeemed"]
-    [redeemed] = telecard_events.of_type(events.CodeRedeemed)
+    [redeemed] = telecard_events.of_type(events.CodeRedemption)
     assert redeemed.code_id == issued.code_id
     assert redeemed.receipt_key_id == "r1"
 

@@ -418,7 +418,7 @@ async def test_the_operators_reference_reaches_the_audit_events(
     references = [
         (event.kind, event.reference)
         for event in sink.events
-        if isinstance(event, events.CodeRedeemed | events.RedemptionRefused)
+        if isinstance(event, events.CodeRedemption | events.RedemptionRefusal)
     ]
     assert [
         ("redemption_refused", "branch-12/agent-7"),

@@ -62,7 +62,7 @@ from telecard_auth._storage.protocol import (
     SubjectScanning,
     SubjectSnapshot,
 )
-from telecard_auth.events import CodeExpired, EventSink, deliver
+from telecard_auth.events import CodeExpiry, EventSink, deliver
 
 __all__ = ["AsyncCodeIssuer", "CodeIssuer", "MoveProgress"]
 
@@ -336,7 +336,7 @@ class _Shell(Generic[S]):
         def decide(snapshot: SubjectSnapshot, now: datetime) -> _rules.Decision[bool]:
             if snapshot.version:  # already filed under the newer key: nothing to move
                 return _rules.Decision(None, False)
-            return _rules.Decision(_rules.next_state(self.policy, snapshot, now), True)
+            return _rules.Decision(_rules.next_commit(self.policy, snapshot, now), True)
 
         return _Plan(identity, decide)
 
@@ -433,7 +433,7 @@ class _Shell(Generic[S]):
             return _Found(self._fresh(identity, newer, keyring.filing_key_id), seen=seen)
         if not old.moved:
             # Freeze it: from this commit on, nobody writes the older state again.
-            frozen = attrs.evolve(_rules.next_state(self.policy, old, now), moved=True)
+            frozen = attrs.evolve(_rules.next_commit(self.policy, old, now), moved=True)
             if not (yield _Put(frozen)):
                 return None
             old = SubjectSnapshot(
@@ -571,8 +571,8 @@ class _Shell(Generic[S]):
             raise InvalidInput()
         return min(exact, MAX_PURGE_LIMIT)
 
-    def _expired(self, deleted: object, now: datetime) -> list[CodeExpired]:
-        """One ``CodeExpired`` per code that ``deleted`` (purged snapshots) held unused, expired.
+    def _expired(self, deleted: object, now: datetime) -> list[CodeExpiry]:
+        """One ``CodeExpiry`` per code that ``deleted`` (purged snapshots) held unused, expired.
 
         A frozen state (``moved``) reports nothing: its codes live on under the newer key.
         """
@@ -587,7 +587,7 @@ class _Shell(Generic[S]):
             opened = self.keyring.unseal(snapshot.identity, snapshot.subject_ref)
             audit_ref = None if opened is None else self.keyring.audit_ref(opened[1])
             expired += [
-                CodeExpired(
+                CodeExpiry(
                     at=now,
                     audit_ref=audit_ref,
                     code_id=record.code_id,
@@ -720,7 +720,7 @@ class CodeIssuer(_Shell[Storage]):
         ``MAX_PURGE_LIMIT`` (2^31 - 1) is taken as that, which means the same: all that is due.
 
         With event sinks, every code still unused (never redeemed, revoked, locked or superseded)
-        in a deleted subject is reported as one ``events.CodeExpired``, after the deletion: ``at``
+        in a deleted subject is reported as one ``events.CodeExpiry``, after the deletion: ``at``
         is the time of this purge and ``expired_at`` the code's expiry. That takes a storage with
         ``purge_snapshots`` (``PurgeReporting``), as every storage of this package has; over a
         storage without it, purging works the same but reports no expired codes. Without sinks,
@@ -867,7 +867,7 @@ class AsyncCodeIssuer(_Shell[AsyncStorage]):
         """Delete one bounded batch of finished subjects; see ``CodeIssuer.purge``.
 
         With event sinks and an ``AsyncPurgeReporting`` storage, each code found expired unused in
-        the deleted subjects is reported as an ``events.CodeExpired``, as ``CodeIssuer.purge``
+        the deleted subjects is reported as an ``events.CodeExpiry``, as ``CodeIssuer.purge``
         does.
         """
         limit = self._limit(limit)

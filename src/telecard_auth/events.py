@@ -7,17 +7,21 @@ not happen. Seven events exist, each with a stable machine name, its ``kind``:
 =========================  ======================  ==============================================
 event                      ``kind``                fields beyond the common four
 =========================  ======================  ==============================================
-``CodeIssued``             ``code_issued``         ``service_id``, ``expires_at``, ``key_id``,
+``CodeIssuance``           ``code_issued``         ``service_id``, ``expires_at``, ``key_id``,
                                                    ``recovery``
-``CodeRedeemed``           ``code_redeemed``       ``service_id``, ``receipt_key_id``,
+``CodeRedemption``         ``code_redeemed``       ``service_id``, ``receipt_key_id``,
                                                    ``request_id``, ``reference``
-``RedemptionRefused``      ``redemption_refused``  ``reason`` (the error's stable ``code``),
+``RedemptionRefusal``      ``redemption_refused``  ``reason`` (the error's stable ``code``),
                                                    ``service_id``, ``reference``
-``CodeRevoked``            ``code_revoked``        none
-``CodeSuperseded``         ``code_superseded``     ``superseded_by`` (the new code's id)
-``CodeLocked``             ``code_locked``         ``failed_attempts``
-``CodeExpired``            ``code_expired``        ``expired_at`` (found unused at purge)
+``CodeRevocation``         ``code_revoked``        none
+``CodeSupersession``       ``code_superseded``     ``superseded_by`` (the new code's id)
+``CodeLockout``            ``code_locked``         ``failed_attempts``
+``CodeExpiry``             ``code_expired``        ``expired_at`` (found unused at purge)
 =========================  ======================  ==============================================
+
+Events are nouns, errors say what went wrong: ``events.CodeExpiry`` reports a code found expired,
+``CodeExpired`` is the error a redemption of it raises. The ``kind`` strings are the machine names
+logs and dashboards key on; they never change.
 
 What an event carries: the time of the decision (``at``, UTC), the customer's audit pseudonym
 (``audit_ref``, hex: a pseudonym of its own, neither the key under which storage files the
@@ -43,7 +47,7 @@ fast, or put a ``QueueSink`` in front of slow work.
 >>> deliver(
 ...     [sink],
 ...     [
-...         CodeRevoked(
+...         CodeRevocation(
 ...             at=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
 ...             audit_ref="3f9a0c",
 ...             code_id="q1w2e3",
@@ -77,19 +81,19 @@ __all__ = [
     "EVENTS_LOGGER",
     "EVENT_TYPES",
     "AuditEvent",
-    "CodeExpired",
-    "CodeIssued",
-    "CodeLocked",
-    "CodeRedeemed",
-    "CodeRevoked",
-    "CodeSuperseded",
+    "CodeExpiry",
+    "CodeIssuance",
+    "CodeLockout",
+    "CodeRedemption",
+    "CodeRevocation",
+    "CodeSupersession",
     "CollectingSink",
     "EventSink",
     "Fanout",
     "JsonLinesSink",
     "LoggingSink",
     "QueueSink",
-    "RedemptionRefused",
+    "RedemptionRefusal",
     "deliver",
 ]
 
@@ -130,7 +134,7 @@ class AuditEvent:
 
     ``at`` is the time of the decision, timezone-aware UTC (the issuer's clock). ``audit_ref``
     is the customer's audit pseudonym, never the identity number nor the storage key; it is
-    ``None`` only in a ``CodeExpired`` whose subject's sealed identity could not be opened (its
+    ``None`` only in a ``CodeExpiry`` whose subject's sealed identity could not be opened (its
     pseudonym key was retired). ``code_id`` is the random
     id of the code concerned (``None`` only where no code is, as in a refusal that matched none);
     ``provider_id`` the id of the provider. Events are built by the library and are not validated
@@ -159,7 +163,7 @@ class AuditEvent:
 
 
 @attrs.frozen(kw_only=True)
-class CodeIssued(AuditEvent):
+class CodeIssuance(AuditEvent):
     """A code was issued. ``at`` is its issue time.
 
     ``service_id`` is the service the code is bound to (``None`` if unbound), ``expires_at`` the
@@ -178,7 +182,7 @@ class CodeIssued(AuditEvent):
 
 
 @attrs.frozen(kw_only=True)
-class CodeRedeemed(AuditEvent):
+class CodeRedemption(AuditEvent):
     """A code was used, once, for ``service_id``. ``at`` is the redemption time.
 
     ``receipt_key_id`` is the key a redemption receipt was signed with (``None`` if no receipt was
@@ -196,7 +200,7 @@ class CodeRedeemed(AuditEvent):
 
 
 @attrs.frozen(kw_only=True)
-class RedemptionRefused(AuditEvent):
+class RedemptionRefusal(AuditEvent):
     """An attempt to redeem was refused; ``reason`` is the refusal's stable error ``code``.
 
     For example ``"wrong_code"``, ``"code_expired"`` or ``"failure_budget_exhausted"``.
@@ -214,7 +218,7 @@ class RedemptionRefused(AuditEvent):
 
 
 @attrs.frozen(kw_only=True)
-class CodeRevoked(AuditEvent):
+class CodeRevocation(AuditEvent):
     """A live code was cancelled by its owner. ``at`` is the time of cancellation."""
 
     kind: ClassVar[str] = "code_revoked"
@@ -223,7 +227,7 @@ class CodeRevoked(AuditEvent):
 
 
 @attrs.frozen(kw_only=True)
-class CodeSuperseded(AuditEvent):
+class CodeSupersession(AuditEvent):
     """A live code was replaced by a newer one, ``superseded_by`` (the new code's id)."""
 
     kind: ClassVar[str] = "code_superseded"
@@ -233,7 +237,7 @@ class CodeSuperseded(AuditEvent):
 
 
 @attrs.frozen(kw_only=True)
-class CodeLocked(AuditEvent):
+class CodeLockout(AuditEvent):
     """A code was locked after ``failed_attempts`` wrong attempts; it can no longer be used."""
 
     kind: ClassVar[str] = "code_locked"
@@ -243,7 +247,7 @@ class CodeLocked(AuditEvent):
 
 
 @attrs.frozen(kw_only=True)
-class CodeExpired(AuditEvent):
+class CodeExpiry(AuditEvent):
     """A code that was never used, revoked or locked was found expired when purging.
 
     ``at`` is the time of the purge and ``expired_at`` the end of the code's validity. A code's
@@ -259,13 +263,13 @@ class CodeExpired(AuditEvent):
 
 #: Every event type, in a fixed order.
 EVENT_TYPES: tuple[type[AuditEvent], ...] = (
-    CodeIssued,
-    CodeRedeemed,
-    RedemptionRefused,
-    CodeRevoked,
-    CodeSuperseded,
-    CodeLocked,
-    CodeExpired,
+    CodeIssuance,
+    CodeRedemption,
+    RedemptionRefusal,
+    CodeRevocation,
+    CodeSupersession,
+    CodeLockout,
+    CodeExpiry,
 )
 
 
@@ -331,7 +335,7 @@ class LoggingSink:
     >>> logger = logging.getLogger("example.audit")
     >>> logger.addHandler(handler)
     >>> logger.setLevel(logging.INFO)
-    >>> event = CodeLocked(
+    >>> event = CodeLockout(
     ...     at=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
     ...     audit_ref="3f9a0c",
     ...     code_id="q1w2e3",
@@ -379,7 +383,7 @@ class CollectingSink:
     still be emitting.
 
     >>> sink = CollectingSink()
-    >>> sink.of_type(CodeIssued)
+    >>> sink.of_type(CodeIssuance)
     []
     """
 
@@ -478,7 +482,7 @@ class JsonLinesSink:
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "audit.jsonl"
     >>> with JsonLinesSink(path) as sink:
     ...     sink.emit(
-    ...         CodeRevoked(
+    ...         CodeRevocation(
     ...             at=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
     ...             audit_ref="3f9a0c",
     ...             code_id="q1w2e3",

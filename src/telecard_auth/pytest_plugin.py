@@ -117,7 +117,7 @@ def telecard_signer() -> ReceiptSigner:
 def telecard_events() -> CollectingSink:
     """A CollectingSink that every issuer fixture reports its audit events to.
 
-    ``telecard_events.events`` lists them in order; ``of_type(events.CodeRedeemed)`` filters.
+    ``telecard_events.events`` lists them in order; ``of_type(events.CodeRedemption)`` filters.
     """
     return CollectingSink()
 

@@ -22,7 +22,7 @@ refuses at the live-code limit, with no event sink (``purge`` calls the storage'
 one that supersedes the oldest code, with a ``CollectingSink``: there every call must emit exactly
 the audit events the model lists (recovery flags, references, locks), under one audit pseudonym
 per customer, and ``purge`` (through ``purge_snapshots``) must report exactly the unused codes it
-deleted as ``events.CodeExpired``. Redis keys also expire by themselves, an hour of real time
+deleted as ``events.CodeExpiry``. Redis keys also expire by themselves, an hour of real time
 after their ``keep_until``: never during an example.
 """
 
@@ -220,7 +220,7 @@ def refused(error: TelecardAuthError) -> Refused:
 
 def event_of(emitted: audit.AuditEvent) -> Event:
     """A library audit event in the model's terms (``Event``)."""
-    if isinstance(emitted, audit.CodeIssued):
+    if isinstance(emitted, audit.CodeIssuance):
         return (
             "issued",
             emitted.provider_id,
@@ -229,9 +229,9 @@ def event_of(emitted: audit.AuditEvent) -> Event:
             emitted.expires_at,
             emitted.recovery,
         )
-    if isinstance(emitted, audit.CodeSuperseded):
+    if isinstance(emitted, audit.CodeSupersession):
         return ("superseded", emitted.provider_id, emitted.code_id, emitted.superseded_by)
-    if isinstance(emitted, audit.CodeRedeemed):
+    if isinstance(emitted, audit.CodeRedemption):
         return (
             "redeemed",
             emitted.provider_id,
@@ -240,7 +240,7 @@ def event_of(emitted: audit.AuditEvent) -> Event:
             emitted.request_id,
             emitted.reference,
         )
-    if isinstance(emitted, audit.RedemptionRefused):
+    if isinstance(emitted, audit.RedemptionRefusal):
         return (
             "refused",
             emitted.provider_id,
@@ -249,9 +249,9 @@ def event_of(emitted: audit.AuditEvent) -> Event:
             emitted.service_id,
             emitted.reference,
         )
-    if isinstance(emitted, audit.CodeLocked):
+    if isinstance(emitted, audit.CodeLockout):
         return ("locked", emitted.provider_id, emitted.code_id, emitted.failed_attempts)
-    assert isinstance(emitted, audit.CodeRevoked), emitted
+    assert isinstance(emitted, audit.CodeRevocation), emitted
     return ("revoked", emitted.provider_id, emitted.code_id)
 
 
@@ -374,7 +374,7 @@ class IssuerMachine(RuleBasedStateMachine):
         expected = Counter(self.model.events)
         self.model.events.clear()
         if self.sink is not None:
-            emitted = [e for e in self.sink.events[start:] if not isinstance(e, audit.CodeExpired)]
+            emitted = [e for e in self.sink.events[start:] if not isinstance(e, audit.CodeExpiry)]
             assert expected == Counter(event_of(e) for e in emitted), f"events of {call}"
             for one in emitted:
                 assert self.model.now == one.at
@@ -476,8 +476,7 @@ class IssuerMachine(RuleBasedStateMachine):
         """Purges reported, once each, exactly the unused codes they deleted."""
         if self.sink is not None:
             reported = [
-                (one.code_id, one.expired_at, one.at)
-                for one in self.sink.of_type(audit.CodeExpired)
+                (one.code_id, one.expired_at, one.at) for one in self.sink.of_type(audit.CodeExpiry)
             ]
             assert len(set(reported)) == len(reported)
             assert self.model.purged_unused == set(reported)

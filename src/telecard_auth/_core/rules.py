@@ -364,7 +364,7 @@ def _log_ends(policy: Policy, log: FailureLog) -> datetime | None:
     return None if last is None else last + policy.failure_window
 
 
-def next_state(
+def next_commit(
     policy: Policy,
     snapshot: SubjectSnapshot,
     now: datetime,
@@ -472,11 +472,11 @@ def decide_issue(
         expires_at=record.expires_at,
         superseded_code_ids=tuple(old.code_id for old in superseded),
     )
-    commit = next_state(policy, snapshot, now, codes=(*superseded, record), failure_log=log)
+    commit = next_commit(policy, snapshot, now, codes=(*superseded, record), failure_log=log)
     if not observed:
         return Decision(commit, issued)
     events: list[audit.AuditEvent] = [
-        audit.CodeSuperseded(
+        audit.CodeSupersession(
             at=now,
             audit_ref=request.audit_ref,
             code_id=old.code_id,
@@ -486,7 +486,7 @@ def decide_issue(
         for old in superseded
     ]
     events.append(
-        audit.CodeIssued(
+        audit.CodeIssuance(
             at=now,
             audit_ref=request.audit_ref,
             code_id=code_id,
@@ -575,8 +575,8 @@ def _changed(
 
 def _refusal(
     request: RedeemRequest, now: datetime, error: TelecardAuthError, code_id: str | None
-) -> audit.RedemptionRefused:
-    return audit.RedemptionRefused(
+) -> audit.RedemptionRefusal:
+    return audit.RedemptionRefusal(
         at=now,
         audit_ref=request.audit_ref,
         code_id=code_id,
@@ -616,7 +616,7 @@ def _charge(
                 _changed(record, state=CodeState.LOCKED, finished_at=now, failed_attempts=attempts)
             )
             events.append(
-                audit.CodeLocked(
+                audit.CodeLockout(
                     at=now,
                     audit_ref=request.audit_ref,
                     code_id=record.code_id,
@@ -633,7 +633,7 @@ def _charge(
         old = snapshot.failure_log(request.provider.id)
         failures = (*_in_window(policy, old.failures, now), now)[-policy.failure_budget :]
         log = FailureLog(provider_id=old.provider_id, failures=failures, recoveries=old.recoveries)
-    commit = next_state(policy, snapshot, now, codes=tuple(updated), failure_log=log)
+    commit = next_commit(policy, snapshot, now, codes=tuple(updated), failure_log=log)
     return Decision(commit, error=error, events=tuple(events))
 
 
@@ -815,11 +815,11 @@ def _accept(
         ),
         receipt_key_id=None if signer is None else signer.current.key_id,
     )
-    commit = next_state(policy, snapshot, now, codes=(redeemed,))
+    commit = next_commit(policy, snapshot, now, codes=(redeemed,))
     result = _redemption(request, redeemed, signer)
     if not observed:
         return Decision(commit, result)
-    event = audit.CodeRedeemed(
+    event = audit.CodeRedemption(
         at=now,
         audit_ref=request.audit_ref,
         code_id=record.code_id,
@@ -929,14 +929,14 @@ def decide_revoke(
     if not is_live(record, now):
         return Decision(None, status_of(policy, record, now))
     revoked = _changed(record, state=CodeState.REVOKED, finished_at=now)
-    event = audit.CodeRevoked(
+    event = audit.CodeRevocation(
         at=now,
         audit_ref=request.audit_ref,
         code_id=record.code_id,
         provider_id=record.provider_id,
     )
     return Decision(
-        next_state(policy, snapshot, now, codes=(revoked,)),
+        next_commit(policy, snapshot, now, codes=(revoked,)),
         status_of(policy, revoked, now),
         events=(event,),
     )

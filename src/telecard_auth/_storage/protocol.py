@@ -20,7 +20,7 @@ mobile numbers, recipients and request ids are keyed digests.
 Two capabilities are optional. ``PurgeReporting`` (``AsyncPurgeReporting`` for asyncio): a backend
 that has it also offers ``purge_snapshots``, which deletes exactly what ``purge`` deletes and
 returns the deleted subjects' snapshots, so that the issuer can tell its event sinks which codes
-expired unused (``events.CodeExpired``). ``SubjectScanning`` (``AsyncSubjectScanning``): a backend
+expired unused (``events.CodeExpiry``). ``SubjectScanning`` (``AsyncSubjectScanning``): a backend
 that has it lists every stored subject in pages, which is how ``CodeIssuer.move_subjects`` finds
 the subjects still filed under an old pseudonym key. Every backend of this package has both; a
 backend without them still works everywhere: its purges report no expired codes, and its subjects
@@ -229,7 +229,7 @@ class PurgeReporting(Protocol):
     """An optional capability of a ``Storage``: a purge that returns what it deleted.
 
     A ``Storage`` that also has ``purge_snapshots`` lets ``CodeIssuer.purge`` report every code
-    that expired unused (``events.CodeExpired``) to the issuer's event sinks. The issuer uses it
+    that expired unused (``events.CodeExpiry``) to the issuer's event sinks. The issuer uses it
     only when it has sinks; otherwise, and for a storage without it, it calls ``purge``.
     """
 

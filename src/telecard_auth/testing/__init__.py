@@ -48,7 +48,7 @@ name the default catalogue's providers ``stc`` and ``mobily`` and its services `
 ``number_transfer``, so an overridden policy must keep those.
 
 The optional ``PurgeReporting`` capability (``purge_snapshots``) has tests of its own, and a test
-that the issuer reports each code that expired unused as ``events.CodeExpired`` when it purges;
+that the issuer reports each code that expired unused as ``events.CodeExpiry`` when it purges;
 for a storage without ``purge_snapshots`` the former skip and the latter checks that nothing is
 reported.
 
@@ -117,7 +117,7 @@ from telecard_auth._core.model import (
 from telecard_auth._core.normalize import luhn_valid
 from telecard_auth._core.policy import Policy
 from telecard_auth._core.receipt import ReceiptSigner, SigningKey
-from telecard_auth._core.rules import identity_of, next_state
+from telecard_auth._core.rules import identity_of, next_commit
 from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer, MoveProgress
 from telecard_auth._storage.protocol import (
     AsyncPurgeReporting,
@@ -1360,7 +1360,7 @@ class StorageContract:
             purged.append(issuer.purge(limit=2))
             if purged[-1] == 0:
                 break
-        expired = sink.of_type(audit.CodeExpired)
+        expired = sink.of_type(audit.CodeExpiry)
         assert len(expired) == len(sink.events)
         if self.purges:
             assert 6 == sum(purged)
@@ -1442,7 +1442,7 @@ class StorageContract:
         acknowledged = issuer.redeem(subject, PROVIDER, again.code, SERVICE, request_id="ack-1")
         assert 2 == storage.load(ref).version
         # The stalled request wakes up and commits what it decided on its old snapshot.
-        assert storage.commit(next_state(policy, stalled, clock.now())) is False
+        assert storage.commit(next_commit(policy, stalled, clock.now())) is False
         assert CodeState.REDEEMED == issuer.status(subject, again.code_id).state
         retried = issuer.redeem(subject, PROVIDER, again.code, SERVICE, request_id="ack-1")
         assert acknowledged == retried
@@ -1500,7 +1500,7 @@ class StorageContract:
             issuer.redeem(subject, PROVIDER, old.code, SERVICE)
         # The customer authenticates again and asks for a code: a recovery code.
         recovery = issuer.issue(subject, PROVIDER)
-        flagged = {event.code_id: event.recovery for event in sink.of_type(audit.CodeIssued)}
+        flagged = {event.code_id: event.recovery for event in sink.of_type(audit.CodeIssuance)}
         assert (False, True) == (flagged[old.code_id], flagged[recovery.code_id])
         with pytest.raises(WrongCode):
             issuer.redeem(subject, PROVIDER, _other_code(policy, recovery.code), SERVICE)
@@ -1521,7 +1521,7 @@ class StorageContract:
             issuer.redeem(subject, PROVIDER, second.code, SERVICE)
         # The allowance is spent: the next code is an ordinary one, good once the budget frees.
         third = issuer.issue(subject, PROVIDER)
-        assert not {e.code_id: e.recovery for e in sink.of_type(audit.CodeIssued)}[third.code_id]
+        assert not {e.code_id: e.recovery for e in sink.of_type(audit.CodeIssuance)}[third.code_id]
         with pytest.raises(FailureBudgetExhausted):
             issuer.redeem(subject, PROVIDER, third.code, SERVICE)
         clock.advance(policy.failure_window)
@@ -1608,7 +1608,7 @@ class StorageContract:
         references = [
             event.reference
             for event in sink.events
-            if isinstance(event, audit.CodeRedeemed | audit.RedemptionRefused)
+            if isinstance(event, audit.CodeRedemption | audit.RedemptionRefusal)
         ]
         assert [None, "branch-9", None, "agent-7"] == references
 
@@ -1832,26 +1832,26 @@ class StorageContract:
         live = [issuer.issue(subject, PROVIDER) for _ in range(strict.max_live_codes)]
         newest = issuer.issue(subject, PROVIDER)
         expected: list[tuple[type[audit.AuditEvent], str | None]] = [
-            (audit.CodeIssued, used.code_id),
-            (audit.CodeRedeemed, used.code_id),
-            (audit.RedemptionRefused, used.code_id),
-            (audit.CodeIssued, guessed.code_id),
-            (audit.RedemptionRefused, None),
-            (audit.RedemptionRefused, None),
-            (audit.CodeLocked, guessed.code_id),
-            (audit.CodeIssued, cancelled.code_id),
-            (audit.CodeRevoked, cancelled.code_id),
-            *[(audit.CodeIssued, issued.code_id) for issued in live],
-            (audit.CodeSuperseded, live[0].code_id),
-            (audit.CodeIssued, newest.code_id),
+            (audit.CodeIssuance, used.code_id),
+            (audit.CodeRedemption, used.code_id),
+            (audit.RedemptionRefusal, used.code_id),
+            (audit.CodeIssuance, guessed.code_id),
+            (audit.RedemptionRefusal, None),
+            (audit.RedemptionRefusal, None),
+            (audit.CodeLockout, guessed.code_id),
+            (audit.CodeIssuance, cancelled.code_id),
+            (audit.CodeRevocation, cancelled.code_id),
+            *[(audit.CodeIssuance, issued.code_id) for issued in live],
+            (audit.CodeSupersession, live[0].code_id),
+            (audit.CodeIssuance, newest.code_id),
         ]
         assert expected == [(type(event), event.code_id) for event in sink.events]
-        refusals = sink.of_type(audit.RedemptionRefused)
+        refusals = sink.of_type(audit.RedemptionRefusal)
         assert ["code_already_used", "wrong_code", "wrong_code"] == [e.reason for e in refusals]
         assert {clock.now()} == {event.at for event in sink.events}
-        (redeemed,) = sink.of_type(audit.CodeRedeemed)
+        (redeemed,) = sink.of_type(audit.CodeRedemption)
         assert ("r-1", SERVICE) == (redeemed.request_id, redeemed.service_id)
-        (superseded,) = sink.of_type(audit.CodeSuperseded)
+        (superseded,) = sink.of_type(audit.CodeSupersession)
         assert newest.code_id == superseded.superseded_by
         text = repr([event.fields() for event in sink.events])
         plaintexts = [subject.identifier, used.code, guessed.code, newest.code]
@@ -1878,7 +1878,7 @@ class StorageContract:
         assert issued.code_id == redemption.code_id
         record = _record_of(storage, _filed(keyring, subject), issued.code_id)
         assert CodeState.REDEEMED == record.state
-        assert [audit.CodeIssued, audit.CodeRedeemed] == [type(e) for e in sink.events]
+        assert [audit.CodeIssuance, audit.CodeRedemption] == [type(e) for e in sink.events]
 
     def test_key_rotation_end_to_end(
         self,
