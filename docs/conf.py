@@ -34,7 +34,11 @@ nitpick_ignore_regex = [
     # Third-party types in annotations: cryptography's Ed25519 keys, redis-py's clients.
     (r"py:class", r"(cryptography|redis)\..+"),
     # Type variables of generic signatures.
-    (r"py:(class|obj)", r"(~P|S|telecard_auth\.testing\.T|telecard_auth\.events\.E)"),
+    (
+        r"py:(class|obj)",
+        r"(~P|S|telecard_auth\.testing\.T|telecard_auth\.events\.E"
+        r"|telecard_auth\._storage\.redis\.Client)",
+    ),
 ]
 
 # --- right-to-left pages (overview-ar.md) -----------------------------------------------------

@@ -7,6 +7,7 @@ show a traceback.
 
 from __future__ import annotations
 
+import ast
 import base64
 import functools
 import io
@@ -26,6 +27,7 @@ from typing import Any
 import attrs
 import pytest
 
+import telecard_auth.cli
 from telecard_auth import (
     CodeExpired,
     CodeIssuer,
@@ -44,9 +46,9 @@ from telecard_auth import (
     UnknownCode,
     UnknownSigningKey,
     WrongCode,
-    _issuer,
     events,
 )
+from telecard_auth._issuer import shell as _issuer  # where code ids are made
 from telecard_auth.cli import (
     DATABASE_NAME,
     ENV_HOME,
@@ -64,6 +66,7 @@ from telecard_auth.cli import (
     read_key_file,
     write_key_file,
 )
+from telecard_auth.cli._parser import parse
 
 CITIZEN = "1000000008"
 RESIDENT = "2129040479"
@@ -440,14 +443,14 @@ def test_every_documented_command_line_parses(line: str) -> None:
 @pytest.mark.parametrize(
     ("error", "status"),
     [
-        (InvalidIdentifier(), 2),
-        (LiveCodeLimitReached(), 3),
-        (CodeExpired(), 4),
+        (InvalidIdentifier(kind="citizen", kind_ar="مواطن", reason="r", reason_ar="س"), 2),
+        (LiveCodeLimitReached(limit=3, next_free=datetime(2026, 3, 1, tzinfo=UTC)), 3),
+        (CodeExpired(expired_at=datetime(2026, 3, 1, tzinfo=UTC)), 4),
         (UnknownCode(), 5),
-        (MissingExtra(), 6),
-        (ConfigurationError(), 6),
-        (StorageError(), 7),
-        (UnknownSigningKey(), 8),
+        (MissingExtra(feature="RedisStorage", extra="redis"), 6),
+        (ConfigurationError(reason="r"), 6),
+        (StorageError(reason="r"), 7),
+        (UnknownSigningKey(key_id="r1"), 8),
         (TelecardAuthError(), 1),
         (RuntimeError(), 1),
     ],
@@ -1572,7 +1575,9 @@ def test_redeem_passes_its_reference_to_the_audit_events(
     the redemption; a redemption without it records None."""
     first, second = issue(cli), issue(cli)
     sink = CollectingSink()
-    monkeypatch.setattr("telecard_auth.cli.CodeIssuer", functools.partial(CodeIssuer, events=sink))
+    monkeypatch.setattr(
+        "telecard_auth.cli._codes.CodeIssuer", functools.partial(CodeIssuer, events=sink)
+    )
     wrong = next(
         code
         for code in ("00000000", "11111111", "22222222")
@@ -1604,3 +1609,305 @@ def test_redeem_refuses_a_reference_that_is_not_printable_ascii(
     used = redeem(cli, issued["code"], "--json", "--reference", "x" * 64)
     assert 0 == used.status, used.out
     assert issued["code_id"] == used.json()["code_id"]
+
+
+# --- one field for a script (--print) ----------------------------------------------------------
+
+#: The shortest command line of each command, keyed as docs/cli.md's table of JSON fields names it.
+SHORTEST = {
+    "init": ["init"],
+    "migrate": ["migrate"],
+    "issue": ["issue", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc"],
+    "redeem": [
+        *("redeem", "--kind", "citizen", "--id", CITIZEN, "--provider", "stc"),
+        *("--service", "new_line", "--code", "00000000"),
+    ],
+    "status": ["status", "--kind", "citizen", "--id", CITIZEN, "--code-id", "q3Vx0bLk9TzA2mNc"],
+    "revoke": ["revoke", "--kind", "citizen", "--id", CITIZEN, "--code-id", "q3Vx0bLk9TzA2mNc"],
+    "purge": ["purge"],
+    "keys rotate": ["keys", "rotate"],
+    "keys rotate --pseudonym": ["keys", "rotate", "--pseudonym"],
+    "keys move": ["keys", "move"],
+    "keys public": ["keys", "public"],
+    "receipt verify": ["receipt", "verify", "tar1.x"],
+    "demo": ["demo"],
+}
+README = DOCS.parents[1] / "README.md"
+
+
+def fields_named(cli: Cli, *command: str) -> list[str]:
+    """The fields of ``command``'s answer, as the refusal of an unknown field lists them."""
+    run = cli(*command, "--print", "?")
+    assert 2 == run.status, run.out
+    found = re.fullmatch(r"error \[unknown_field\]: .* its fields are: (.*)\.", run.error_line)
+    assert found is not None, run.error_line
+    return found.group(1).split(", ")
+
+
+def test_print_gives_one_field_alone_for_a_shell_to_capture(ready: Path, cli: Cli) -> None:
+    """--print code prints the code alone, and it redeems; --print receipt prints the receipt
+    alone, and it verifies: one line each, nothing on stderr."""
+    printed = cli(*SHORTEST["issue"], "--print", "code")
+    assert (0, "") == (printed.status, printed.err)
+    [code] = printed.out.splitlines()
+    assert re.fullmatch(r"[0-9]{8}", code)
+    used = redeem(cli, code, "--print", "receipt")
+    assert (0, "") == (used.status, used.err)
+    [receipt] = used.out.splitlines()
+    assert receipt.startswith("tar1.")
+    verified = cli("receipt", "verify", receipt, "--print", "verified")
+    assert (0, "true\n") == (verified.status, verified.out)
+
+
+@pytest.mark.parametrize(
+    ("field", "printed"),
+    [
+        ("state", "active\n"),
+        ("failed_attempts", "0\n"),
+        ("service", "\n"),
+        ("finished_at", "\n"),
+    ],
+)
+def test_print_shows_a_string_as_it_is_null_as_nothing_and_the_rest_as_json(
+    ready: Path, cli: Cli, field: str, printed: str
+) -> None:
+    """A string prints without quotes, a number as JSON, null as an empty line."""
+    issued = issue(cli)
+    run = cli(
+        "status",
+        "--kind",
+        "citizen",
+        "--id",
+        CITIZEN,
+        "--code-id",
+        issued["code_id"],
+        "--print",
+        field,
+    )
+    assert (0, printed) == (run.status, run.out)
+
+
+def test_print_shows_a_list_as_one_line_of_json_and_with_json_every_field_as_json(
+    ready: Path, cli: Cli
+) -> None:
+    """A list prints as one line of JSON; with --json, a string prints as a JSON string."""
+    current = read_key_file(ready / KEY_FILE_NAME).signer.current.public_key.to_text()
+    listed = cli("keys", "public", "--print", "public_keys")
+    assert (0, f'["{current}"]\n') == (listed.status, listed.out)
+    quoted = cli("--json", "keys", "public", "--print", "current")
+    assert (0, f'"{current}"\n') == (quoted.status, quoted.out)
+
+
+def test_print_refuses_an_unknown_field_before_the_command_runs(ready: Path, cli: Cli) -> None:
+    """A field the answer does not have is unknown_field (exit 2), naming the fields, in plain
+    text, JSON and Arabic; the command does not run, so the code is still good."""
+    issued = issue(cli)
+    run = redeem(cli, issued["code"], "--print", "reciept")
+    assert (2, "") == (run.status, run.out)
+    assert (
+        "error [unknown_field]: telecard-auth redeem answers with no field 'reciept'; its fields"
+        " are: code_id, customer_ref, provider, service, issued_at, redeemed_at, receipt,"
+        " receipt_key_id."
+    ) == run.error_line
+    answer = redeem(cli, issued["code"], "--json", "--print", "reciept")
+    assert (2, "unknown_field") == (answer.status, answer.json()["error"]["code"])
+    arabic = redeem(cli, issued["code"], "--lang", "ar", "--print", "reciept")
+    assert arabic.error_line.startswith("خطأ [unknown_field]: لا يتضمن رد telecard-auth redeem")
+    assert 0 == redeem(cli, issued["code"]).status
+
+
+def test_print_on_a_failure_prints_the_error_alone(ready: Path, cli: Cli) -> None:
+    """A refusal with --print prints nothing on stdout: a captured variable stays empty."""
+    run = redeem(cli, "00000000", "--print", "receipt")
+    assert (4, "") == (run.status, run.out)
+    assert run.error_line.startswith("error [wrong_code]: ")
+
+
+def test_keys_rotate_pseudonym_names_the_fields_of_its_own_answer(ready: Path, cli: Cli) -> None:
+    """The pseudonym step answers with other fields than keys rotate; each is refused the
+    other's, before anything is rotated."""
+    refused = cli("keys", "rotate", "--print", "standby")
+    assert 2 == refused.status
+    assert "telecard-auth keys rotate answers with no field 'standby'" in refused.error_line
+    wrong = cli("keys", "rotate", "--pseudonym", "--print", "hmac_key_id")
+    assert "keys rotate --pseudonym answers with no field 'hmac_key_id'" in wrong.error_line
+    keys = read_key_file(ready / KEY_FILE_NAME)
+    assert (["k1"], ["p1"]) == (
+        [key.key_id for key in keys.keyring.keys],
+        [key.key_id for key in keys.keyring.pseudonym_keys],
+    )
+    stepped = cli("keys", "rotate", "--pseudonym", "--print", "standby")
+    assert (0, "true\n") == (stepped.status, stepped.out)
+
+
+def _json_fields_in_the_docs() -> list[tuple[str, list[str]]]:
+    rows: list[tuple[str, list[str]]] = []
+    for line in DOCS.read_text(encoding="utf-8").splitlines():
+        found = re.fullmatch(r"\| (`[a-z -]+`(?:, `[a-z -]+`)*) \| (`.*) \|", line)
+        if found is not None and "any failure" not in line:
+            # A remark in brackets is no field: "`signing_key_id` (`null` if not rotated)".
+            fields = re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", found.group(2)))
+            rows += [(name, fields) for name in re.findall(r"`([a-z -]+)`", found.group(1))]
+    return rows
+
+
+@pytest.mark.parametrize(("command", "documented"), _json_fields_in_the_docs())
+def test_the_docs_list_the_fields_that_print_may_name(
+    home: Path, cli: Cli, command: str, documented: list[str]
+) -> None:
+    """docs/cli.md's table of JSON fields is what --print accepts, command by command."""
+    assert documented == fields_named(cli, *SHORTEST[command])
+
+
+def test_every_answer_has_the_fields_that_print_may_name(ready: Path, cli: Cli) -> None:
+    """Each command's --json answer has exactly the fields --print may name, in that order."""
+    first, second = issue(cli), issue(cli)
+    redeemed = redeem(cli, first["code"], "--json").json()
+    code_id = ["--code-id", second["code_id"]]
+    runs = {
+        "issue": SHORTEST["issue"],
+        "redeem": None,
+        "status": [*SHORTEST["status"][:-2], *code_id],
+        "revoke": [*SHORTEST["revoke"][:-2], *code_id],
+        "receipt verify": ["receipt", "verify", redeemed["receipt"]],
+        "keys public": SHORTEST["keys public"],
+        "keys rotate": SHORTEST["keys rotate"],
+        "keys rotate --pseudonym": SHORTEST["keys rotate --pseudonym"],
+        "purge": SHORTEST["purge"],
+        "migrate": SHORTEST["migrate"],
+        "demo": SHORTEST["demo"],
+    }
+    answers = {"redeem": redeemed}
+    for name, command in runs.items():
+        if command is not None:
+            run = cli("--json", *command)
+            assert 0 == run.status, (name, run.out)
+            answers[name] = run.json()
+    assert 0 == cli("keys", "rotate", "--pseudonym").status
+    answers["keys move"] = cli("--json", "keys", "move").json()
+    answers["init"] = cli("--json", "init", "--force").json()
+    assert SHORTEST.keys() == answers.keys()
+    for name, answer in answers.items():
+        assert (name, fields_named(cli, *SHORTEST[name])) == (name, list(answer))
+
+
+# The telecard-auth command inside $(...), after a pipe if there is one.
+_CAPTURED = re.compile(r"\$\((?:[^()|]*\| )?(telecard-auth [^()]*)\)")
+
+
+def _captured_command_lines() -> list[str]:
+    lines: list[str] = []
+    for path in (DOCS, README):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("$ "):
+                lines += [found.group(1) for found in _CAPTURED.finditer(line)]
+    return lines
+
+
+def test_the_docs_capture_fields_in_a_shell() -> None:
+    """docs/cli.md and the README show the code and the receipt captured with --print."""
+    captured = _captured_command_lines()
+    assert any(line.endswith("--print code") for line in captured)
+    assert any(line.endswith("--print receipt") for line in captured)
+
+
+@pytest.mark.parametrize("line", _captured_command_lines())
+def test_every_captured_command_line_parses_with_its_field(line: str) -> None:
+    """Each command line captured in $(...) in docs/cli.md and the README parses, and its
+    --print names a field of the command's answer."""
+    words = shlex.split(line)
+    assert "telecard-auth" == words[0]
+    assert callable(parse(words[1:]).handler)
+
+
+# --- the command's modules ---------------------------------------------------------------------
+
+CLI_PACKAGE = Path(telecard_auth.cli.__file__).parent
+CLI_MODULES = sorted(path.stem for path in CLI_PACKAGE.glob("_*.py") if path.stem != "__init__")
+#: Today's public names of telecard_auth.cli, which must stay.
+PUBLIC = [
+    "DATABASE_NAME",
+    "DEFAULT_HOME",
+    "DEMO_DATABASE",
+    "ENV_CODE",
+    "ENV_HOME",
+    "ENV_ID",
+    "ENV_KEYS",
+    "ENV_LANG",
+    "ENV_RECIPIENT_ID",
+    "ENV_STORAGE",
+    "EXAMPLES",
+    "EXIT_STATUSES",
+    "KEY_FILE_FORMAT",
+    "KEY_FILE_NAME",
+    "PROG",
+    "DatabaseMissing",
+    "InvalidArgument",
+    "KeyDirectoryNotOwned",
+    "KeyDirectoryShared",
+    "KeyDirectoryWritable",
+    "KeyFile",
+    "KeyFileExists",
+    "KeyFileExposed",
+    "KeyFileNotOwned",
+    "KeyFileNotWritten",
+    "KeyFileSymlink",
+    "KeyFileUnreadable",
+    "NoRotation",
+    "NotInitialized",
+    "UnknownCommand",
+    "UsageError",
+    "build_parser",
+    "default_home",
+    "exit_status",
+    "main",
+    "read_key_file",
+    "write_key_file",
+]
+# Import one module of the command in a fresh interpreter, with the package's __init__ left out,
+# so that it gets only what the module itself imports.
+_ALONE = """
+import importlib, importlib.util, sys
+spec = importlib.util.find_spec("telecard_auth.cli")
+sys.modules["telecard_auth.cli"] = importlib.util.module_from_spec(spec)
+importlib.import_module("telecard_auth.cli.{module}")
+"""
+
+
+@pytest.mark.parametrize("module", CLI_MODULES)
+def test_each_module_of_the_command_imports_alone(module: str) -> None:
+    """Each module of the command imports on its own in a fresh interpreter: no module needs the
+    package's __init__, nor one that imports it back."""
+    run = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-c", _ALONE.format(module=module)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert 0 == run.returncode, run.stderr
+
+
+def test_the_command_keeps_its_public_names_where_they_were() -> None:
+    """Every public name stays in telecard_auth.cli, and its classes and functions say so."""
+    assert set(PUBLIC) <= set(telecard_auth.cli.__all__)
+    for name in telecard_auth.cli.__all__:
+        public = getattr(telecard_auth.cli, name)
+        if isinstance(public, type) or callable(public):
+            assert (name, "telecard_auth.cli") == (name, public.__module__)
+
+
+@pytest.mark.parametrize("module", ["__init__", *CLI_MODULES])
+def test_the_command_reads_in_short_steps(module: str) -> None:
+    """Each module of the command reads in one sitting (under 500 lines), each function in a
+    screen or so (60 lines at most)."""
+    text = (CLI_PACKAGE / f"{module}.py").read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 500
+    long = [
+        (node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno is not None
+        and node.end_lineno - node.lineno + 1 > 60
+    ]
+    assert [] == long

@@ -44,16 +44,18 @@ from telecard_auth import (
     events,
     normalize_msisdn,
 )
+from telecard_auth._core.requests import (
+    identity_of,
+    prepare_issue,
+    prepare_lookup,
+    prepare_redeem,
+)
 from telecard_auth._core.rules import (
     Decision,
     decide_issue,
     decide_redeem,
     decide_revoke,
     decide_status,
-    identity_of,
-    prepare_issue,
-    prepare_lookup,
-    prepare_redeem,
 )
 
 POLICY = Policy()

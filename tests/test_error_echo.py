@@ -28,7 +28,7 @@ from telecard_auth import (
     UnknownProvider,
     UnknownService,
 )
-from telecard_auth._core.errors import clip
+from telecard_auth._core.text import clip, driver_detail
 
 #: What a caller might send as a provider or service id: a code typed into the wrong field, and
 #: text that would forge a log line or drive a terminal.
@@ -140,10 +140,13 @@ def test_detail_is_kept_apart_from_every_text_a_client_reads() -> None:
     assert "The storage failed: the database cannot be reached." == error.message_en
 
 
-@pytest.mark.parametrize("error_class", [StorageError, StorageContention])
-def test_detail_survives_pickling_and_copying(error_class: type[StorageError]) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [_storage_error(), StorageContention(detail=DRIVER_TEXT)],
+    ids=["StorageError", "StorageContention"],
+)
+def test_detail_survives_pickling_and_copying(error: StorageError) -> None:
     """A storage error from a worker process keeps its detail, its details and its messages."""
-    error = error_class(reason="the database cannot be reached", detail=DRIVER_TEXT)
     for restored in (
         pickle.loads(pickle.dumps(error)),  # noqa: S301 - our own object
         copy.copy(error),
@@ -180,8 +183,6 @@ def test_a_hand_written_backends_exception_goes_to_detail_only() -> None:
 
 def test_driver_detail_is_one_escaped_line_without_the_password() -> None:
     """A driver's text is cut to its first line, control characters escaped, passwords withheld."""
-    from telecard_auth._core.errors import driver_detail  # new in this release: imported here
-
     error = OSError("failed at db01\x1b[2J: reset\nsecond line")
     assert "Redis db01:6379/0: OSError: failed at db01\\x1b[2J: reset" == driver_detail(
         "Redis db01:6379/0", error

@@ -35,7 +35,7 @@ from telecard_auth import (
     WrongCode,
 )
 from telecard_auth import events as events_module
-from telecard_auth._core.rules import identity_of
+from telecard_auth._core.requests import identity_of
 from telecard_auth.events import (
     AUDIT_LOGGER,
     EVENT_TYPES,

@@ -38,7 +38,7 @@ from telecard_auth import (
 )
 from telecard_auth._core.keyring import MIN_SECRET_BYTES, weakness
 from telecard_auth._core.receipt import SigningKey
-from telecard_auth._core.rules import identity_of
+from telecard_auth._core.requests import identity_of
 
 SECRET_1 = hashlib.sha256(b"telecard-auth keyring secret #1").digest()
 SECRET_2 = hashlib.sha256(b"telecard-auth keyring secret #2").digest()

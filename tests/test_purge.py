@@ -33,7 +33,7 @@ from telecard_auth import (
     SubjectSnapshot,
     events,
 )
-from telecard_auth._core.rules import identity_of
+from telecard_auth._core.requests import identity_of
 
 #: Past a code's expiry, its record's retention and its subject's failure window.
 GONE = FOUR_HOURS + Policy().retention + Policy().failure_window

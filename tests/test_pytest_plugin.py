@@ -25,7 +25,7 @@ from telecard_auth import (
 )
 from telecard_auth import pytest_plugin as plugin
 from telecard_auth._core.keyring import weakness
-from telecard_auth._core.rules import identity_of
+from telecard_auth._core.requests import identity_of
 from telecard_auth.pytest_plugin import MakeTelecardIssuer, MakeTelecardSubject
 
 pytest_plugins = ["pytester"]

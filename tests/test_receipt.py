@@ -31,7 +31,6 @@ from tests.strategies import (
 )
 
 from telecard_auth import (
-    NEW_LINE,
     SAUDI_PROVIDERS,
     CodeIssuer,
     ConfigurationError,
@@ -44,7 +43,6 @@ from telecard_auth import (
     MemoryStorage,
     NotPermitted,
     Provider,
-    Redemption,
     RedemptionRefused,
     Subject,
     TelecardAuthError,
@@ -59,7 +57,7 @@ from telecard_auth._core.receipt import (
     VerifyKey,
     verify_receipt,
 )
-from telecard_auth._core.rules import identity_of
+from telecard_auth._core.requests import identity_of
 
 # --- fixed test values ----------------------------------------------------------------------------
 
@@ -719,35 +717,16 @@ def test_receipts_pickle() -> None:
     restored.verify(KEYS)
 
 
-def test_receipt_for_a_redemption() -> None:
-    """sign_redemption takes its fields from a Redemption: ids, time and the pseudonym."""
-    stc = SAUDI_PROVIDERS[0]
-    redemption = Redemption(
-        code_id=FIELDS["code_id"],
-        customer_ref=FIELDS["customer_ref"],
-        provider=stc,
-        service=NEW_LINE,
-        issued_at=START,
-        redeemed_at=START + timedelta(hours=1, microseconds=7),
-    )
-    receipt = _signer().sign_redemption(redemption)
-    assert (FIELDS["code_id"], "stc", "new_line", FIELDS["customer_ref"]) == (
-        receipt.code_id,
-        receipt.provider_id,
-        receipt.service_id,
-        receipt.customer_ref,
-    )
-    assert START + timedelta(hours=1, microseconds=7) == receipt.redeemed_at
-    assert receipt == verify_receipt(receipt.to_text(), KEYS)
-
-
 def test_receipt_of_a_real_redemption_carries_no_identity_number(
     issuer: CodeIssuer, citizen: Subject
 ) -> None:
     """End to end: issue, redeem, sign; the receipt names the subject by pseudonym only."""
     issued = issuer.issue(citizen, "stc")
-    redemption = issuer.redeem(citizen, "stc", issued.code, "new_line")
-    receipt = _signer().sign_redemption(redemption)
+    redemption = CodeIssuer(
+        issuer.storage, keyring=issuer.keyring, clock=issuer.clock, signer=_signer()
+    ).redeem(citizen, "stc", issued.code, "new_line")
+    receipt = redemption.receipt
+    assert receipt is not None
     text = receipt.to_text()
     decoded = _unb64(text.split(".")[1]).decode("ascii")
     assert citizen.identifier not in decoded

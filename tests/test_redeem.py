@@ -63,7 +63,7 @@ from telecard_auth import (
     UnknownService,
     WrongCode,
 )
-from telecard_auth._core.rules import identity_of
+from telecard_auth._core.requests import identity_of
 
 
 def snapshot_holding(storage: MemoryStorage, code_id: str) -> SubjectSnapshot:

@@ -110,6 +110,7 @@ _NO_STORE = {"Cache-Control": "no-store"}  # answers carry codes and receipts: n
 
 
 # --- the service's own refusals, in the library's families -------------------------------------
+# Each declares the fields its messages need, keyword-only, as the library's errors do.
 
 
 class NotAuthenticated(TelecardAuthError):
@@ -135,6 +136,9 @@ class InvalidBody(InvalidInput):
     template_en = "The request body is not valid: {reason}."
     template_ar = "محتوى الطلب غير صحيح: {reason_ar}."
 
+    def __init__(self, *, reason: str, reason_ar: str) -> None:
+        self._format(reason=reason, reason_ar=reason_ar)
+
 
 class RateLimited(TelecardAuthError):
     """The API key made more requests than its rate limit allows; ``retry_after`` in seconds."""
@@ -143,6 +147,9 @@ class RateLimited(TelecardAuthError):
     template_en = "Too many requests with this API key; try again in {retry_after} s."
     template_ar = "طلبات كثيرة بمفتاح الوصول هذا؛ حاول مرة أخرى بعد {retry_after} ثانية."
 
+    def __init__(self, *, retry_after: int) -> None:
+        self._format(retry_after=retry_after)
+
 
 class BodyTooLarge(InvalidInput):
     """The body is larger than any valid one."""
@@ -150,6 +157,9 @@ class BodyTooLarge(InvalidInput):
     code = "body_too_large"
     template_en = "The request body is larger than {limit} bytes."
     template_ar = "محتوى الطلب أكبر من {limit} بايت."
+
+    def __init__(self, *, limit: int) -> None:
+        self._format(limit=limit)
 
 
 #: HTTP status per error family; the first family an error belongs to wins. Anything else,

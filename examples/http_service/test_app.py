@@ -6,9 +6,12 @@ one call. Every test marked ``anyio`` runs on asyncio.
 
 from __future__ import annotations
 
+import inspect
 import json
+import pickle
 import re
 import secrets
+import string
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +24,11 @@ from examples.http_service.app import (
     ENV_OPERATOR_KEYS,
     ENV_PLATFORM_KEY,
     MAX_BODY_BYTES,
+    BodyTooLarge,
+    InvalidBody,
+    InvalidJson,
+    NotAuthenticated,
+    RateLimited,
     app_from_environment,
     create_app,
 )
@@ -39,6 +47,7 @@ from telecard_auth import (
     ReceiptSigner,
     Redemption,
     StorageError,
+    TelecardAuthError,
     VerifyKey,
     async_storage_from_url,
     events,
@@ -479,6 +488,28 @@ async def test_a_wrong_method_or_path_is_json_too(client: httpx.AsyncClient) -> 
     refusal(wrong_method, 405, "method_not_allowed")
     assert "POST" in wrong_method.headers["allow"]
     refusal(await client.post("/nowhere"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "error_class",
+    [NotAuthenticated, InvalidJson, InvalidBody, BodyTooLarge, RateLimited],
+    ids=lambda error_class: error_class.__name__,
+)
+def test_each_error_declares_the_fields_of_its_messages(
+    error_class: type[TelecardAuthError],
+) -> None:
+    """The service's errors take, keyword-only, exactly the fields their templates name; each
+    field shows in the messages and survives pickling."""
+    parameters = inspect.signature(error_class).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
+    templates = (error_class.template_en, error_class.template_ar)
+    parsed = [string.Formatter().parse(template) for template in templates]
+    assert {name for fields in parsed for _, name, _, _ in fields if name} == set(parameters)
+    fields = {name: f"<{name}>" for name in parameters}
+    error = error_class(**fields)
+    assert all(value in error.message_en + error.message_ar for value in fields.values())
+    assert fields == dict(error.details)
+    assert str(error) == str(pickle.loads(pickle.dumps(error)))  # noqa: S301 - our own object
 
 
 # --- failures of the service itself ------------------------------------------------------------

@@ -111,8 +111,11 @@ from telecard_auth.events import (
 )
 
 if TYPE_CHECKING:
-    from telecard_auth._storage.postgres import AsyncPostgresStorage, PostgresStorage
-    from telecard_auth._storage.redis import AsyncRedisStorage, RedisStorage
+    # Named, not in __all__: they need their extras (see the end of this module).
+    from telecard_auth._storage.postgres import AsyncPostgresStorage as AsyncPostgresStorage
+    from telecard_auth._storage.postgres import PostgresStorage as PostgresStorage
+    from telecard_auth._storage.redis import AsyncRedisStorage as AsyncRedisStorage
+    from telecard_auth._storage.redis import RedisStorage as RedisStorage
     from telecard_auth._storage.sqlite import AsyncSQLiteStorage, SQLiteStorage
 
 # Backends load their client libraries (sqlite3, redis, psycopg) only when first named.
@@ -132,7 +135,20 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'telecard_auth' has no attribute {name!r}")
     import importlib
 
+    # Left where they live: their modules' doctests are found there, whenever they are loaded.
     return getattr(importlib.import_module(module), name)
+
+
+def _shown_here(thing: Any) -> Any:
+    """``thing``, if it is an error, shown in tracebacks as ``telecard_auth.<name>``.
+
+    The private module an error is raised from is the package's business, not the caller's.
+    Other classes keep their modules, where their documentation (attribute comments included)
+    is read from.
+    """
+    if isinstance(thing, type) and issubclass(thing, TelecardAuthError):
+        thing.__module__ = "telecard_auth"
+    return thing
 
 
 __all__ = [
@@ -146,9 +162,7 @@ __all__ = [
     "SAUDI_PROVIDERS",
     "AsyncCodeIssuer",
     "AsyncMemoryStorage",
-    "AsyncPostgresStorage",
     "AsyncPurgeReporting",
-    "AsyncRedisStorage",
     "AsyncSQLiteStorage",
     "AsyncStorage",
     "AsyncStorageBackend",
@@ -200,7 +214,6 @@ __all__ = [
     "NotEligible",
     "NotPermitted",
     "Policy",
-    "PostgresStorage",
     "Provider",
     "PurgeReporting",
     "QueueSink",
@@ -209,7 +222,6 @@ __all__ = [
     "ReceiptSigner",
     "Redemption",
     "RedemptionRefused",
-    "RedisStorage",
     "RequestConflict",
     "SQLiteStorage",
     "Service",
@@ -244,3 +256,9 @@ __all__ = [
     "storage_from_url",
     "verify_receipt",
 ]
+
+# Redis and PostgreSQL need their extras, so ``from telecard_auth import *`` leaves them out; name
+# them (``from telecard_auth import RedisStorage``) to load them. Every other public name is here.
+for _name in __all__:
+    _shown_here(globals().get(_name))
+del _name

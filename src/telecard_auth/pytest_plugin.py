@@ -26,25 +26,23 @@ import itertools
 from collections.abc import Sequence
 from typing import Protocol
 
-import pytest
+from telecard_auth._core.errors import MissingExtra
 
-from telecard_auth import (
-    AsyncCodeIssuer,
-    AsyncMemoryStorage,
-    Clock,
-    CodeIssuer,
-    CollectingSink,
-    EventSink,
-    Keyring,
-    ManualClock,
-    MemoryStorage,
-    Policy,
-    ReceiptSigner,
-    Storage,
-    Subject,
-    SubjectKind,
-    luhn_valid,
-)
+try:
+    import pytest
+except ImportError as error:  # imported by hand, outside pytest, without the extra
+    raise MissingExtra(feature="telecard_auth.pytest_plugin", extra="testing") from error
+
+from telecard_auth._core.clock import Clock, ManualClock
+from telecard_auth._core.keyring import Keyring
+from telecard_auth._core.model import Subject, SubjectKind
+from telecard_auth._core.normalize import luhn_valid
+from telecard_auth._core.policy import Policy
+from telecard_auth._core.receipt import ReceiptSigner
+from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer
+from telecard_auth._storage.memory import AsyncMemoryStorage, MemoryStorage
+from telecard_auth._storage.protocol import Storage
+from telecard_auth.events import CollectingSink, EventSink
 
 # The fixtures are found by pytest, never imported: only their types are exported.
 __all__ = ["MakeTelecardIssuer", "MakeTelecardSubject"]

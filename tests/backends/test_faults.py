@@ -61,7 +61,7 @@ from telecard_auth import (
     Subject,
     storage_from_url,
 )
-from telecard_auth._core.rules import identity_of
+from telecard_auth._core.requests import identity_of
 
 T = TypeVar("T")
 

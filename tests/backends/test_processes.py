@@ -42,7 +42,7 @@ from telecard_auth import (
     WrongCode,
     storage_from_url,
 )
-from telecard_auth._core.rules import identity_of
+from telecard_auth._core.requests import identity_of
 
 WORKERS = 32
 ROUNDS = 200

@@ -53,7 +53,7 @@ from telecard_auth import (
     WrongCode,
     storage_from_url,
 )
-from telecard_auth._core.rules import identity_of
+from telecard_auth._core.requests import identity_of
 
 CITIZENS = ("1000000008", "1110704341", "1909266858", "1122334459")
 RESIDENTS = ("2129040479", "2123456788", "2345678904")

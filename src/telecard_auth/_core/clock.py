@@ -71,6 +71,7 @@ class SystemClock:
 class ManualClock:
     """A clock that moves only when told to, and never backwards. For tests and demos.
 
+    >>> from datetime import UTC, datetime
     >>> clock = ManualClock(datetime(2026, 3, 1, 9, 0, tzinfo=UTC))
     >>> clock.advance(hours=4).isoformat()
     '2026-03-01T13:00:00+00:00'

@@ -1,19 +1,19 @@
 """The exception tree: one root, a family per kind of answer, a class per reason.
 
-Every error carries a stable machine ``code`` and a message in English and in Arabic. Messages
-never repeat a caller's value back (a code, an identity number, a provider or service id): they
-name what is wrong, not the value. Nor do they repeat a storage driver's text, which names hosts,
-ports, databases, roles and paths: ``StorageError.detail`` keeps that for server logs.
+Every error carries a stable machine ``code`` and a message in English and in Arabic, built from
+the fields its ``__init__`` declares, keyword-only and typed, so that the type checker names a
+field a raising site forgot. Messages never repeat a caller's value back (a code, an identity
+number, a provider or service id): they name what is wrong, not the value. Nor do they repeat a
+storage driver's text, which names hosts, ports, databases, roles and paths:
+``StorageError.detail`` keeps that for server logs.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
-from urllib.parse import unquote
 
 __all__ = [
     "BindingMismatch",
@@ -64,6 +64,8 @@ class TelecardAuthError(Exception):
 
     ``code`` is stable across releases and safe to branch on or log; ``message_en`` and
     ``message_ar`` are for people; ``details`` holds the values the messages were built from.
+    Each class's ``__init__`` declares those values, keyword-only and typed, so a raising site
+    that forgets or misspells one fails the type check instead of showing a gap to a customer.
 
     >>> try:
     ...     raise UnknownProvider()
@@ -80,15 +82,21 @@ class TelecardAuthError(Exception):
     message_en: str
     message_ar: str
 
-    def __init__(self, **details: Any) -> None:
-        self.details = MappingProxyType(dict(details))
-        shown = _Shown({key: _show(value) for key, value in details.items()})
+    def __init__(self) -> None:
+        self._format()
+
+    def _format(self, **fields: object) -> None:
+        """Build ``details`` and both messages: a subclass's ``__init__`` calls this with exactly
+        the fields its templates name."""
+        self.details = MappingProxyType(fields)
+        shown = {name: _show(value) for name, value in fields.items()}
         self.message_en = self.template_en.format_map(shown)
         self.message_ar = self.template_ar.format_map(shown)
         super().__init__(self.message_en)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Errors cross process boundaries (pools, queues): rebuild them from their details.
+        # Errors cross process boundaries (pools, queues): the details are the keyword arguments
+        # of __init__, so the error is built again as it was raised.
         return (_rebuild, (type(self), dict(self.details)))
 
     def message(self, lang: str = "en") -> str:
@@ -102,110 +110,14 @@ class TelecardAuthError(Exception):
         return f"{type(self).__name__}(code={self.code!r}, details={dict(self.details)!r})"
 
 
-_LONGEST_SHOWN = 40
-#: Longest message of a client library passed on as the reason of an error.
-_LONGEST_REASON = 200
-
-
-def _moment(value: object) -> datetime | None:
-    # Details are whatever the raising site passed; a time is only returned as a time.
-    return value if isinstance(value, datetime) else None
-
-
-class _Shown(dict[str, object]):
-    # A detail a raising site forgot must not turn an error into a KeyError.
-    def __missing__(self, key: str) -> str:
-        return "?"
-
-
 def _show(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     return value
 
 
-def clip(value: object, longest: int = _LONGEST_SHOWN) -> str:
-    """A value made safe to echo in a message or a log: text, and one line's worth at most.
-
-    Text is shown (cut to ``longest`` characters, control and format characters escaped as
-    ``\\n``, ``\\x1b``, ``\\u200f``); anything else by its type's name only, so neither ``repr``
-    nor ``str`` of a caller's object is ever called. A request's values are not echoed at all
-    (see ``UnknownProvider``): this serves configuration values and drivers' text.
-    """
-    text = plain(value) if isinstance(value, str) else type(value).__name__
-    # Junk input echoed back must not turn one line of error into a page.
-    cut = text if len(text) <= longest else text[:longest] + "…"
-    # A line break or terminal escape in a log line would let the text forge lines of its own.
-    return "".join(char if char.isprintable() else _escaped(char) for char in cut)
-
-
-def _escaped(char: str) -> str:
-    return char.encode("unicode_escape").decode("ascii")
-
-
-def driver_reason(error: BaseException, secrets: tuple[str | None, ...] = ()) -> str | None:
-    """A client library's message, made safe to pass on: its first line, clipped.
-
-    ``None`` when it repeats any of ``secrets`` (a password, say, as written or percent-decoded):
-    the caller then says what went wrong in its own words.
-    """
-    lines = str(error).strip().splitlines()
-    message = lines[0] if lines else type(error).__name__
-    if any(secret and secret in message for secret in secrets):
-        return None
-    return clip(message, _LONGEST_REASON)
-
-
-def driver_detail(backend: str, error: BaseException, secrets: tuple[str | None, ...] = ()) -> str:
-    """What a storage driver said, for ``StorageError.detail`` (server logs, never a message).
-
-    ``backend: ErrorType: first line``, clipped and escaped as ``driver_reason`` does; a first
-    line that repeats one of ``secrets`` is withheld and only the error's type is named.
-    """
-    said = driver_reason(error, secrets) or "(its message is withheld: it repeats a password)"
-    return f"{backend}: {type(error).__name__}: {said}"
-
-
-#: A password in a connection URL's user info, or a ``password`` keyword or query option.
-_PASSWORDS = re.compile(
-    r"^[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*:(?P<info>[^@/?#]*)@"
-    r"|password\s*=\s*(?P<option>'(?:[^'\\]|\\.)*'|[^\s&#]*)",
-    re.IGNORECASE,
-)
-
-
-def passwords_in(url: str) -> tuple[str, ...]:
-    """Every password ``url`` (a URL or a libpq ``key=value`` string) holds, as written and
-    percent-decoded: what no message may repeat."""
-    found: list[str] = []
-    for match in _PASSWORDS.finditer(url):
-        written = match.group("info") or (match.group("option") or "").strip("'")
-        found += [written, unquote(written, errors="replace")]
-    return tuple(secret for secret in found if secret)
-
-
-def plain(text: str) -> str:
-    """``text`` as an exact ``str``, without calling any method a ``str`` subclass overrides.
-
-    Entry points turn text into plain ``str`` first, so that a subclass whose ``==``, ``hash()``
-    or ``repr()`` raise (or lie) never reaches a comparison, a dict or a message.
-    """
-    # str.__str__ copies a subclass's characters into a new exact str; it calls nothing of its.
-    return text if type(text) is str else str.__str__(text)
-
-
-def plain_text(value: str) -> str:
-    """An attrs converter: text becomes a plain ``str`` (see ``plain``); the rest is unchanged.
-
-    Typed ``str`` to ``str`` so that a field keeps its declared type; anything else passes
-    through as it came, for the field's validator to refuse.
-    """
-    if type(value) is str or not isinstance(value, str):
-        return value
-    return str.__str__(value)
-
-
-def _rebuild(cls: type[TelecardAuthError], details: dict[str, Any]) -> TelecardAuthError:
+def _rebuild(cls: Callable[..., TelecardAuthError], details: dict[str, Any]) -> TelecardAuthError:
+    # A callable, not type[TelecardAuthError]: each class's own __init__ takes the details.
     return cls(**details)
 
 
@@ -227,6 +139,9 @@ class InvalidIdentifier(InvalidInput):
     template_en = "The {kind} identifier is not valid: {reason}."
     template_ar = "رقم الهوية ({kind_ar}) غير صحيح: {reason_ar}."
 
+    def __init__(self, *, kind: str, kind_ar: str, reason: str, reason_ar: str) -> None:
+        self._format(kind=kind, kind_ar=kind_ar, reason=reason, reason_ar=reason_ar)
+
 
 class InvalidMsisdn(InvalidInput):
     """A mobile number is not a Saudi mobile number in one of the accepted forms."""
@@ -242,6 +157,9 @@ class MalformedCode(InvalidInput):
     code = "malformed_code"
     template_en = "The code must be {length} characters from: {alphabet}."
     template_ar = "يجب أن يتكوّن الرمز من {length} خانات من: {alphabet}."
+
+    def __init__(self, *, length: int, alphabet: str) -> None:
+        self._format(length=length, alphabet=alphabet)
 
 
 class UnknownProvider(InvalidInput):
@@ -282,6 +200,9 @@ class InvalidBinding(InvalidInput):
     template_en = "The code cannot be bound this way: {reason}."
     template_ar = "لا يمكن ربط الرمز بهذه الطريقة: {reason_ar}."
 
+    def __init__(self, *, reason: str, reason_ar: str) -> None:
+        self._format(reason=reason, reason_ar=reason_ar)
+
 
 class BindingRequired(InvalidInput):
     """The code is bound to a mobile number or recipient that the redemption did not present."""
@@ -290,6 +211,9 @@ class BindingRequired(InvalidInput):
     template_en = "This code is bound to a {binding}; present it to redeem the code."
     template_ar = "هذا الرمز مرتبط بـ{binding_ar}؛ يجب تقديمه لاستخدام الرمز."
 
+    def __init__(self, *, binding: str, binding_ar: str) -> None:
+        self._format(binding=binding, binding_ar=binding_ar)
+
 
 class InvalidTime(InvalidInput):
     """A time is naive (no timezone) or a clock was asked to go backwards."""
@@ -297,6 +221,9 @@ class InvalidTime(InvalidInput):
     code = "invalid_time"
     template_en = "Invalid time: {reason}."
     template_ar = "وقت غير صحيح: {reason_ar}."
+
+    def __init__(self, *, reason: str, reason_ar: str) -> None:
+        self._format(reason=reason, reason_ar=reason_ar)
 
 
 class InvalidRequestId(InvalidInput):
@@ -326,6 +253,9 @@ class MalformedReceipt(InvalidInput):
     template_en = "The receipt is not well formed: {reason}."
     template_ar = "الإيصال غير سليم البنية: {reason_ar}."
 
+    def __init__(self, *, reason: str, reason_ar: str) -> None:
+        self._format(reason=reason, reason_ar=reason_ar)
+
 
 # --- not permitted: the request is well formed but the policy says no -----------------------
 
@@ -345,6 +275,9 @@ class NotEligible(NotPermitted):
     template_en = "A {kind} is not eligible for SIM authentication codes."
     template_ar = "فئة ({kind_ar}) غير مؤهلة للحصول على رمز توثيق بطاقات الاتصال."
 
+    def __init__(self, *, kind: str, kind_ar: str) -> None:
+        self._format(kind=kind, kind_ar=kind_ar)
+
 
 class ServiceNotAllowed(NotPermitted):
     """The policy does not allow this service for this kind of subject."""
@@ -352,6 +285,9 @@ class ServiceNotAllowed(NotPermitted):
     code = "service_not_allowed"
     template_en = "The service {service} is not available to a {kind}."
     template_ar = "الخدمة ({service_ar}) غير متاحة لفئة ({kind_ar})."
+
+    def __init__(self, *, service: str, service_ar: str, kind: str, kind_ar: str) -> None:
+        self._format(service=service, service_ar=service_ar, kind=kind, kind_ar=kind_ar)
 
 
 class LiveCodeLimitReached(NotPermitted):
@@ -362,6 +298,9 @@ class LiveCodeLimitReached(NotPermitted):
         "You already have {limit} valid codes; use or cancel one, or wait until {next_free}."
     )
     template_ar = "لديك {limit} رموز صالحة بالفعل؛ استخدم أحدها أو ألغِه، أو انتظر حتى {next_free}."
+
+    def __init__(self, *, limit: int, next_free: datetime) -> None:
+        self._format(limit=limit, next_free=next_free)
 
 
 # --- redemption refused: the agent's attempt to use a code failed ---------------------------
@@ -394,10 +333,14 @@ class CodeExpired(RedemptionRefused):
     template_en = "The code expired at {expired_at}; ask for a new code."
     template_ar = "انتهت صلاحية الرمز في {expired_at}؛ اطلب رمزًا جديدًا."
 
+    def __init__(self, *, expired_at: datetime) -> None:
+        self._format(expired_at=expired_at)
+
     @property
-    def expired_at(self) -> datetime | None:
+    def expired_at(self) -> datetime:
         """When the code's validity ended (UTC); ``details["expired_at"]``, typed."""
-        return _moment(self.details.get("expired_at"))
+        expired_at: datetime = self.details["expired_at"]
+        return expired_at
 
 
 class CodeAlreadyUsed(RedemptionRefused):
@@ -433,10 +376,14 @@ class FailureBudgetExhausted(RedemptionRefused):
     )
     template_ar = "محاولات خاطئة كثيرة لهذا العميل لدى هذا المزود؛ حاول مرة أخرى بعد {retry_after}."
 
+    def __init__(self, *, retry_after: datetime) -> None:
+        self._format(retry_after=retry_after)
+
     @property
-    def retry_after(self) -> datetime | None:
+    def retry_after(self) -> datetime:
         """When a place in the failure window frees (UTC); ``details["retry_after"]``, typed."""
-        return _moment(self.details.get("retry_after"))
+        retry_after: datetime = self.details["retry_after"]
+        return retry_after
 
 
 class ServiceMismatch(RedemptionRefused):
@@ -453,6 +400,9 @@ class BindingMismatch(RedemptionRefused):
     code = "binding_mismatch"
     template_en = "The {binding} does not match the one this code was issued for."
     template_ar = "{binding_ar} لا يطابق ما صدر الرمز له."
+
+    def __init__(self, *, binding: str, binding_ar: str) -> None:
+        self._format(binding=binding, binding_ar=binding_ar)
 
 
 class TransferNotBound(RedemptionRefused):
@@ -510,6 +460,9 @@ class UnknownSigningKey(ReceiptNotVerified):
     template_en = "The receipt was signed with key {key_id}, which is not among the keys given."
     template_ar = "وُقّع الإيصال بالمفتاح {key_id}، وهو ليس من المفاتيح المعطاة للتحقق."
 
+    def __init__(self, *, key_id: str) -> None:
+        self._format(key_id=key_id)
+
 
 # --- lookups ---------------------------------------------------------------------------------
 
@@ -532,15 +485,32 @@ class ConfigurationError(TelecardAuthError, ValueError):
     template_en = "The configuration is not valid: {reason}."
     template_ar = "الإعدادات غير صحيحة (التفاصيل بالإنجليزية): {reason}."
 
+    def __init__(self, *, reason: str) -> None:
+        self._format(reason=reason)
+
 
 class MissingExtra(ConfigurationError):
-    """A storage backend was asked for but its client library is not installed."""
+    """Something was asked for whose optional dependencies are not installed.
+
+    A storage backend without its client library, or the contract suites without pytest.
+    ``feature`` names it as code spells it (``RedisStorage``, ``telecard_auth.testing``), the same
+    in both languages; ``extra`` is what to install.
+
+    >>> MissingExtra(feature="telecard_auth.testing", extra="testing").message_en
+    "telecard_auth.testing needs optional dependencies ...: pip install 'telecard-auth[testing]'."
+    """
 
     code = "missing_extra"
     template_en = (
-        "The {backend} storage needs its client library: pip install 'telecard-auth[{extra}]'."
+        "{feature} needs optional dependencies that are not installed:"
+        " pip install 'telecard-auth[{extra}]'."
     )
-    template_ar = "يحتاج تخزين {backend} إلى مكتبته: pip install 'telecard-auth[{extra}]'."
+    template_ar = (
+        "يحتاج {feature} إلى مكتبات اختيارية غير مثبّتة: pip install 'telecard-auth[{extra}]'."
+    )
+
+    def __init__(self, *, feature: str, extra: str) -> None:
+        self._format(feature=feature, extra=extra)
 
 
 class InvalidStorageUrl(ConfigurationError):
@@ -573,7 +543,7 @@ class KeyringError(ConfigurationError):
 class StorageError(TelecardAuthError):
     """The storage backend failed; the change was not applied. The driver error is chained.
 
-    The library's backends give ``details["reason"]`` (in both messages) fixed words, such as
+    The library's backends give ``reason`` (in both messages) fixed words, such as
     "the database cannot be reached", never the driver's, which name hosts, ports, databases,
     roles and file paths: messages reach clients. What the driver said is on
     ``detail``, for server logs only: it is in neither message, nor in ``str()``, ``repr()``,
@@ -593,8 +563,8 @@ class StorageError(TelecardAuthError):
     #: What the driver said (``None`` if nothing): for server logs, never for clients.
     detail: str | None
 
-    def __init__(self, *, detail: str | None = None, **details: Any) -> None:
-        super().__init__(**details)
+    def __init__(self, *, reason: str, detail: str | None = None) -> None:
+        self._format(reason=reason)
         self.detail = detail
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -607,3 +577,7 @@ class StorageContention(StorageError):
     code = "storage_contention"
     template_en = "Too many simultaneous requests for this customer; try again."
     template_ar = "طلبات متزامنة كثيرة لهذا العميل؛ حاول مرة أخرى."
+
+    def __init__(self, *, detail: str | None = None) -> None:
+        self._format()
+        self.detail = detail

@@ -33,7 +33,8 @@ import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from telecard_auth._core.errors import InvalidInput, KeyringError, clip, plain, plain_text
+from telecard_auth._core.errors import InvalidInput, KeyringError
+from telecard_auth._core.text import clip, plain, plain_text
 
 __all__ = ["MIN_SECRET_BYTES", "HmacKey", "Keyring", "weakness"]
 

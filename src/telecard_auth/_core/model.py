@@ -9,22 +9,14 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-from telecard_auth._core.errors import (
-    InvalidIdentifier,
-    InvalidPolicy,
-    UnknownSubjectKind,
-    clip,
-    plain,
-    plain_text,
-)
+from telecard_auth._core.errors import InvalidIdentifier, InvalidPolicy, UnknownSubjectKind
 from telecard_auth._core.normalize import MAX_INPUT_LENGTH, fold_digits, luhn_valid
-
-if TYPE_CHECKING:
-    from telecard_auth._core.receipt import Receipt
+from telecard_auth._core.receipt import Receipt
+from telecard_auth._core.text import clip, plain, plain_text
 
 __all__ = [
     "ACTIVATION_FOR_ACTUAL_USER",

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 
-from telecard_auth._core.errors import InvalidInput, InvalidMsisdn, plain
+from telecard_auth._core.errors import InvalidInput, InvalidMsisdn
+from telecard_auth._core.text import plain
 
 __all__ = ["MAX_INPUT_LENGTH", "fold_digits", "luhn_valid", "normalize_msisdn"]
 

@@ -16,15 +16,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from telecard_auth._core.errors import (
-    InvalidPolicy,
-    MalformedCode,
-    UnknownProvider,
-    UnknownService,
-    clip,
-    plain,
-    plain_text,
-)
+from telecard_auth._core.errors import InvalidPolicy, MalformedCode, UnknownProvider, UnknownService
 from telecard_auth._core.model import (
     DEFAULT_SERVICES,
     SAUDI_PROVIDERS,
@@ -33,6 +25,7 @@ from telecard_auth._core.model import (
     SubjectKind,
 )
 from telecard_auth._core.normalize import MAX_INPUT_LENGTH, fold_digits
+from telecard_auth._core.text import clip, plain, plain_text
 
 __all__ = ["CodeFormat", "GuessRisk", "Policy", "default_government_id_validator"]
 

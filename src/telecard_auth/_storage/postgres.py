@@ -29,6 +29,11 @@ ended, and the error's ``detail`` says that (its driver message, how long ago) w
 counters (connections open or opening, idle). The same diagnosis is logged as a warning
 on the ``telecard_auth.postgres`` logger, at most once per ``DIAGNOSIS_INTERVAL`` seconds per
 storage.
+
+Both storages are built alike (``_Tables``) and differ only in the waiting: the same statements
+run on a ``ConnectionPool`` or, awaited, on an ``AsyncConnectionPool``. psycopg's errors become
+``StorageError`` in one place for both (``_StorageErrors``, entered with ``with`` or ``async
+with``), which also checks the pool after a lost connection and diagnoses a pool timeout.
 """
 
 from __future__ import annotations
@@ -52,16 +57,10 @@ try:
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
     from telecard_auth._core.errors import MissingExtra
 
-    raise MissingExtra(backend="PostgreSQL", extra="postgres") from error
+    raise MissingExtra(feature="PostgresStorage", extra="postgres") from error
 
-from telecard_auth._core.errors import (
-    ConfigurationError,
-    StorageError,
-    clip,
-    driver_detail,
-    driver_reason,
-    passwords_in,
-)
+from telecard_auth._core.errors import ConfigurationError, StorageError
+from telecard_auth._core.text import clip, driver_detail, driver_reason, passwords_in
 from telecard_auth._storage.codec import decode_deleted, decode_state, encode_state
 from telecard_auth._storage.protocol import Commit, SubjectSnapshot
 
@@ -231,10 +230,56 @@ def _lost_connection(error: psycopg.Error) -> bool:
     return isinstance(error, psycopg.OperationalError) and not isinstance(error, PoolTimeout)
 
 
-class _Tables:
-    """One PostgreSQL schema's statements and migrations: shared by both PostgreSQL storages."""
+class _StorageErrors:
+    """The one place psycopg's errors become ``StorageError``, for every call of both storages.
 
-    def __init__(self, conninfo: str, schema: str, timeout: float) -> None:
+    The sync storage enters it with ``with``, the async one with ``async with``: after a lost
+    connection it first has ``pool`` replace its dead idle connections (``pool.check``, awaited
+    in the async storage), and a pool timeout is diagnosed from ``pool``'s counters.
+    """
+
+    def __init__(
+        self, tables: _Tables, pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None
+    ) -> None:
+        self._tables = tables
+        self._pool = pool
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        if not isinstance(error, psycopg.Error):
+            return
+        if _lost_connection(error) and isinstance(self._pool, ConnectionPool):
+            # The failing call pays for it, not every call (as a check on checkout would).
+            with contextlib.suppress(Exception):
+                self._pool.check()
+        raise self._tables._storage_error(error, self._pool) from error
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        lost = isinstance(error, psycopg.Error) and _lost_connection(error)
+        if lost and isinstance(self._pool, AsyncConnectionPool):
+            with contextlib.suppress(Exception):
+                await self._pool.check()
+        self.__exit__(kind, error, traceback)
+
+
+class _Tables:
+    """All that both PostgreSQL storages share: the settings, checked once, one schema's
+    statements and migrations, and the funnel of psycopg's errors (``_as_storage_errors``)."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = "public",
+        min_size: int = 1,
+        max_size: int = 16,
+        timeout: float = 30.0,
+    ) -> None:
         if not isinstance(conninfo, str):
             raise ConfigurationError(reason="the PostgreSQL connection info must be a str")
         if not isinstance(schema, str) or not schema:
@@ -251,9 +296,25 @@ class _Tables:
         self._secrets = passwords_in(conninfo)
         self._server = _server(conninfo)
         self._watch = _Watch(self._server, self._secrets)
-        names = {"schema": sql.Identifier(schema)}
-        table = sql.SQL("{schema}.telecard_subjects").format(**names)
-        self._names = names
+        self._names = {"schema": sql.Identifier(schema)}
+        self._compose()
+        # What both pools are built with; each storage adds its connection class and its name.
+        self._start(
+            {
+                "min_size": min_size,
+                "max_size": max_size,
+                "timeout": timeout,
+                "kwargs": {"autocommit": True},
+            }
+        )
+
+    def _start(self, pool_settings: dict[str, Any]) -> None:
+        """Build the pool, from ``pool_settings`` and the storage's own connection class."""
+        raise NotImplementedError
+
+    def _compose(self) -> None:
+        """Compose every statement for the schema, and render each to bytes once."""
+        table = sql.SQL("{schema}.telecard_subjects").format(**self._names)
         row = sql.SQL("subject_ref, version, incarnation, state, keep_until")
         self._load = sql.SQL(
             "SELECT version, incarnation, state, keep_until FROM {} WHERE subject_ref = %s"
@@ -324,10 +385,11 @@ class _Tables:
         return self._statements["_scan_after"], (after, limit)
 
     @staticmethod
-    def _snapshot(subject_ref: str, row: tuple[Any, ...] | None) -> SubjectSnapshot:
-        if row is None:
+    def _snapshot(subject_ref: str, rows: list[tuple[Any, ...]]) -> SubjectSnapshot:
+        """The snapshot of the rows ``_load`` read: none, or the subject's one row."""
+        if not rows:
             return SubjectSnapshot(subject_ref=subject_ref)
-        version, incarnation, state, keep_until = row
+        version, incarnation, state, keep_until = rows[0]
         return decode_state(subject_ref, version, incarnation, state, keep_until)
 
     @staticmethod
@@ -348,14 +410,21 @@ class _Tables:
         ]
         return page, (page[-1].subject_ref if page and len(page) >= limit else None)
 
-    def _error(
+    def _as_storage_errors(
+        self, pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None = None
+    ) -> _StorageErrors:
+        """The funnel of psycopg's errors, around a call on ``pool`` (or on no pool at all)."""
+        return _StorageErrors(self, pool)
+
+    def _storage_error(
         self,
         error: psycopg.Error,
-        pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None = None,
+        pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None,
     ) -> StorageError:
         """``error`` as a ``StorageError``: fixed words in its messages, the driver's in ``detail``.
 
-        A pool timeout is answered at once; its ``detail`` is the diagnosis of ``pool``.
+        Only ``_StorageErrors`` calls it. A pool timeout is answered at once; its ``detail`` is
+        the diagnosis of ``pool``.
         """
         if isinstance(error, PoolTimeout):
             stats = pool.get_stats() if pool is not None else {}
@@ -406,70 +475,33 @@ class PostgresStorage(_Tables):
     and ``max_size`` connections.
     """
 
-    def __init__(
-        self,
-        conninfo: str,
-        *,
-        schema: str = "public",
-        min_size: int = 1,
-        max_size: int = 16,
-        timeout: float = 30.0,
-    ) -> None:
-        super().__init__(conninfo, schema, timeout)
-        try:
+    def _start(self, pool_settings: dict[str, Any]) -> None:
+        with self._as_storage_errors():
             self.pool = ConnectionPool(
-                conninfo,
+                self._conninfo,
                 connection_class=_watched_connection(self._watch),
-                min_size=min_size,
-                max_size=max_size,
-                timeout=timeout,
-                kwargs={"autocommit": True},
                 open=True,
                 name="telecard-auth",
+                **pool_settings,
             )
-        except psycopg.Error as error:
-            raise self._error(error) from error
 
     def _execute(
         self, statement: bytes, parameters: tuple[Any, ...]
-    ) -> tuple[int, tuple[Any, ...] | None]:
-        """Run one statement in its own transaction; return its row count and first row."""
-        try:
-            with self.pool.connection() as connection:
-                cursor = connection.execute(statement, parameters)
-                return cursor.rowcount, cursor.fetchone() if cursor.description else None
-        except psycopg.Error as error:
-            self._after(error)
-            raise self._error(error, self.pool) from error
-
-    def _execute_all(self, statement: bytes, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Run one statement in its own transaction; return every row it returned."""
-        try:
-            with self.pool.connection() as connection:
-                return connection.execute(statement, parameters).fetchall()
-        except psycopg.Error as error:
-            self._after(error)
-            raise self._error(error, self.pool) from error
-
-    def _after(self, error: psycopg.Error) -> None:
-        """After a lost connection, replace every dead idle one, so that the next call works."""
-        if _lost_connection(error):
-            # The failing call pays for it, not every call (as a check on checkout would).
-            with contextlib.suppress(Exception):
-                self.pool.check()
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        """Run one statement in its own transaction: its row count, and the rows it returned."""
+        with self._as_storage_errors(self.pool), self.pool.connection() as connection:
+            cursor = connection.execute(statement, parameters)
+            return cursor.rowcount, cursor.fetchall() if cursor.description else []
 
     def migrate(self) -> None:
         """Create the schema, or bring an older one up to date. Safe to call at every start."""
-        try:
-            with self.pool.connection() as connection:
-                self._migrate_on(connection)
-        except psycopg.Error as error:
-            raise self._error(error, self.pool) from error
+        with self._as_storage_errors(self.pool), self.pool.connection() as connection:
+            self._migrate_on(connection)
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
         """One primary-key ``SELECT``; see ``Storage.load``."""
-        _, row = self._execute(self._statements["_load"], (subject_ref,))
-        return self._snapshot(subject_ref, row)
+        _, rows = self._execute(self._statements["_load"], (subject_ref,))
+        return self._snapshot(subject_ref, rows)
 
     def commit(self, change: Commit) -> bool:
         """One statement, one transaction, compare-and-set; see ``Storage.commit``."""
@@ -487,7 +519,7 @@ class PostgresStorage(_Tables):
         One statement: the rows returned are exactly the rows deleted, as they were. A row a
         concurrent commit holds locked is skipped, and once that commit lands it is no longer due.
         """
-        rows = self._execute_all(self._statements["_purge_returning"], (now, now, limit))
+        _, rows = self._execute(self._statements["_purge_returning"], (now, now, limit))
         return self._deleted(rows)
 
     def scan_subjects(
@@ -498,7 +530,8 @@ class PostgresStorage(_Tables):
         One ``SELECT`` over a range of the primary key, so each page costs the same however far
         the walk has gone.
         """
-        return self._page(self._execute_all(*self._scan_statement(after, limit)), limit)
+        _, rows = self._execute(*self._scan_statement(after, limit))
+        return self._page(rows, limit)
 
     def close(self) -> None:
         """Close the pool and its connections."""
@@ -517,30 +550,18 @@ class AsyncPostgresStorage(_Tables):
     The pool opens on first use; ``close()`` closes it.
     """
 
-    def __init__(
-        self,
-        conninfo: str,
-        *,
-        schema: str = "public",
-        min_size: int = 1,
-        max_size: int = 16,
-        timeout: float = 30.0,
-    ) -> None:
-        super().__init__(conninfo, schema, timeout)
+    def _start(self, pool_settings: dict[str, Any]) -> None:
         self.pool = AsyncConnectionPool(
-            conninfo,
+            self._conninfo,
             connection_class=_watched_async_connection(self._watch),
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            kwargs={"autocommit": True},
             open=False,
             name="telecard-auth-async",
+            **pool_settings,
         )
         self._opened = False
         self._closed = False
 
-    async def _pool(self) -> AsyncConnectionPool[Any]:
+    async def _open_pool(self) -> AsyncConnectionPool[Any]:
         if self._closed:
             raise StorageError(reason="the storage is closed")
         if not self._opened:
@@ -550,33 +571,14 @@ class AsyncPostgresStorage(_Tables):
 
     async def _execute(
         self, statement: bytes, parameters: tuple[Any, ...]
-    ) -> tuple[int, tuple[Any, ...] | None]:
-        try:
-            async with (await self._pool()).connection() as connection:
-                cursor = await connection.execute(statement, parameters)
-                row = await cursor.fetchone() if cursor.description else None
-                return cursor.rowcount, row
-        except psycopg.Error as error:
-            await self._after(error)
-            raise self._error(error, self.pool) from error
-
-    async def _execute_all(
-        self, statement: bytes, parameters: tuple[Any, ...]
-    ) -> list[tuple[Any, ...]]:
-        try:
-            async with (await self._pool()).connection() as connection:
-                cursor = await connection.execute(statement, parameters)
-                rows: list[tuple[Any, ...]] = await cursor.fetchall()
-                return rows
-        except psycopg.Error as error:
-            await self._after(error)
-            raise self._error(error, self.pool) from error
-
-    async def _after(self, error: psycopg.Error) -> None:
-        """See ``PostgresStorage._after``."""
-        if _lost_connection(error):
-            with contextlib.suppress(Exception):
-                await self.pool.check()
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        """See ``PostgresStorage._execute``."""
+        async with (
+            self._as_storage_errors(self.pool),
+            (await self._open_pool()).connection() as connection,
+        ):
+            cursor = await connection.execute(statement, parameters)
+            return cursor.rowcount, await cursor.fetchall() if cursor.description else []
 
     async def migrate(self) -> None:
         """See ``PostgresStorage.migrate``; runs once, on a short-lived connection of its own."""
@@ -585,16 +587,16 @@ class AsyncPostgresStorage(_Tables):
         await asyncio.to_thread(self._migrate_now)
 
     def _migrate_now(self) -> None:
-        try:
-            with psycopg.connect(self._conninfo, autocommit=True) as connection:
-                self._migrate_on(connection)
-        except psycopg.Error as error:
-            raise self._error(error) from error
+        with (
+            self._as_storage_errors(),
+            psycopg.connect(self._conninfo, autocommit=True) as connection,
+        ):
+            self._migrate_on(connection)
 
     async def load(self, subject_ref: str) -> SubjectSnapshot:
         """See ``PostgresStorage.load``."""
-        _, row = await self._execute(self._statements["_load"], (subject_ref,))
-        return self._snapshot(subject_ref, row)
+        _, rows = await self._execute(self._statements["_load"], (subject_ref,))
+        return self._snapshot(subject_ref, rows)
 
     async def commit(self, change: Commit) -> bool:
         """See ``PostgresStorage.commit``."""
@@ -608,14 +610,15 @@ class AsyncPostgresStorage(_Tables):
 
     async def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
         """See ``PostgresStorage.purge_snapshots``."""
-        rows = await self._execute_all(self._statements["_purge_returning"], (now, now, limit))
+        _, rows = await self._execute(self._statements["_purge_returning"], (now, now, limit))
         return self._deleted(rows)
 
     async def scan_subjects(
         self, after: str | None, limit: int
     ) -> tuple[list[SubjectSnapshot], str | None]:
         """See ``PostgresStorage.scan_subjects``."""
-        return self._page(await self._execute_all(*self._scan_statement(after, limit)), limit)
+        _, rows = await self._execute(*self._scan_statement(after, limit))
+        return self._page(rows, limit)
 
     async def close(self) -> None:
         """Close the pool and its connections; the storage cannot be used afterwards."""

@@ -51,6 +51,10 @@ write; with ``expiry_grace=timedelta(0)`` a key expires at its ``keep_until`` it
 finds only what has not expired yet. Storage URLs take the grace period as ``?expiry_grace=``, in
 seconds.
 
+Both storages run the same operations, each written once as a generator of steps (calls to
+redis-py): ``RedisStorage`` blocks on each step's answer, ``AsyncRedisStorage`` awaits it, and
+redis-py's errors become ``StorageError`` in one place for both.
+
 Durability is the server's: an acknowledged redemption survives a Redis restart only if the server
 persists every write (``appendonly yes`` with ``appendfsync always``), or replicates it before
 answering. Configure the server accordingly where that guarantee is needed.
@@ -63,10 +67,11 @@ import hashlib
 import inspect
 import math
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from importlib.resources import files
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 try:
     import redis
@@ -74,16 +79,10 @@ try:
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
     from telecard_auth._core.errors import MissingExtra
 
-    raise MissingExtra(backend="Redis", extra="redis") from error
+    raise MissingExtra(feature="RedisStorage", extra="redis") from error
 
-from telecard_auth._core.errors import (
-    ConfigurationError,
-    StorageError,
-    clip,
-    driver_detail,
-    driver_reason,
-    passwords_in,
-)
+from telecard_auth._core.errors import ConfigurationError, StorageError
+from telecard_auth._core.text import clip, driver_detail, driver_reason, passwords_in
 from telecard_auth._storage.codec import (
     decode_deleted,
     decode_state,
@@ -115,6 +114,13 @@ _FIELDS = ("v", "d", "k", "i")
 _MILLISECOND = timedelta(milliseconds=1)
 
 Key = bytes | str
+R = TypeVar("R")
+Client = TypeVar("Client", bound="redis.Redis | redis.asyncio.Redis")
+#: One step of an operation: a call to redis-py. Its answer (awaited, by the async storage) is
+#: sent back into the operation, and what it raises is raised there.
+Step = Callable[[], Any]
+#: An operation written once for both storages: the steps it takes, then what it returns.
+Steps = Generator[Step, Any, R]
 
 
 def _text(value: Key) -> str:
@@ -164,13 +170,25 @@ class _Scan:
         return self.cursor, tuple(self.keys)
 
 
-class _Layout:
-    """Where a subject lives and what the scripts are given: shared by both Redis storages."""
+class _RedisLayout(Generic[Client]):
+    """All that both Redis storages share: their settings, where a subject lives, what the
+    scripts are given, and every operation, written once as steps (see ``Steps``).
 
-    prefix: str
-    expiry_grace: timedelta
+    The twins differ only in how they wait on a step: ``RedisStorage`` blocks on it,
+    ``AsyncRedisStorage`` awaits it. Either way redis-py's errors leave as ``StorageError``, in
+    one place: ``_as_storage_errors``.
+    """
 
-    def _configure(self, prefix: str, expiry_grace: timedelta) -> None:
+    #: The client class that a URL builds.
+    _client_class: ClassVar[type[Any]]
+
+    def __init__(
+        self,
+        client: Client | str,
+        *,
+        prefix: str = "telecard",
+        expiry_grace: timedelta = DEFAULT_EXPIRY_GRACE,
+    ) -> None:
         if not isinstance(expiry_grace, timedelta) or expiry_grace < timedelta(0):
             raise ConfigurationError(reason="expiry_grace must be a timedelta of zero or more")
         self.prefix = prefix
@@ -178,6 +196,14 @@ class _Layout:
         self._grace_ms = math.ceil(expiry_grace / _MILLISECOND)
         self._pattern = _glob_escape(prefix) + ":{*}"
         self._scan_state: tuple[int, tuple[Key, ...]] = (0, ())
+        self.client: Client = (
+            _client(client, self._client_class.from_url) if isinstance(client, str) else client
+        )
+        self._describe(client if isinstance(client, str) else None)
+        # A Script or an AsyncScript: called, it answers or gives what to await.
+        self._commit: Any = self.client.register_script(COMMIT_SCRIPT)
+        self._purge: Any = self.client.register_script(PURGE_SCRIPT)
+        self._pool = _pool_of(self.client)
 
     def key(self, subject_ref: str) -> str:
         """The hash that holds everything about ``subject_ref``."""
@@ -185,6 +211,119 @@ class _Layout:
 
     def _subject_ref(self, key: Key) -> str:
         return _text(key)[len(self.prefix) + 2 : -1]
+
+    def _describe(self, url: str | None) -> None:
+        """Note the server's address for ``StorageError.detail``, and the passwords it must not
+        repeat: the URL's and the client's own."""
+        settings = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
+        settings = settings if isinstance(settings, dict) else {}
+        password = settings.get("password")
+        found = passwords_in(url) if url is not None else ()
+        self._secrets = (*found, password) if isinstance(password, str) else found
+        user = f"{settings['username']}@" if settings.get("username") else ""
+        place = settings.get("path") or f"{settings.get('host', '')}:{settings.get('port', '')}"
+        where = f"{user}{place}/{settings.get('db', 0)}" if settings else ""
+        self._server = f"Redis {clip(where, 200)}" if where else "Redis"
+
+    @contextlib.contextmanager
+    def _as_storage_errors(self) -> Iterator[None]:
+        """The one place redis-py's errors become ``StorageError``: fixed words in its messages,
+        the driver's in ``detail``."""
+        try:
+            yield
+        except redis.RedisError as error:
+            detail = driver_detail(self._server, error, self._secrets)
+            raise StorageError(reason=_reason(error), detail=detail) from error
+
+    @staticmethod
+    def _hang_up(connection: Any) -> Any:
+        """Drop ``connection``, whose answer may still be on its way (the waiting is the twin's)."""
+        raise NotImplementedError
+
+    # --- the operations, as steps ----------------------------------------------------------
+
+    def _migrate_steps(self) -> Steps[None]:
+        yield partial(self.client.script_load, COMMIT_SCRIPT)
+        yield partial(self.client.script_load, PURGE_SCRIPT)
+
+    def _load_steps(self, subject_ref: str) -> Steps[SubjectSnapshot]:
+        held = yield partial(self.client.hmget, self.key(subject_ref), _FIELDS)
+        return self._snapshot(subject_ref, held)
+
+    def _commit_steps(self, change: Commit) -> Steps[bool]:
+        key = self.key(change.subject_ref)
+        arguments = self._arguments(change)
+        if self._pool is None:
+            return bool((yield partial(self._commit, keys=[key], args=arguments)))
+        return bool((yield from self._commit_once(*self._pool, key, arguments)))
+
+    def _commit_once(
+        self, pool: Any, checkout: tuple[str, ...], key: str, arguments: list[Any]
+    ) -> Steps[Any]:
+        """Run the commit script once on a connection of ``pool``, outside redis-py's retries."""
+        connection = yield partial(pool.get_connection, *checkout)
+        try:
+            yield partial(connection.send_command, *_evalsha(key, arguments))
+            try:
+                return (yield connection.read_response)
+            except redis.exceptions.NoScriptError:
+                pass  # the server ran nothing: it has lost the script (a restart, SCRIPT FLUSH)
+            yield partial(connection.send_command, "SCRIPT", "LOAD", COMMIT_SCRIPT)
+            yield connection.read_response
+            yield partial(connection.send_command, *_evalsha(key, arguments))
+            return (yield connection.read_response)
+        except redis.ResponseError:
+            raise  # the server answered: the connection is in step
+        except BaseException:
+            # Broken off mid-command (a failure, a cancelled task): an answer may still be on its
+            # way, so the connection is never used again.
+            with contextlib.suppress(Exception):
+                yield partial(self._hang_up, connection)
+            raise
+        finally:
+            yield partial(pool.release, connection)
+
+    def _purge_steps(self, now: datetime, limit: int) -> Steps[list[SubjectSnapshot]]:
+        """``SCAN`` from where the last call stopped, and one purge script call per key found."""
+        scan = _Scan(*self._scan_state)
+        deleted: list[SubjectSnapshot] = []
+        arguments = [micros(now)]
+        try:
+            while len(deleted) < limit and not scan.over:
+                key = scan.next_key()
+                if key is None:
+                    cursor = scan.scan_from()
+                    scan.scanned(
+                        (
+                            yield partial(
+                                self.client.scan, cursor, match=self._pattern, count=SCAN_COUNT
+                            )
+                        )
+                    )
+                    continue
+                held = yield partial(self._purge, keys=[key], args=arguments)
+                if held:
+                    deleted.append(self._deleted(key, held))
+        finally:
+            self._scan_state = scan.state()
+        return deleted
+
+    def _scan_steps(
+        self, after: str | None, limit: int
+    ) -> Steps[tuple[list[SubjectSnapshot], str | None]]:
+        """One ``SCAN`` with ``COUNT`` ``limit``, then one pipelined ``HMGET`` per key found."""
+        cursor = _scan_cursor(after)
+        found, keys = yield partial(self.client.scan, cursor, match=self._pattern, count=limit)
+        fields: list[Any] = []
+        if keys:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(key, _FIELDS)
+            # execute() gives its connection back to the pool itself, however it ends.
+            fields = yield pipe.execute
+        return self._page(keys, fields), _next_cursor(found)
+
+    # --- what the steps send and what they read back -----------------------------------------
 
     def _arguments(self, change: Commit) -> list[Any]:
         keep_ms = max(1, math.ceil((change.keep_until - change.written_at).total_seconds() * 1000))
@@ -224,33 +363,46 @@ class _Layout:
             if held[0] is not None and held[1] is not None
         ]
 
-    def _describe(self, client: Any, url: str | None) -> None:
-        """Note the server's address for ``StorageError.detail``, and the passwords it must not
-        repeat: the URL's and the client's own."""
-        settings = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
-        settings = settings if isinstance(settings, dict) else {}
-        password = settings.get("password")
-        found = passwords_in(url) if url is not None else ()
-        self._secrets = (*found, password) if isinstance(password, str) else found
-        user = f"{settings['username']}@" if settings.get("username") else ""
-        place = settings.get("path") or f"{settings.get('host', '')}:{settings.get('port', '')}"
-        where = f"{user}{place}/{settings.get('db', 0)}" if settings else ""
-        self._server = f"Redis {clip(where, 200)}" if where else "Redis"
-
-    def _error(self, error: redis.RedisError) -> StorageError:
-        """``error`` as a ``StorageError``: fixed words for its messages, the driver's in detail."""
-        if isinstance(error, redis.TimeoutError):
-            reason = "the database did not answer in time"
-        elif isinstance(error, redis.ConnectionError):
-            reason = "the database cannot be reached"
-        elif isinstance(error, redis.ResponseError):
-            reason = "the database refused the command"
-        else:
-            reason = "the database failed"
-        return StorageError(reason=reason, detail=driver_detail(self._server, error, self._secrets))
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self.prefix!r})"
+
+
+class _Run(Generic[R]):
+    """An operation being run: the step it asks for next, given how the last one ended."""
+
+    def __init__(self, steps: Steps[R]) -> None:
+        self._steps = steps
+        self._answer: Any = None
+        self._failure: BaseException | None = None
+        self.result: R
+
+    def next_step(self) -> Step | None:
+        """The step to take next, or ``None`` once the operation has returned its ``result``."""
+        failure, self._failure = self._failure, None
+        try:
+            return self._steps.send(self._answer) if failure is None else self._steps.throw(failure)
+        except StopIteration as done:
+            self.result = done.value
+            return None
+
+    def answered(self, answer: Any) -> None:
+        """The last step returned ``answer``: the operation gets it back."""
+        self._answer = answer
+
+    def failed(self, error: BaseException) -> None:
+        """The last step raised ``error``: it is raised in the operation, which may handle it."""
+        self._failure = error
+
+
+def _reason(error: redis.RedisError) -> str:
+    """Fixed words for what went wrong: a message never carries the driver's own."""
+    if isinstance(error, redis.TimeoutError):
+        return "the database did not answer in time"
+    if isinstance(error, redis.ConnectionError):
+        return "the database cannot be reached"
+    if isinstance(error, redis.ResponseError):
+        return "the database refused the command"
+    return "the database failed"
 
 
 def _scan_cursor(after: str | None) -> int:
@@ -290,56 +442,6 @@ def _evalsha(key: str, arguments: list[Any]) -> tuple[Any, ...]:
     return ("EVALSHA", _COMMIT_SHA, 1, key, *arguments)
 
 
-def _commit_once(pool: Any, checkout: tuple[str, ...], key: str, arguments: list[Any]) -> Any:
-    """Run the commit script once on a connection of ``pool``, outside redis-py's retries."""
-    connection = pool.get_connection(*checkout)
-    try:
-        connection.send_command(*_evalsha(key, arguments))
-        try:
-            return connection.read_response()
-        except redis.exceptions.NoScriptError:
-            pass  # the server ran nothing: it has lost the script (a restart, SCRIPT FLUSH)
-        connection.send_command("SCRIPT", "LOAD", COMMIT_SCRIPT)
-        connection.read_response()
-        connection.send_command(*_evalsha(key, arguments))
-        return connection.read_response()
-    except redis.ResponseError:
-        raise  # the server answered: the connection is in step
-    except BaseException:
-        # Whatever broke off mid-command, an answer may still be on its way: never reuse it.
-        with contextlib.suppress(Exception):
-            connection.disconnect()
-        raise
-    finally:
-        pool.release(connection)
-
-
-async def _commit_once_async(
-    pool: Any, checkout: tuple[str, ...], key: str, arguments: list[Any]
-) -> Any:
-    """``_commit_once`` for ``redis.asyncio``."""
-    connection = await pool.get_connection(*checkout)
-    try:
-        await connection.send_command(*_evalsha(key, arguments))
-        try:
-            return await connection.read_response()
-        except redis.exceptions.NoScriptError:
-            pass  # the server ran nothing: it has lost the script (a restart, SCRIPT FLUSH)
-        await connection.send_command("SCRIPT", "LOAD", COMMIT_SCRIPT)
-        await connection.read_response()
-        await connection.send_command(*_evalsha(key, arguments))
-        return await connection.read_response()
-    except redis.ResponseError:
-        raise  # the server answered: the connection is in step
-    except BaseException:
-        # Cancelled or broken off mid-command: an answer may still be on its way.
-        with contextlib.suppress(Exception):
-            await connection.disconnect(nowait=True)
-        raise
-    finally:
-        await pool.release(connection)
-
-
 def _client(url: str, factory: Callable[[str], Any]) -> Any:
     try:
         client = factory(url)
@@ -353,7 +455,7 @@ def _client(url: str, factory: Callable[[str], Any]) -> Any:
     return client
 
 
-class RedisStorage(_Layout):
+class RedisStorage(_RedisLayout[redis.Redis]):
     """Storage in Redis. ``client`` is a ``redis.Redis`` or a ``redis://`` / ``rediss://`` URL.
 
     Keys are named ``<prefix>:{<subject_ref>}``. ``expiry_grace`` is how long a subject's key
@@ -363,48 +465,34 @@ class RedisStorage(_Layout):
     A commit is never re-sent, whatever the client's ``retry`` setting: see the module's notes.
     """
 
-    def __init__(
-        self,
-        client: redis.Redis | str,
-        *,
-        prefix: str = "telecard",
-        expiry_grace: timedelta = DEFAULT_EXPIRY_GRACE,
-    ) -> None:
-        self._configure(prefix, expiry_grace)
-        self.client: redis.Redis = (
-            _client(client, redis.Redis.from_url) if isinstance(client, str) else client
-        )
-        self._describe(self.client, client if isinstance(client, str) else None)
-        self._commit = self.client.register_script(COMMIT_SCRIPT)
-        self._purge = self.client.register_script(PURGE_SCRIPT)
-        self._pool = _pool_of(self.client)
+    _client_class = redis.Redis
+
+    def _run(self, steps: Steps[R]) -> R:
+        """Take each step as it comes, blocking until it answers."""
+        run = _Run(steps)
+        with self._as_storage_errors():
+            while (step := run.next_step()) is not None:
+                try:
+                    run.answered(step())
+                except BaseException as error:  # the operation's to handle, or to let through
+                    run.failed(error)
+        return run.result
+
+    @staticmethod
+    def _hang_up(connection: Any) -> None:
+        connection.disconnect()
 
     def migrate(self) -> None:
         """Load the scripts on the server ahead of their first use. There is no schema."""
-        try:
-            self.client.script_load(COMMIT_SCRIPT)
-            self.client.script_load(PURGE_SCRIPT)
-        except redis.RedisError as error:
-            raise self._error(error) from error
+        self._run(self._migrate_steps())
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
         """One ``HMGET``; see ``Storage.load``."""
-        try:
-            held = self.client.hmget(self.key(subject_ref), _FIELDS)
-        except redis.RedisError as error:
-            raise self._error(error) from error
-        return self._snapshot(subject_ref, held)
+        return self._run(self._load_steps(subject_ref))
 
     def commit(self, change: Commit) -> bool:
         """One script call, compare-and-set, sent once; see ``Storage.commit``."""
-        arguments = self._arguments(change)
-        key = self.key(change.subject_ref)
-        try:
-            if self._pool is None:
-                return bool(self._commit(keys=[key], args=arguments))
-            return bool(_commit_once(*self._pool, key, arguments))
-        except redis.RedisError as error:
-            raise self._error(error) from error
+        return self._run(self._commit_steps(change))
 
     def purge(self, now: datetime, limit: int) -> int:
         """Delete up to ``limit`` subjects past their ``keep_until``; see the module's notes."""
@@ -415,24 +503,7 @@ class RedisStorage(_Layout):
 
         ``SCAN`` from where the last call stopped, and one purge script call per key found.
         """
-        scan = _Scan(*self._scan_state)
-        deleted: list[SubjectSnapshot] = []
-        arguments = [micros(now)]
-        try:
-            while len(deleted) < limit and not scan.over:
-                key = scan.next_key()
-                if key is None:
-                    cursor = scan.scan_from()
-                    scan.scanned(self.client.scan(cursor, match=self._pattern, count=SCAN_COUNT))
-                    continue
-                held = self._purge(keys=[key], args=arguments)
-                if held:
-                    deleted.append(self._deleted(key, held))
-        except redis.RedisError as error:
-            raise self._error(error) from error
-        finally:
-            self._scan_state = scan.state()
-        return deleted
+        return self._run(self._purge_steps(now, limit))
 
     def scan_subjects(
         self, after: str | None, limit: int
@@ -441,18 +512,7 @@ class RedisStorage(_Layout):
 
         One ``SCAN`` with ``COUNT`` ``limit``, then one pipelined ``HMGET`` per key found.
         """
-        cursor = _scan_cursor(after)
-        try:
-            found, keys = self.client.scan(cursor, match=self._pattern, count=limit)
-            fields: list[Any] = []
-            if keys:
-                with self.client.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.hmget(key, _FIELDS)
-                    fields = pipe.execute()
-        except redis.RedisError as error:
-            raise self._error(error) from error
-        return self._page(keys, fields), _next_cursor(found)
+        return self._run(self._scan_steps(after, limit))
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -465,54 +525,41 @@ class RedisStorage(_Layout):
         self.close()
 
 
-class AsyncRedisStorage(_Layout):
+class AsyncRedisStorage(_RedisLayout[redis.asyncio.Redis]):
     """``RedisStorage`` for asyncio (``redis.asyncio``): the same keys, scripts and documents.
 
     A commit is never re-sent, as with ``RedisStorage``.
     """
 
-    def __init__(
-        self,
-        client: redis.asyncio.Redis | str,
-        *,
-        prefix: str = "telecard",
-        expiry_grace: timedelta = DEFAULT_EXPIRY_GRACE,
-    ) -> None:
-        self._configure(prefix, expiry_grace)
-        self.client: redis.asyncio.Redis = (
-            _client(client, redis.asyncio.Redis.from_url) if isinstance(client, str) else client
-        )
-        self._describe(self.client, client if isinstance(client, str) else None)
-        self._commit = self.client.register_script(COMMIT_SCRIPT)
-        self._purge = self.client.register_script(PURGE_SCRIPT)
-        self._pool = _pool_of(self.client)
+    _client_class = redis.asyncio.Redis
+
+    async def _run(self, steps: Steps[R]) -> R:
+        """Take each step as it comes, awaiting its answer."""
+        run = _Run(steps)
+        with self._as_storage_errors():
+            while (step := run.next_step()) is not None:
+                try:
+                    run.answered(await step())
+                except BaseException as error:  # a cancellation too: the commit cleans up
+                    run.failed(error)
+        return run.result
+
+    @staticmethod
+    def _hang_up(connection: Any) -> Awaitable[None]:
+        # Cancelled, it must not wait for a stream that may never drain.
+        return cast(Awaitable[None], connection.disconnect(nowait=True))
 
     async def migrate(self) -> None:
         """See ``RedisStorage.migrate``."""
-        try:
-            await self.client.script_load(COMMIT_SCRIPT)
-            await self.client.script_load(PURGE_SCRIPT)
-        except redis.RedisError as error:
-            raise self._error(error) from error
+        await self._run(self._migrate_steps())
 
     async def load(self, subject_ref: str) -> SubjectSnapshot:
         """See ``RedisStorage.load``."""
-        try:
-            held = await self.client.hmget(self.key(subject_ref), _FIELDS)
-        except redis.RedisError as error:
-            raise self._error(error) from error
-        return self._snapshot(subject_ref, held)
+        return await self._run(self._load_steps(subject_ref))
 
     async def commit(self, change: Commit) -> bool:
         """See ``RedisStorage.commit``."""
-        arguments = self._arguments(change)
-        key = self.key(change.subject_ref)
-        try:
-            if self._pool is None:
-                return bool(await self._commit(keys=[key], args=arguments))
-            return bool(await _commit_once_async(*self._pool, key, arguments))
-        except redis.RedisError as error:
-            raise self._error(error) from error
+        return await self._run(self._commit_steps(change))
 
     async def purge(self, now: datetime, limit: int) -> int:
         """See ``RedisStorage.purge``."""
@@ -520,42 +567,13 @@ class AsyncRedisStorage(_Layout):
 
     async def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
         """See ``RedisStorage.purge_snapshots``."""
-        scan = _Scan(*self._scan_state)
-        deleted: list[SubjectSnapshot] = []
-        arguments = [micros(now)]
-        try:
-            while len(deleted) < limit and not scan.over:
-                key = scan.next_key()
-                if key is None:
-                    cursor = scan.scan_from()
-                    answer = await self.client.scan(cursor, match=self._pattern, count=SCAN_COUNT)
-                    scan.scanned(answer)
-                    continue
-                held = await self._purge(keys=[key], args=arguments)
-                if held:
-                    deleted.append(self._deleted(key, held))
-        except redis.RedisError as error:
-            raise self._error(error) from error
-        finally:
-            self._scan_state = scan.state()
-        return deleted
+        return await self._run(self._purge_steps(now, limit))
 
     async def scan_subjects(
         self, after: str | None, limit: int
     ) -> tuple[list[SubjectSnapshot], str | None]:
         """See ``RedisStorage.scan_subjects``."""
-        cursor = _scan_cursor(after)
-        try:
-            found, keys = await self.client.scan(cursor, match=self._pattern, count=limit)
-            fields: list[Any] = []
-            if keys:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.hmget(key, _FIELDS)
-                    fields = await pipe.execute()
-        except redis.RedisError as error:
-            raise self._error(error) from error
-        return self._page(keys, fields), _next_cursor(found)
+        return await self._run(self._scan_steps(after, limit))
 
     async def close(self) -> None:
         """Close the client's connections."""

@@ -18,21 +18,27 @@ Durability choices, and why:
   ``purge_snapshots`` reads the deleted rows back with ``RETURNING`` (SQLite 3.35 or later).
 - ``scan_subjects`` reads a page of rows in ``subject_ref`` order through the primary key, one
   ``SELECT`` a page; its cursor is the last ``subject_ref`` of a full page.
+
+Both storages are built the same way (``_SQLiteFile``); the asyncio one runs the sync one's calls
+on a worker thread of its own, so every sqlite3 error becomes ``StorageError`` in one place
+(``SQLiteStorage._as_storage_errors``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Literal, TypeVar, cast
 
-from telecard_auth._core.errors import ConfigurationError, StorageError, clip, driver_detail, plain
+from telecard_auth._core.errors import ConfigurationError, StorageError
+from telecard_auth._core.text import clip, driver_detail, plain
 from telecard_auth._storage.codec import (
     decode_deleted,
     decode_state,
@@ -96,17 +102,8 @@ _SCAN_AFTER = (
 )
 
 
-class SQLiteStorage:
-    """Storage in one SQLite file. Call ``migrate()`` once to create or upgrade the schema.
-
-    >>> import tempfile, pathlib
-    >>> folder = tempfile.mkdtemp()
-    >>> storage = SQLiteStorage(pathlib.Path(folder) / "codes.db")
-    >>> storage.migrate()
-    >>> storage.load("nobody").version
-    0
-    >>> storage.close()
-    """
+class _SQLiteFile:
+    """The file and how it is written: the settings of both SQLite storages, checked once."""
 
     def __init__(
         self,
@@ -126,10 +123,44 @@ class SQLiteStorage:
         self.path = plain(where)
         self.synchronous = cast(Literal["full", "normal"], plain(synchronous))
         self._timeout = timeout
+        self._start()
+
+    def _start(self) -> None:
+        """Set up what the calls wait on: a connection per thread, or one worker thread."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r}, synchronous={self.synchronous!r})"
+
+
+class SQLiteStorage(_SQLiteFile):
+    """Storage in one SQLite file. Call ``migrate()`` once to create or upgrade the schema.
+
+    >>> import tempfile, pathlib
+    >>> folder = tempfile.mkdtemp()
+    >>> storage = SQLiteStorage(pathlib.Path(folder) / "codes.db")
+    >>> storage.migrate()
+    >>> storage.load("nobody").version
+    0
+    >>> storage.close()
+    """
+
+    def _start(self) -> None:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._pid = os.getpid()
+
+    @contextlib.contextmanager
+    def _as_storage_errors(self, *, opening: bool = False) -> Iterator[None]:
+        """The one place sqlite3's errors become ``StorageError``: fixed words in its messages,
+        the driver's (and the file's name) in ``detail``."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            # sqlite3 rarely names the file; the log that reads this needs to know which one.
+            detail = driver_detail(f"SQLite {clip(self.path, 200)}", error)
+            raise StorageError(reason=_reason(error, opening=opening), detail=detail) from error
 
     def _connection(self) -> sqlite3.Connection:
         if self._pid != os.getpid():
@@ -139,27 +170,24 @@ class SQLiteStorage:
             self._pid = os.getpid()
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            try:
-                connection = sqlite3.connect(
-                    self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-                )
-            except sqlite3.Error as error:
-                raise self._cannot_open(error) from error
-            try:
-                self._set_wal(connection)
-                connection.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-            except sqlite3.Error as error:
-                connection.close()
-                raise self._cannot_open(error) from error
+            connection = self._open()
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
         return connection
 
-    def _cannot_open(self, error: sqlite3.Error) -> StorageError:
-        return StorageError(
-            reason="the database file cannot be opened", detail=_detail(error, self.path)
-        )
+    def _open(self) -> sqlite3.Connection:
+        with self._as_storage_errors(opening=True):
+            connection = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                self._set_wal(connection)
+                connection.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            except BaseException:
+                connection.close()
+                raise
+        return connection
 
     def _set_wal(self, connection: sqlite3.Connection) -> None:
         # Switching a file to WAL needs an exclusive lock, and SQLite reports "locked" at once
@@ -177,7 +205,7 @@ class SQLiteStorage:
     def migrate(self) -> None:
         """Create the schema, or bring an older one up to date. Safe to call at every start."""
         connection = self._connection()
-        try:
+        with self._as_storage_errors():
             connection.execute("BEGIN IMMEDIATE")
             try:
                 connection.execute(
@@ -199,15 +227,11 @@ class SQLiteStorage:
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as error:
-            raise _storage_error(error, self.path) from error
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
         """Everything stored for ``subject_ref``; see ``Storage.load``."""
-        try:
+        with self._as_storage_errors():
             row = self._connection().execute(_LOAD, (subject_ref,)).fetchone()
-        except sqlite3.Error as error:
-            raise _storage_error(error, self.path) from error
         if row is None:
             return SubjectSnapshot(subject_ref=subject_ref)
         version, incarnation, state, keep_until = row
@@ -215,29 +239,14 @@ class SQLiteStorage:
 
     def commit(self, change: Commit) -> bool:
         """One statement, one transaction, compare-and-set; see ``Storage.commit``."""
-        state = encode_state(change)
-        keep_until = micros(change.keep_until)
-        try:
-            if change.expected_version == 0:
-                cursor = self._connection().execute(
-                    _INSERT, (change.subject_ref, change.incarnation, keep_until, state)
-                )
-            else:
-                token = (change.subject_ref, change.expected_version, change.incarnation)
-                if change.keep_until == change.stored_keep_until:
-                    cursor = self._connection().execute(_UPDATE_STATE, (state, *token))
-                else:
-                    cursor = self._connection().execute(_UPDATE, (keep_until, state, *token))
-        except sqlite3.Error as error:
-            raise _storage_error(error, self.path) from error
+        with self._as_storage_errors():
+            cursor = self._connection().execute(*_commit_statement(change))
         return cursor.rowcount == 1
 
     def purge(self, now: datetime, limit: int) -> int:
         """Delete up to ``limit`` subjects past their ``keep_until``; one short statement."""
-        try:
+        with self._as_storage_errors():
             cursor = self._connection().execute(_PURGE, (micros(now), limit))
-        except sqlite3.Error as error:
-            raise _storage_error(error, self.path) from error
         return cursor.rowcount
 
     def purge_snapshots(self, now: datetime, limit: int) -> list[SubjectSnapshot]:
@@ -246,10 +255,8 @@ class SQLiteStorage:
         One statement, ``DELETE … RETURNING``: the rows returned are exactly the rows deleted,
         as they were, and a commit cannot land between reading a row and deleting it.
         """
-        try:
+        with self._as_storage_errors():
             rows = self._connection().execute(_PURGE_RETURNING, (micros(now), limit)).fetchall()
-        except sqlite3.Error as error:
-            raise _storage_error(error, self.path) from error
         return [
             decode_deleted(subject_ref, version, incarnation, state, from_micros(keep_until))
             for subject_ref, version, incarnation, state, keep_until in rows
@@ -263,13 +270,8 @@ class SQLiteStorage:
         One ``SELECT`` through the primary key; the cursor is the last ``subject_ref`` of a full
         page, and ``None`` after a short one.
         """
-        try:
-            if after is None:
-                rows = self._connection().execute(_SCAN_FIRST, (limit,)).fetchall()
-            else:
-                rows = self._connection().execute(_SCAN_AFTER, (after, limit)).fetchall()
-        except sqlite3.Error as error:
-            raise _storage_error(error, self.path) from error
+        with self._as_storage_errors():
+            rows = self._connection().execute(*_scan_statement(after, limit)).fetchall()
         page = [
             decode_state(subject_ref, version, incarnation, state, from_micros(keep_until))
             for subject_ref, version, incarnation, state, keep_until in rows
@@ -290,8 +292,22 @@ class SQLiteStorage:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"SQLiteStorage({self.path!r}, synchronous={self.synchronous!r})"
+
+def _commit_statement(change: Commit) -> tuple[str, tuple[Any, ...]]:
+    """The compare-and-set statement that writes ``change``, with its parameters."""
+    state = encode_state(change)
+    keep_until = micros(change.keep_until)
+    if change.expected_version == 0:
+        return _INSERT, (change.subject_ref, change.incarnation, keep_until, state)
+    token = (change.subject_ref, change.expected_version, change.incarnation)
+    if change.keep_until == change.stored_keep_until:
+        return _UPDATE_STATE, (state, *token)
+    return _UPDATE, (keep_until, state, *token)
+
+
+def _scan_statement(after: str | None, limit: int) -> tuple[str, tuple[Any, ...]]:
+    """The ``SELECT`` of the page after ``after`` (from the first subject if ``None``)."""
+    return (_SCAN_FIRST, (limit,)) if after is None else (_SCAN_AFTER, (after, limit))
 
 
 def _resume_after(page: list[SubjectSnapshot], limit: int) -> str | None:
@@ -299,21 +315,16 @@ def _resume_after(page: list[SubjectSnapshot], limit: int) -> str | None:
     return page[-1].subject_ref if page and len(page) >= limit else None
 
 
-def _storage_error(error: sqlite3.Error, path: str) -> StorageError:
-    """``error`` as a ``StorageError``: fixed words in its messages, the driver's in ``detail``."""
+def _reason(error: sqlite3.Error, *, opening: bool) -> str:
+    """Fixed words for what went wrong: a message never carries the driver's own."""
+    if opening:
+        return "the database file cannot be opened"
     if "no such table" in str(error):
-        reason = "the schema is missing; call migrate() first"
-    else:
-        reason = "the database failed the operation"
-    return StorageError(reason=reason, detail=_detail(error, path))
+        return "the schema is missing; call migrate() first"
+    return "the database failed the operation"
 
 
-def _detail(error: sqlite3.Error, path: str) -> str:
-    # sqlite3 rarely names the file; the log that reads this needs to know which one.
-    return driver_detail(f"SQLite {clip(path, 200)}", error)
-
-
-class AsyncSQLiteStorage:
+class AsyncSQLiteStorage(_SQLiteFile):
     """``SQLiteStorage`` for asyncio: every call runs on the storage's own worker thread.
 
     SQLite has no asynchronous interface, so calls leave the event loop for one dedicated thread
@@ -322,14 +333,8 @@ class AsyncSQLiteStorage:
     ``SQLiteStorage``.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        synchronous: Literal["full", "normal"] = "full",
-        timeout: float = 30.0,
-    ) -> None:
-        self.sync = SQLiteStorage(path, synchronous=synchronous, timeout=timeout)
+    def _start(self) -> None:
+        self.sync = SQLiteStorage(self.path, synchronous=self.synchronous, timeout=self._timeout)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telecard-sqlite")
         self._closed = False
 
@@ -376,6 +381,3 @@ class AsyncSQLiteStorage:
 
     async def __aexit__(self, *_: object) -> None:
         await self.close()
-
-    def __repr__(self) -> str:
-        return f"Async{self.sync!r}"

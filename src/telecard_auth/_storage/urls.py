@@ -16,7 +16,8 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, unquote, unquote_plus, urlsplit
 
-from telecard_auth._core.errors import ConfigurationError, InvalidStorageUrl, clip, plain
+from telecard_auth._core.errors import ConfigurationError, InvalidStorageUrl
+from telecard_auth._core.text import clip, plain
 from telecard_auth._storage.protocol import AsyncStorageBackend, StorageBackend
 
 __all__ = ["async_storage_from_url", "storage_from_url"]
