@@ -38,7 +38,7 @@ FEWEST_RUNS = 1_000
 def _need_atheris() -> None:
     if importlib.util.find_spec("atheris") is not None:
         return
-    message = "atheris (the 'fuzz' extra) is not installed"
+    message = "atheris (the 'fuzz' dependency group) is not installed"
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message}; CI=true requires it", pytrace=False)
     pytest.skip(message)
