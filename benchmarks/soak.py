@@ -58,6 +58,7 @@ import secrets
 import statistics
 import sys
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -96,6 +97,11 @@ UNHEARD = "(no event)"
 
 #: Refusal codes that mean the storage failed, not the rules: counted as errors.
 STORAGE_FAILURES = ("storage_error", "storage_contention")
+
+
+def agent_of(request_id: str) -> str:
+    """The agent whose reference a request carries: the same for every retry of the request."""
+    return f"agent-{zlib.crc32(request_id.encode()) % AGENTS}"
 
 
 class ScaledClock:
@@ -220,8 +226,11 @@ class Worker:
     def redeem(
         self, subject: Subject, provider: str, code: str, service: str, request_id: str
     ) -> object:
-        """Redeem with a request id and an agent's reference; the audit event must carry it."""
-        reference = f"agent-{self.rng.randrange(AGENTS)}"
+        """Redeem with a request id and an agent's reference; the audit event must carry it.
+
+        A request's reference is part of it: a retry of the request names the same agent.
+        """
+        reference = agent_of(request_id)
         result = self.timed(
             self.issuer.redeem,
             subject,
@@ -333,7 +342,13 @@ class Worker:
         if rng.random() < 0.05:  # noqa: PLR2004 - the mix
             if rng.random() < 0.5:  # noqa: PLR2004 - half of the retries repeat the request
                 again = self.timed(
-                    self.issuer.redeem, subject, provider, code, service, request_id=request_id
+                    self.issuer.redeem,
+                    subject,
+                    provider,
+                    code,
+                    service,
+                    request_id=request_id,
+                    reference=agent_of(request_id),
                 )
                 if again != first:
                     self.report.violations.append(

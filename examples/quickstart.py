@@ -2,14 +2,15 @@
 
 Two sides meet here. The issuing platform holds the keys: a ``Keyring`` that turns codes and
 identity numbers into keyed hashes, and a ``ReceiptSigner`` that signs every redemption. The
-operator holds one line of text, the signer's public key, and with it alone checks any receipt.
-Run it::
+operator holds the signer's public JWK Set, a JSON document with nothing secret in it, and with it
+alone checks any receipt: a JSON Web Token, which any JOSE library can verify as well. Run it::
 
     python examples/quickstart.py
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -20,14 +21,13 @@ from telecard_auth import (
     ReceiptSigner,
     Storage,
     Subject,
-    VerifyKey,
     storage_from_url,
     verify_receipt,
 )
 
 
 def main() -> int:
-    """Run the walk; the exit status is 0 when the receipt verified with the public key."""
+    """Run the walk; the exit status is 0 when the receipt verified with the public JWK Set."""
     with (
         tempfile.TemporaryDirectory() as folder,
         storage_from_url(f"sqlite:///{Path(folder) / 'codes.db'}") as storage,
@@ -53,13 +53,12 @@ def walk(storage: Storage) -> int:
 
     # STC's agent types the code the customer hands over, for one service.
     redemption = issuer.redeem(customer, "stc", issued.code, "new_line")
-    assert redemption.receipt is not None  # the issuer has a signer, so every redemption has one
-    receipt_text = redemption.receipt.to_text()
-    print(f"redeemed for {redemption.service.name_en}; receipt {receipt_text[:24]}…")
+    token = redemption.receipt.token  # the issuer has a signer, so every redemption has one
+    print(f"redeemed for {redemption.service.name_en}; receipt {token[:24]}…")
 
-    # The operator: nothing but the published public key line and the receipt's text.
-    public_line = signer.current.public_key.to_text()
-    checked = verify_receipt(receipt_text, VerifyKey.from_text(public_line))
+    # The operator, STC: nothing but the published JWK Set and the receipt's token.
+    published = json.dumps(signer.public_jwks())
+    checked = verify_receipt(token, json.loads(published), audience="stc")
     print(
         f"receipt verified with key {checked.key_id}: {checked.service_id} at {checked.provider_id}"
     )

@@ -115,10 +115,10 @@ def test_a_spent_failure_budget_leaves_recovery_codes_until_a_day_later(
 
     with pytest.raises(FailureBudgetExhausted) as refused:  # no live recovery code left
         issuer.redeem(customer, "stc", wrong(recovery.code), "new_line")
-    retry_after = refused.value.retry_after
-    assert START + timedelta(minutes=1) + timedelta(hours=24) == retry_after
+    retry_at = refused.value.retry_at
+    assert START + timedelta(minutes=1) + timedelta(hours=24) == retry_at
 
-    clock.set(retry_after)  # a day passes in one call
+    clock.set(retry_at)  # a day passes in one call
     again = issuer.issue(customer, "stc")  # an ordinary code: the budget is no longer spent
     assert 5 == issuer.status(customer, again.code_id).attempts_left
     assert again.code_id == issuer.redeem(customer, "stc", again.code, "new_line").code_id

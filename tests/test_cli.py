@@ -8,7 +8,6 @@ show a traceback.
 from __future__ import annotations
 
 import ast
-import base64
 import functools
 import io
 import json
@@ -38,7 +37,6 @@ from telecard_auth import (
     LiveCodeLimitReached,
     ManualClock,
     MissingExtra,
-    Receipt,
     SQLiteStorage,
     StorageError,
     Subject,
@@ -47,6 +45,7 @@ from telecard_auth import (
     UnknownSigningKey,
     WrongCode,
     events,
+    verify_receipt,
 )
 from telecard_auth._issuer import shell as _issuer  # where code ids are made
 from telecard_auth.cli import (
@@ -57,16 +56,14 @@ from telecard_auth.cli import (
     ENV_STORAGE,
     EXAMPLES,
     KEY_FILE_NAME,
-    KeyFile,
     NoRotation,
     UsageError,
     build_parser,
     exit_status,
     main,
-    read_key_file,
-    write_key_file,
 )
 from telecard_auth.cli._parser import parse
+from telecard_auth.keys import KeySet, load_keys, save_keys
 
 CITIZEN = "1000000008"
 RESIDENT = "2129040479"
@@ -195,12 +192,13 @@ def test_init_makes_an_owner_only_key_file_and_a_migrated_database(home: Path, c
     assert 0o600 == stat.S_IMODE(keys_path.stat().st_mode)
     assert 0o700 == stat.S_IMODE(home.stat().st_mode)
     assert not [p for p in home.iterdir() if p.name.endswith(".tmp")]
-    keys = read_key_file(keys_path)
+    keys = load_keys(keys_path)
     assert ("k1", "r1") == (answer["hmac_key_id"], answer["signing_key_id"])
-    assert keys.signer.current.public_key.to_text() == answer["public_key"]
+    assert keys.public_jwks() == answer["jwks"]
     document = json.loads(keys_path.read_text())
-    assert 1 == document["format"]
-    assert document["receipt_signing_keys"][0]["private_key"].startswith("tar1-private:r1:")
+    assert [("k1", "oct", "hmac"), ("p1", "oct", "pseudonym"), ("r1", "OKP", "receipt")] == [
+        (jwk["kid"], jwk["kty"], jwk["role"]) for jwk in document["keys"]
+    ]
     with SQLiteStorage(home / DATABASE_NAME) as storage:
         assert 0 == storage.load("nobody").version  # the schema is there
 
@@ -220,27 +218,32 @@ def test_init_refuses_to_replace_a_key_file_unless_forced(home: Path, cli: Cli) 
 
 
 def test_the_key_file_round_trips_and_rotation_keeps_every_key(private: Path) -> None:
-    keys = KeyFile.generate(datetime(2026, 1, 1, tzinfo=UTC))
+    keys = KeySet.generate(datetime(2026, 1, 1, tzinfo=UTC))
     path = private / "new-folder" / "keys.json"
-    write_key_file(path, keys)
+    save_keys(path, keys)
     assert 0o700 == stat.S_IMODE(path.parent.stat().st_mode)
-    assert keys == read_key_file(path)
+    assert keys == load_keys(path)
     rotated = keys.rotated(datetime(2026, 2, 1, tzinfo=UTC), hmac=True, signing=False)
-    write_key_file(path, rotated)
-    again = read_key_file(path)
+    save_keys(path, rotated)
+    again = load_keys(path)
     assert ["k1", "k2"] == [key.key_id for key in again.keyring.keys]
     assert ["r1"] == [key.key_id for key in again.signer.keys]
     assert keys.keyring.pseudonym_keys == again.keyring.pseudonym_keys
     assert ["p1"] == [key.key_id for key in again.keyring.pseudonym_keys]
-    assert datetime(2026, 2, 1, tzinfo=UTC) == again.hmac_added_at["k2"]
+    assert datetime(2026, 2, 1, tzinfo=UTC) == again.added_at["k2"]
 
 
 # --- the five-minute path: issue, redeem, verify, status -------------------------------------
 
 
-def test_issue_redeem_verify_and_status(ready: Path, cli: Cli) -> None:
-    public = cli("keys", "public").out.strip()
-    assert re.fullmatch(r"tar1-public:r1:[A-Za-z0-9_-]{43}", public)
+def test_issue_redeem_verify_and_status(ready: Path, cli: Cli, tmp_path: Path) -> None:
+    jwks = cli("keys", "public", "--jwks")
+    assert 0 == jwks.status
+    public = tmp_path / "jwks.json"
+    public.write_text(jwks.out)
+    assert [("OKP", "Ed25519", "r1")] == [
+        (jwk["kty"], jwk["crv"], jwk["kid"]) for jwk in json.loads(jwks.out)["keys"]
+    ]
 
     issued = issue(cli)
     assert re.fullmatch(r"[0-9]{8}", issued["code"])
@@ -260,7 +263,16 @@ def test_issue_redeem_verify_and_status(ready: Path, cli: Cli) -> None:
     assert CITIZEN not in used.out  # a pseudonym, never the identity number
     assert "r1" == redemption["receipt_key_id"]
 
-    verified = cli("--json", "receipt", "verify", redemption["receipt"], "--public-key", public)
+    verified = cli(
+        "--json",
+        "receipt",
+        "verify",
+        redemption["receipt"],
+        "--provider",
+        "stc",
+        "--jwks",
+        str(public),
+    )
     assert 0 == verified.status
     fields = verified.json()
     assert fields["verified"] is True
@@ -291,10 +303,12 @@ def test_people_read_the_code_in_groups_and_get_the_receipt_on_one_line(
     assert "valid until:" in shown.out
     used = redeem(cli, code.group(1))
     assert 0 == used.status
-    receipt = re.search(r"^receipt: +(tar1\.\S+)$", used.out, re.MULTILINE)
+    receipt = re.search(r"^receipt: +(eyJ\S+)$", used.out, re.MULTILINE)
     assert receipt is not None
-    assert code_id.group(1) == Receipt.parse(receipt.group(1)).code_id
-    assert 0 == cli("receipt", "verify", receipt.group(1)).status  # the key file's keys
+    keys = load_keys(ready / KEY_FILE_NAME)
+    assert code_id.group(1) == verify_receipt(receipt.group(1), keys.signer, audience="stc").code_id
+    # the key file's keys
+    assert 0 == cli("receipt", "verify", receipt.group(1), "--provider", "stc").status
 
 
 def test_a_retry_with_the_same_request_id_gets_the_same_receipt(ready: Path, cli: Cli) -> None:
@@ -313,7 +327,7 @@ def test_a_receipt_can_be_read_from_stdin(
 ) -> None:
     receipt = redeem(cli, issue(cli)["code"], "--json").json()["receipt"]
     monkeypatch.setattr(sys, "stdin", io.StringIO(receipt + "\n"))
-    assert 0 == cli("receipt", "verify", "-").status
+    assert 0 == cli("receipt", "verify", "-", "--provider", "stc").status
 
 
 def test_revoke_cancels_a_code(ready: Path, cli: Cli) -> None:
@@ -444,13 +458,18 @@ def test_every_documented_command_line_parses(line: str) -> None:
     ("error", "status"),
     [
         (InvalidIdentifier(kind="citizen", kind_ar="مواطن", reason="r", reason_ar="س"), 2),
-        (LiveCodeLimitReached(limit=3, next_free=datetime(2026, 3, 1, tzinfo=UTC)), 3),
+        (
+            LiveCodeLimitReached(
+                limit=3, next_free=datetime(2026, 3, 1, tzinfo=UTC), retry_after=1
+            ),
+            3,
+        ),
         (CodeExpired(expired_at=datetime(2026, 3, 1, tzinfo=UTC)), 4),
         (UnknownCode(), 5),
         (MissingExtra(feature="RedisStorage", extra="redis"), 6),
         (ConfigurationError(reason="r"), 6),
         (StorageError(reason="r"), 7),
-        (UnknownSigningKey(key_id="r1"), 8),
+        (UnknownSigningKey(), 8),
         (TelecardAuthError(), 1),
         (RuntimeError(), 1),
     ],
@@ -464,7 +483,6 @@ def test_exit_statuses_follow_the_error_families(error: BaseException, status: i
     [
         (["frobnicate"], "unknown_command"),
         (["keys", "frobnicate"], "unknown_command"),
-        ([], "usage"),
         (["issue", "--kind", "citizen", "--provider", "stc"], "usage"),
         (["issue", "--kind", "alien", "--id", CITIZEN, "--provider", "stc"], "usage"),
         (["purge", "--batch-size", "0"], "usage"),
@@ -529,7 +547,7 @@ def test_ids_and_codes_in_arabic_indic_digits_are_accepted(ready: Path, cli: Cli
 
 
 def test_an_expired_code_is_refused_with_exit_4(ready: Path, cli: Cli) -> None:
-    keys = read_key_file(ready / KEY_FILE_NAME)
+    keys = load_keys(ready / KEY_FILE_NAME)
     five_hours_ago = ManualClock(datetime.now(UTC) - timedelta(hours=5))
     with SQLiteStorage(ready / DATABASE_NAME) as storage:
         issuer = CodeIssuer(storage, keyring=keys.keyring, clock=five_hours_ago, signer=keys.signer)
@@ -620,11 +638,12 @@ def test_a_key_file_the_os_will_not_open_is_refused(
     [
         (b"{not json", "not valid JSON"),
         (b"\xff\xfe", "not UTF-8"),
-        (b"[]", "no format field"),
-        (b'{"format": 2}', "format is 2"),
-        (b'{"format": 1, "hmac_keys": []}', "hmac_keys is empty"),
-        (b'{"format": 1, "hmac_keys": [{"id": "k1", "secret": "!!"}]}', "secret is not base64"),
-        (b'{"format": 1, "hmac_keys": [{"id": "k1", "secret": "AAAA"}]}', "at least 32 bytes"),
+        (b"[]", "a JWK must be a JSON object"),
+        (b'{"format": 1, "hmac_keys": []}', 'a JSON object with a "keys" list'),
+        (b'{"keys": []}', 'a JSON object with a "keys" list'),
+        (b'{"keys": [{"kty": "oct", "kid": "k1", "role": "hmac", "k": "!!"}]}', "keys[0]: k is"),
+        (b'{"keys": [{"kty": "oct", "kid": "k1", "role": "hmac", "k": "AAAA"}]}', "32 bytes"),
+        (b'{"keys": [{"kty": "oct", "kid": "k1", "k": "AAAA"}]}', "keys[0]: role and kty"),
     ],
 )
 def test_a_corrupt_key_file_is_refused_with_what_is_wrong(
@@ -659,11 +678,16 @@ def test_tampered_and_malformed_receipts(ready: Path, cli: Cli) -> None:
     receipt = redeem(cli, issue(cli)["code"], "--json").json()["receipt"]
     head, payload, signature = receipt.split(".")
     forged = f"{head}.{payload}.{'A' * len(signature)}"
-    assert 8 == cli("receipt", "verify", forged).status
-    assert 2 == cli("receipt", "verify", "tar1.not-a-receipt").status
-    bad_key = cli("receipt", "verify", receipt, "--public-key", "tar1-private:r1:oops")
+    assert 8 == cli("receipt", "verify", forged, "--provider", "stc").status
+    assert 2 == cli("receipt", "verify", "not.a-receipt", "--provider", "stc").status
+    elsewhere = cli("receipt", "verify", receipt, "--provider", "mobily")
+    assert 8 == elsewhere.status
+    assert elsewhere.error_line.startswith("error [receipt_mismatch]:")
+    not_jwks = ready / "not-jwks.json"
+    not_jwks.write_text('{"keys": "r1"}')
+    bad_key = cli("receipt", "verify", receipt, "--provider", "stc", "--jwks", str(not_jwks))
     assert 2 == bad_key.status
-    assert bad_key.error_line.startswith("error [invalid_argument]: The value of --public-key")
+    assert bad_key.error_line.startswith("error [invalid_argument]: The value of --jwks")
 
 
 def test_an_incomplete_recipient_is_exit_2(ready: Path, cli: Cli) -> None:
@@ -701,27 +725,31 @@ def test_an_unexpected_failure_is_one_line_unless_debugging(
 # --- keys, purge, demo -------------------------------------------------------------------------
 
 
-def test_rotation_keeps_old_codes_working_and_signs_with_the_new_key(ready: Path, cli: Cli) -> None:
-    old_public = cli("keys", "public").out.strip()
+def test_rotation_keeps_old_codes_working_and_signs_with_the_new_key(
+    ready: Path, cli: Cli, tmp_path: Path
+) -> None:
+    old_public = tmp_path / "old-jwks.json"
+    old_public.write_text(cli("keys", "public", "--jwks").out)
     before = issue(cli)
     rotated = cli("--json", "keys", "rotate")
     assert 0 == rotated.status
     answer = rotated.json()
     assert ("k2", "r2") == (answer["hmac_key_id"], answer["signing_key_id"])
-    assert answer["public_key"].startswith("tar1-public:r2:")
+    assert ["r1", "r2"] == [jwk["kid"] for jwk in answer["jwks"]["keys"]]
     assert 0o600 == stat.S_IMODE((ready / KEY_FILE_NAME).stat().st_mode)
 
     used = redeem(cli, before["code"], "--json")
     assert 0 == used.status  # issued under k1, redeemed with k2 current
     receipt = used.json()["receipt"]
-    assert "r2" == Receipt.parse(receipt).key_id
-    old_only = cli("receipt", "verify", receipt, "--public-key", old_public)
+    assert "r2" == verify_receipt(receipt, answer["jwks"], audience="stc").key_id
+    old_only = cli("receipt", "verify", receipt, "--provider", "stc", "--jwks", str(old_public))
     assert 8 == old_only.status
     assert old_only.error_line.startswith("error [unknown_signing_key]:")
-    assert [old_public, answer["public_key"]] == cli("keys", "public").out.split()
-    assert 0 == cli("receipt", "verify", receipt).status
+    assert answer["jwks"] == json.loads(cli("keys", "public", "--jwks").out)
+    assert ["r1", "r2"] == [jwk["kid"] for jwk in cli("--json", "keys", "public").json()["keys"]]
+    assert 0 == cli("receipt", "verify", receipt, "--provider", "stc").status
 
-    keys = read_key_file(ready / KEY_FILE_NAME)
+    keys = load_keys(ready / KEY_FILE_NAME)
     after = issue(cli)
     with SQLiteStorage(ready / DATABASE_NAME) as storage:
         snapshot = CodeIssuer(storage, keyring=keys.keyring).status(
@@ -733,17 +761,21 @@ def test_rotation_keeps_old_codes_working_and_signs_with_the_new_key(ready: Path
     assert ["k1", "k2"] == signing_only["hmac_key_ids"]
 
 
-def test_operators_verify_with_a_file_of_public_keys(ready: Path, cli: Cli, tmp_path: Path) -> None:
+def test_operators_verify_with_the_public_jwk_set(ready: Path, cli: Cli, tmp_path: Path) -> None:
     receipt = redeem(cli, issue(cli)["code"], "--json").json()["receipt"]
-    operator_keys = tmp_path / "operator-keys.txt"
-    operator_keys.write_text("# from the issuer\n" + cli("keys", "public").out)
-    assert 0 == cli("receipt", "verify", receipt, "--public-key-file", str(operator_keys)).status
-    missing = cli("receipt", "verify", receipt, "--public-key-file", str(tmp_path / "none.txt"))
+    operator_keys = tmp_path / "jwks.json"
+    operator_keys.write_text(cli("keys", "public", "--jwks").out)
+    assert '"d"' not in operator_keys.read_text()
+    verified = cli("receipt", "verify", receipt, "--provider", "stc", "--jwks", str(operator_keys))
+    assert 0 == verified.status
+    missing = cli(
+        "receipt", "verify", receipt, "--provider", "stc", "--jwks", str(tmp_path / "none.json")
+    )
     assert 2 == missing.status
 
 
 def test_purge_deletes_finished_records_and_needs_no_keys(ready: Path, cli: Cli) -> None:
-    keys = read_key_file(ready / KEY_FILE_NAME)
+    keys = load_keys(ready / KEY_FILE_NAME)
     long_ago = ManualClock(datetime.now(UTC) - timedelta(days=3))
     with SQLiteStorage(ready / DATABASE_NAME) as storage:
         issuer = CodeIssuer(storage, keyring=keys.keyring, clock=long_ago)
@@ -857,8 +889,8 @@ def refusal(run: Run, code: str, key_file: Path | None = None) -> str:
     assert re.match(rf"(error|خطأ) \[{code}\]: ", line), line
     if key_file is not None and key_file.exists() and not key_file.is_symlink():
         document = json.loads(key_file.read_text())
-        for key in (*document["hmac_keys"], *document["pseudonym_keys"]):
-            assert key["secret"] not in run.out + run.err
+        for key in document["keys"]:
+            assert key.get("k", key.get("d")) not in run.out + run.err
     return line
 
 
@@ -978,15 +1010,15 @@ def test_files_and_directories_owned_by_root_stay_trusted(
 ) -> None:
     """For any user, root's files and directories are trusted (as ssh trusts them); others' not."""
     keys = ready / KEY_FILE_NAME
-    expected = read_key_file(keys)
+    expected = load_keys(keys)
     monkeypatch.setattr(os, "geteuid", lambda: 4242)  # we are someone, reading root's files
-    assert expected == read_key_file(keys)
+    assert expected == load_keys(keys)
     os.chown(keys, SOMEONE_ELSE, -1)
     with pytest.raises(ConfigurationError) as refused:
-        read_key_file(keys)
+        load_keys(keys)
     assert "key_file_not_owned" == refused.value.code
     os.chown(keys, 4242, -1)
-    assert expected == read_key_file(keys)
+    assert expected == load_keys(keys)
 
 
 @posix_only
@@ -998,7 +1030,7 @@ def test_a_named_pipe_is_refused_at_once(private: Path) -> None:
 
     def read() -> None:
         try:
-            outcome.append(read_key_file(fifo))
+            outcome.append(load_keys(fifo))
         except ConfigurationError as error:
             outcome.append(error)
 
@@ -1018,31 +1050,31 @@ def test_a_named_pipe_is_refused_at_once(private: Path) -> None:
 
 @posix_only
 def test_keys_are_never_written_where_others_could_change_them(private: Path) -> None:
-    """write_key_file refuses a directory others can write and writes nothing there."""
-    keys = KeyFile.generate(datetime(2026, 1, 1, tzinfo=UTC))
+    """save_keys refuses a directory others can write and writes nothing there."""
+    keys = KeySet.generate(datetime(2026, 1, 1, tzinfo=UTC))
     shared = private / "shared"
     shared.mkdir()
     for mode, code in ((0o770, "key_directory_writable"), (0o1777, "key_directory_shared")):
         shared.chmod(mode)
         with pytest.raises(ConfigurationError) as refused:
-            write_key_file(shared / KEY_FILE_NAME, keys)
+            save_keys(shared / KEY_FILE_NAME, keys)
         assert code == refused.value.code
         assert [] == list(shared.iterdir())
     with pytest.raises(ConfigurationError) as refused:  # nor in a new directory made there
-        write_key_file(shared / "inner" / KEY_FILE_NAME, keys)
+        save_keys(shared / "inner" / KEY_FILE_NAME, keys)
     assert "key_directory_shared" == refused.value.code
     assert [] == list(shared.iterdir())
 
 
 @posix_only
 def test_keys_are_never_written_through_a_symlink(ready: Path, cli: Cli, private: Path) -> None:
-    """write_key_file, init --force and keys rotate leave a link and the file it points to alone."""
+    """save_keys, init --force and keys rotate leave a link and the file it points to alone."""
     keys = ready / KEY_FILE_NAME
     before = keys.read_bytes()
     link = private / "link.json"
     link.symlink_to(keys)
     with pytest.raises(ConfigurationError) as refused:
-        write_key_file(link, KeyFile.generate(datetime(2026, 1, 1, tzinfo=UTC)))
+        save_keys(link, KeySet.generate(datetime(2026, 1, 1, tzinfo=UTC)))
     assert "key_file_symlink" == refused.value.code
     refusal(cli("--keys", str(link), "init", "--force"), "key_file_symlink", keys)
     refusal(cli("--keys", str(link), "keys", "rotate"), "key_file_symlink", keys)
@@ -1182,7 +1214,7 @@ def test_a_missing_code_or_id_names_every_way_to_give_it(home: Path, cli: Cli) -
             ["--storage", "-", "issue", "--kind", "citizen", "--id", "-", "--provider", "stc"],
             "--storage, --id",
         ),
-        (["--storage", "-", "receipt", "verify", "-"], "--storage, RECEIPT"),
+        (["--storage", "-", "receipt", "verify", "-", "--provider", "stc"], "--storage, RECEIPT"),
         (
             [
                 "issue",
@@ -1384,7 +1416,8 @@ def redeem_for(cli: Cli, kind: str, identifier: str, provider: str, code: str) -
 def pseudonym_keys_in(path: Path) -> tuple[list[str], bool]:
     """The pseudonym key ids a key file holds, oldest first, and whether the newer waits."""
     document = json.loads(path.read_text())
-    return [key["id"] for key in document["pseudonym_keys"]], document["pseudonym_standby"]
+    pseudonym = [key["kid"] for key in document["keys"] if key["role"] == "pseudonym"]
+    return pseudonym, document["pseudonym_standby"]
 
 
 def test_a_pseudonym_key_rotates_end_to_end(ready: Path, cli: Cli) -> None:
@@ -1420,7 +1453,7 @@ def test_a_pseudonym_key_rotates_end_to_end(ready: Path, cli: Cli) -> None:
     assert (3, "p1") == (counts["moved"], counts["retired"])
     assert counts["scanned"] >= len(CUSTOMERS) + 1
     assert (["p2"], False) == pseudonym_keys_in(key_file)
-    assert ["p2"] == [key.key_id for key in read_key_file(key_file).keyring.pseudonym_keys]
+    assert ["p2"] == [key.key_id for key in load_keys(key_file).keyring.pseudonym_keys]
 
     for (kind, identifier, provider), issued in zip(CUSTOMERS, second, strict=True):
         run = redeem_for(cli, kind, identifier, provider, issued["code"])
@@ -1525,32 +1558,6 @@ def test_a_new_rotation_before_the_move_is_refused(ready: Path, cli: Cli) -> Non
     assert before == (ready / KEY_FILE_NAME).read_bytes()
 
 
-def test_a_key_file_with_a_single_pseudonym_secret_still_loads_as_p1(ready: Path, cli: Cli) -> None:
-    """A key file written before pseudonym keys rotated ("pseudonym_secret") is read with that
-    secret as key p1: customers filed under it are found, and a rotation writes the new shape."""
-    key_file = ready / KEY_FILE_NAME
-    issued = issue(cli)
-    document = json.loads(key_file.read_text())
-    (p1,) = document.pop("pseudonym_keys")
-    del document["pseudonym_standby"]
-    document["pseudonym_secret"] = p1["secret"]
-    key_file.write_text(json.dumps(document))
-    assert 0o600 == stat.S_IMODE(key_file.stat().st_mode)
-
-    keys = read_key_file(key_file)
-    assert (["p1"], False) == (
-        [key.key_id for key in keys.keyring.pseudonym_keys],
-        keys.keyring.pseudonym_standby,
-    )
-    assert base64.b64decode(p1["secret"]) == keys.keyring.pseudonym_key.secret
-    assert 0 == redeem(cli, issued["code"]).status
-    assert 0 == cli("keys", "rotate", "--pseudonym").status
-    rewritten = json.loads(key_file.read_text())
-    assert "pseudonym_secret" not in rewritten
-    assert [p1["secret"]] == [key["secret"] for key in rewritten["pseudonym_keys"][:1]]
-    assert (["p1", "p2"], True) == pseudonym_keys_in(key_file)
-
-
 def test_redeem_names_the_customer_by_a_pseudonym_for_each_provider(ready: Path, cli: Cli) -> None:
     """Redeem's JSON carries ``customer_ref`` (never ``subject_ref`` nor the ID): the same at one
     provider, different at another for the same customer."""
@@ -1629,7 +1636,7 @@ SHORTEST = {
     "keys rotate --pseudonym": ["keys", "rotate", "--pseudonym"],
     "keys move": ["keys", "move"],
     "keys public": ["keys", "public"],
-    "receipt verify": ["receipt", "verify", "tar1.x"],
+    "receipt verify": ["receipt", "verify", "eyJ.x.y", "--provider", "stc"],
     "demo": ["demo"],
 }
 README = DOCS.parents[1] / "README.md"
@@ -1654,8 +1661,8 @@ def test_print_gives_one_field_alone_for_a_shell_to_capture(ready: Path, cli: Cl
     used = redeem(cli, code, "--print", "receipt")
     assert (0, "") == (used.status, used.err)
     [receipt] = used.out.splitlines()
-    assert receipt.startswith("tar1.")
-    verified = cli("receipt", "verify", receipt, "--print", "verified")
+    assert receipt.startswith("eyJ")
+    verified = cli("receipt", "verify", receipt, "--provider", "stc", "--print", "verified")
     assert (0, "true\n") == (verified.status, verified.out)
 
 
@@ -1691,11 +1698,11 @@ def test_print_shows_a_list_as_one_line_of_json_and_with_json_every_field_as_jso
     ready: Path, cli: Cli
 ) -> None:
     """A list prints as one line of JSON; with --json, a string prints as a JSON string."""
-    current = read_key_file(ready / KEY_FILE_NAME).signer.current.public_key.to_text()
-    listed = cli("keys", "public", "--print", "public_keys")
-    assert (0, f'["{current}"]\n') == (listed.status, listed.out)
+    jwk = load_keys(ready / KEY_FILE_NAME).signer.current.public_key.to_jwk()
+    listed = cli("keys", "public", "--print", "keys")
+    assert (0, json.dumps([jwk], ensure_ascii=False) + "\n") == (listed.status, listed.out)
     quoted = cli("--json", "keys", "public", "--print", "current")
-    assert (0, f'"{current}"\n') == (quoted.status, quoted.out)
+    assert (0, '"r1"\n') == (quoted.status, quoted.out)
 
 
 def test_print_refuses_an_unknown_field_before_the_command_runs(ready: Path, cli: Cli) -> None:
@@ -1731,7 +1738,7 @@ def test_keys_rotate_pseudonym_names_the_fields_of_its_own_answer(ready: Path, c
     assert "telecard-auth keys rotate answers with no field 'standby'" in refused.error_line
     wrong = cli("keys", "rotate", "--pseudonym", "--print", "hmac_key_id")
     assert "keys rotate --pseudonym answers with no field 'hmac_key_id'" in wrong.error_line
-    keys = read_key_file(ready / KEY_FILE_NAME)
+    keys = load_keys(ready / KEY_FILE_NAME)
     assert (["k1"], ["p1"]) == (
         [key.key_id for key in keys.keyring.keys],
         [key.key_id for key in keys.keyring.pseudonym_keys],
@@ -1769,7 +1776,7 @@ def test_every_answer_has_the_fields_that_print_may_name(ready: Path, cli: Cli) 
         "redeem": None,
         "status": [*SHORTEST["status"][:-2], *code_id],
         "revoke": [*SHORTEST["revoke"][:-2], *code_id],
-        "receipt verify": ["receipt", "verify", redeemed["receipt"]],
+        "receipt verify": ["receipt", "verify", redeemed["receipt"], "--provider", "stc"],
         "keys public": SHORTEST["keys public"],
         "keys rotate": SHORTEST["keys rotate"],
         "keys rotate --pseudonym": SHORTEST["keys rotate --pseudonym"],
@@ -1838,31 +1845,18 @@ PUBLIC = [
     "ENV_STORAGE",
     "EXAMPLES",
     "EXIT_STATUSES",
-    "KEY_FILE_FORMAT",
     "KEY_FILE_NAME",
     "PROG",
     "DatabaseMissing",
     "InvalidArgument",
-    "KeyDirectoryNotOwned",
-    "KeyDirectoryShared",
-    "KeyDirectoryWritable",
-    "KeyFile",
     "KeyFileExists",
-    "KeyFileExposed",
-    "KeyFileNotOwned",
-    "KeyFileNotWritten",
-    "KeyFileSymlink",
-    "KeyFileUnreadable",
     "NoRotation",
-    "NotInitialized",
     "UnknownCommand",
     "UsageError",
     "build_parser",
     "default_home",
     "exit_status",
     "main",
-    "read_key_file",
-    "write_key_file",
 ]
 # Import one module of the command in a fresh interpreter, with the package's __init__ left out,
 # so that it gets only what the module itself imports.

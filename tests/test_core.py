@@ -459,7 +459,7 @@ def test_budget_spent_without_live_recovery_code_refuses_before_comparing(
     expected = (FailureBudgetExhausted, False, (refused("failure_budget_exhausted"),))
     assert expected == summary(decision)
     assert isinstance(decision.error, FailureBudgetExhausted)
-    assert retry_after == decision.error.retry_after
+    assert retry_after == decision.error.retry_at
 
 
 @pytest.mark.parametrize(

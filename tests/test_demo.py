@@ -33,7 +33,7 @@ def test_every_step_of_the_walk_behaves_as_the_rules_say() -> None:
         "transfer_not_bound",
         "naming the person who receives the number",
         "code_expired",
-        "tar1.",
+        "signed receipt (a JWT): eyJ",
         "typed as '",
         "سارت",
     ):

@@ -233,8 +233,8 @@ def test_each_error_declares_the_fields_of_its_messages(
     fields = _fields(error_class)
     placeholders = _placeholders(error_class.template_en) | _placeholders(error_class.template_ar)
     assert set() == placeholders - set(fields)
-    # Only a storage error's driver text is a field that no message shows.
-    hidden = {"detail"} if issubclass(error_class, StorageError) else set()
+    # Only a storage error's driver text and the seconds to wait are fields no message shows.
+    hidden = {"detail"} if issubclass(error_class, StorageError) else {"retry_after"} & set(fields)
     assert hidden == set(fields) - placeholders
     error = error_class(**fields)
     for message, template in (
@@ -247,7 +247,8 @@ def test_each_error_declares_the_fields_of_its_messages(
             for name in _placeholders(template)
             if isinstance(fields[name], str)
         )
-    assert {name: fields[name] for name in placeholders} == dict(error.details)
+    kept = placeholders | (hidden - {"detail"})
+    assert {name: fields[name] for name in kept} == dict(error.details)
 
 
 @pytest.mark.parametrize("error_class", [c for c in ERRORS + CLI_ERRORS if _fields(c)], ids=_ids)
@@ -332,17 +333,17 @@ def test_braces_in_a_detail_are_not_formatted() -> None:
 
 
 def test_datetime_detail_shown_to_the_second() -> None:
-    """Datetimes are shown in ISO form to the second."""
+    """Datetimes are shown for people in Riyadh time, to the minute (or second if any)."""
     error = CodeExpired(expired_at=datetime(2026, 3, 1, 13, 0, 0, 123456, tzinfo=UTC))
-    assert "The code expired at 2026-03-01T13:00:00+00:00; ask for a new code." == (
+    assert "The code expired at 1 March 2026, 16:00 Riyadh time; ask for a new code." == (
         error.message_en
     )
 
 
 def test_details_are_kept_and_read_only() -> None:
     """details holds the raw values and cannot be changed."""
-    error = LiveCodeLimitReached(limit=3, next_free=MOMENT)
-    assert {"limit": 3, "next_free": MOMENT} == dict(error.details)
+    error = LiveCodeLimitReached(limit=3, next_free=MOMENT, retry_after=60)
+    assert {"limit": 3, "next_free": MOMENT, "retry_after": 60} == dict(error.details)
     with pytest.raises(TypeError):
         error.details["limit"] = 4  # type: ignore[index]
 
@@ -382,18 +383,18 @@ def test_errors_survive_pickling(error_class: type[TelecardAuthError]) -> None:
 
 def test_errors_can_be_copied() -> None:
     """copy.copy() of an error (as done by some frameworks) works and keeps the details."""
-    error = LiveCodeLimitReached(limit=3, next_free=MOMENT)
+    error = LiveCodeLimitReached(limit=3, next_free=MOMENT, retry_after=60)
     copied = copy.copy(error)
     assert dict(error.details) == dict(copied.details)
     assert str(error) == str(copied)
 
 
 def test_times_in_details_are_typed_attributes() -> None:
-    """expired_at and retry_after read the details as datetimes, and survive pickling."""
+    """expired_at and retry_at read the details as datetimes, and survive pickling."""
     moment = datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
     expired = CodeExpired(expired_at=moment)
-    budget = FailureBudgetExhausted(retry_after=moment)
+    budget = FailureBudgetExhausted(retry_at=moment, retry_after=60)
     expired_again = pickle.loads(pickle.dumps(expired))  # noqa: S301 - our own object
     budget_again = pickle.loads(pickle.dumps(budget))  # noqa: S301 - our own object
     assert moment == expired.expired_at == expired_again.expired_at
-    assert moment == budget.retry_after == budget_again.retry_after
+    assert moment == budget.retry_at == budget_again.retry_at

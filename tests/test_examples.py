@@ -31,12 +31,12 @@ def run(script: str, folder: Path) -> str:
 
 
 def test_quickstart_redeems_a_code_and_verifies_its_receipt(tmp_path: Path) -> None:
-    """Issue, redeem on SQLite, and a receipt verified with the public key alone."""
+    """Issue, redeem on SQLite, and a receipt verified with the public JWK Set alone."""
     lines = run("quickstart.py", tmp_path).splitlines()
     assert 3 == len(lines)
     assert lines[0].startswith("issued code ")
     assert " for STC, good until " in lines[0]
-    assert lines[1].startswith("redeemed for New SIM (new line); receipt tar1.")
+    assert lines[1].startswith("redeemed for New SIM (new line); receipt eyJ")
     assert "receipt verified with key r1: new_line at stc" == lines[2]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import json
 import os
 import random
 import re
@@ -115,7 +116,7 @@ def test_target_replays_its_seeds_in_process(name: str) -> None:
 def test_seeds_reach_the_accepting_paths() -> None:
     """The seeds are worth having: they hold values the library accepts, not only junk."""
     _need_atheris()
-    from telecard_auth import Receipt, Subject, normalize_msisdn
+    from telecard_auth import SigningKey, Subject, VerifyKey, normalize_msisdn, verify_receipt
 
     assert "+966551234567" == normalize_msisdn(
         (FUZZ / "corpus" / "normalize" / "msisdn-arabic-indic").read_bytes()[1:].decode()
@@ -126,8 +127,14 @@ def test_seeds_reach_the_accepting_paths() -> None:
             (FUZZ / "corpus" / "normalize" / "citizen").read_bytes()[1:].decode()
         ).identifier
     )
-    text = (FUZZ / "corpus" / "receipt" / "receipt").read_bytes()[1:].decode()
-    assert text == Receipt.parse(text).to_text()
+    receipts = FUZZ / "corpus" / "receipt"
+    target = _load("fuzz_receipt")
+    token = (receipts / "receipt").read_bytes()[1:].decode()
+    assert token == verify_receipt(token, target.JWKS, audience=target.AUDIENCE).token
+    private = json.loads((receipts / "private-jwk").read_bytes()[1:])
+    assert private == SigningKey.from_jwk(private).to_jwk()
+    public = json.loads((receipts / "public-jwks").read_bytes()[1:])
+    assert public == {"keys": [key.to_jwk() for key in VerifyKey.from_jwks(public)]}
 
 
 @pytest.mark.parametrize("name", TARGETS)

@@ -625,7 +625,7 @@ def test_clock_without_aware_datetime_is_invalid_time(
     storage: MemoryStorage, keyring: Keyring, citizen: Subject, bad_clock: object
 ) -> None:
     """The issuer refuses a naive or non-datetime 'now' with InvalidTime and stores nothing."""
-    issuer = CodeIssuer(storage, keyring=keyring, clock=bad_clock)  # type: ignore[arg-type]
+    issuer = CodeIssuer(storage, keyring=keyring, clock=bad_clock)  # type: ignore[call-overload]
     with pytest.raises(InvalidTime) as caught:
         issuer.issue(citizen, "stc")
     assert "invalid_time" == caught.value.code
@@ -711,13 +711,13 @@ def test_endless_contention_ends_in_storage_contention(
 @pytest.mark.parametrize(
     "build",
     [
-        lambda keyring, clock: CodeIssuer(object(), keyring=keyring, clock=clock),  # type: ignore[arg-type]
-        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring="secret", clock=clock),  # type: ignore[arg-type]
-        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, policy={}, clock=clock),  # type: ignore[arg-type]
-        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, clock=object()),  # type: ignore[arg-type]
+        lambda keyring, clock: CodeIssuer(object(), keyring=keyring, clock=clock),  # type: ignore[call-overload]
+        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring="secret", clock=clock),  # type: ignore[call-overload]
+        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, policy={}, clock=clock),  # type: ignore[call-overload]
+        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, clock=object()),  # type: ignore[call-overload]
         lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, signer=keyring),
         lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, events=[print]),  # type: ignore[list-item]
-        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, events=object()),  # type: ignore[arg-type]
+        lambda keyring, clock: CodeIssuer(MemoryStorage(), keyring=keyring, events=object()),  # type: ignore[call-overload]
     ],
     ids=["storage", "keyring", "policy", "clock", "signer", "events", "events-type"],
 )

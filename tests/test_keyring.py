@@ -19,7 +19,12 @@ from typing import Any
 import attrs
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.strategies import hmac_secrets, key_ids, short_secrets, subjects, weak_secrets
@@ -237,12 +242,15 @@ def test_weak_secrets_are_refused_when_evolving_a_key(secret: bytes, reason: str
 
 @pytest.mark.parametrize(("seed", "reason"), WEAK_SECRETS)
 def test_weak_ed25519_seeds_are_refused(seed: bytes, reason: str) -> None:
-    """A receipt signing key with a weak seed is refused, as key text and as a key object."""
-    with pytest.raises(KeyringError) as from_text:
-        SigningKey.from_private_text(f"tar1-private:r1:{_b64(seed)}")
-    _assert_refused_for(from_text.value, reason, seed)
+    """A receipt signing key with a weak seed is refused, as a private JWK and as a key object."""
+    private_key = Ed25519PrivateKey.from_private_bytes(seed)
+    public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    jwk = {"kty": "OKP", "crv": "Ed25519", "kid": "r1", "d": _b64(seed), "x": _b64(public)}
+    with pytest.raises(KeyringError) as from_jwk:
+        SigningKey.from_jwk(jwk)
+    _assert_refused_for(from_jwk.value, reason, seed)
     with pytest.raises(KeyringError) as from_object:
-        SigningKey(key_id="r1", private_key=Ed25519PrivateKey.from_private_bytes(seed))
+        SigningKey(key_id="r1", private_key=private_key)
     _assert_refused_for(from_object.value, reason, seed)
 
 

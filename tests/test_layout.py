@@ -25,6 +25,8 @@ LAYERS = {
     "telecard_auth.events": 0,
     "telecard_auth._storage": 1,
     "telecard_auth._issuer": 2,
+    # Key material and key files: the core's keys, read from and written to a JSON JWK Set.
+    "telecard_auth.keys": 2,
     "telecard_auth": 3,
     "telecard_auth.cli": 4,
     "telecard_auth.testing": 4,

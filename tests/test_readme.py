@@ -126,7 +126,8 @@ def test_the_walk_through_runs_to_the_end_and_prints_what_it_shows(
 
 def test_the_walk_through_keeps_the_code_off_the_command_line() -> None:
     """The code is captured with --print and given to redeem on standard input, never as an
-    argument; the receipt is captured and verified; no line holds a placeholder."""
+    argument; the receipt is captured and verified, as STC would, with the published JWK Set;
+    no line holds a placeholder."""
     commands = [step.command for step in _walk_through()]
     issue = next(command for command in commands if " issue " in command)
     assert issue.startswith("CODE=$(")
@@ -136,7 +137,9 @@ def test_the_walk_through_keeps_the_code_off_the_command_line() -> None:
     assert all("printf '%s\\n' \"$CODE\" | telecard-auth redeem " in command for command in redeems)
     assert all("--code - " in command for command in redeems)
     assert any(command.endswith("--print receipt)") for command in redeems)
-    assert 'telecard-auth receipt verify "$RECEIPT"' in commands
+    assert "telecard-auth keys public --jwks > jwks.json" in commands
+    verify = 'telecard-auth receipt verify "$RECEIPT" --provider stc --jwks jwks.json'
+    assert commands.index("telecard-auth keys public --jwks > jwks.json") < commands.index(verify)
     # A placeholder to replace by hand (CODE, RECEIPT), rather than a variable ($CODE, CODE=).
     assert [] == [
         command for command in commands if re.search(r"(?<![$\w])[A-Z]{4,}(?![=\w])", command)

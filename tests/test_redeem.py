@@ -688,7 +688,7 @@ def test_exhausted_budget_without_recovery_codes_refuses_even_a_new_right_code(
         issuer.redeem(citizen, "stc", fresh.code, "new_line")
     assert "failure_budget_exhausted" == caught.value.code
     retry_after = first_failure + timedelta(hours=24)
-    assert retry_after == caught.value.retry_after
+    assert retry_after == caught.value.retry_at
     assert 3 == failures(storage, fresh, "stc")
     assert 0 == stored_record(storage, fresh.code_id).failed_attempts
     clock.set(retry_after)
@@ -771,7 +771,7 @@ def test_budget_frees_exactly_at_retry_after(
     clock.set(start + timedelta(hours=1) - ONE_MICROSECOND)
     with pytest.raises(FailureBudgetExhausted) as caught:
         issuer.redeem(citizen, "stc", issued.code, "new_line")
-    assert start + timedelta(hours=1) == caught.value.retry_after
+    assert start + timedelta(hours=1) == caught.value.retry_at
     clock.advance(ONE_MICROSECOND)
     assert issued.code_id == issuer.redeem(citizen, "stc", issued.code, "new_line").code_id
 
@@ -791,7 +791,7 @@ def test_budget_window_slides(
     exhaust(issuer, citizen, second, 1)
     with pytest.raises(FailureBudgetExhausted) as caught:
         issuer.redeem(citizen, "stc", second.code, "new_line")
-    assert start + timedelta(hours=25) == caught.value.retry_after
+    assert start + timedelta(hours=25) == caught.value.retry_at
     clock.set(start + timedelta(hours=25))
     exhaust(issuer, citizen, second, 1)
     assert 3 == failures(storage, second, "stc")
@@ -811,7 +811,7 @@ def test_lowering_the_budget_later_gives_an_exact_retry_after(
     with pytest.raises(FailureBudgetExhausted) as caught:
         stricter.redeem(citizen, "stc", "00000000", "new_line")
     retry_after = start + timedelta(minutes=2, hours=24)
-    assert retry_after == caught.value.retry_after
+    assert retry_after == caught.value.retry_at
     clock.set(retry_after - ONE_MICROSECOND)
     with pytest.raises(FailureBudgetExhausted):
         stricter.redeem(citizen, "stc", "00000000", "new_line")
@@ -881,7 +881,7 @@ def test_default_budget_is_ten_wrong_attempts_a_day(
     assert 10 == failures(storage, fresh, "stc")
     with pytest.raises(FailureBudgetExhausted) as caught:
         issuer.redeem(citizen, "stc", fresh.code, "new_line")
-    assert start + timedelta(hours=24) == caught.value.retry_after
+    assert start + timedelta(hours=24) == caught.value.retry_at
 
 
 def test_reissuing_after_lockout_does_not_reset_the_budget(

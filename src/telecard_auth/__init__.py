@@ -33,6 +33,7 @@ from telecard_auth._core.errors import (
     MissingExtra,
     NotEligible,
     NotPermitted,
+    ReceiptMismatch,
     ReceiptNotVerified,
     RedemptionRefused,
     RequestConflict,
@@ -65,6 +66,7 @@ from telecard_auth._core.model import (
     Provider,
     Redemption,
     Service,
+    SignedRedemption,
     Subject,
     SubjectKind,
 )
@@ -82,6 +84,7 @@ from telecard_auth._core.receipt import (
     VerifyKey,
     verify_receipt,
 )
+from telecard_auth._core.text import RIYADH, preferred_language
 from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer, MoveProgress
 from telecard_auth._storage.memory import AsyncMemoryStorage, MemoryStorage
 from telecard_auth._storage.protocol import (
@@ -159,6 +162,7 @@ __all__ = [
     "NEW_LINE",
     "NUMBER_PORTING",
     "NUMBER_TRANSFER",
+    "RIYADH",
     "SAUDI_PROVIDERS",
     "AsyncCodeIssuer",
     "AsyncMemoryStorage",
@@ -218,6 +222,7 @@ __all__ = [
     "PurgeReporting",
     "QueueSink",
     "Receipt",
+    "ReceiptMismatch",
     "ReceiptNotVerified",
     "ReceiptSigner",
     "Redemption",
@@ -227,6 +232,7 @@ __all__ = [
     "Service",
     "ServiceMismatch",
     "ServiceNotAllowed",
+    "SignedRedemption",
     "SigningKey",
     "Storage",
     "StorageBackend",
@@ -253,6 +259,7 @@ __all__ = [
     "fold_digits",
     "luhn_valid",
     "normalize_msisdn",
+    "preferred_language",
     "storage_from_url",
     "verify_receipt",
 ]

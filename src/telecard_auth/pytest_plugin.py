@@ -104,9 +104,8 @@ def telecard_async_storage(telecard_storage: MemoryStorage) -> AsyncMemoryStorag
 def telecard_signer() -> ReceiptSigner:
     """A ReceiptSigner with one fresh Ed25519 key, ``r1``.
 
-    Verify a receipt with ``receipt.verify(telecard_signer.verify_keys())``, or hand
-    ``telecard_signer.current.public_key.to_text()`` to the code under test as an operator would
-    get it.
+    Verify a receipt with ``verify_receipt(receipt.token, telecard_signer, audience="stc")``, or
+    hand ``telecard_signer.public_jwks()`` to the code under test, as an operator would get it.
     """
     return ReceiptSigner.generate()
 

@@ -22,10 +22,11 @@ The rules it holds, beside validity, single use and the live-code limit:
   one; redeeming a code that names no recipient for a transfer is ``TransferNotBound``
   (uncounted). A bound code needs its recipient presented (``BindingRequired``, uncounted) and
   the right one (``BindingMismatch``, counted against that code and, outside recovery, the budget).
-- Request ids belong to one subject at one provider: a retry repeats the code, service and
-  recipient exactly; the same id with another right code or other inputs is ``RequestConflict``.
-- A reference is 1-64 printable ASCII characters (else ``InvalidReference``) and shows only in
-  events.
+- Request ids belong to one subject at one provider: a retry repeats the code, service,
+  recipient and reference exactly; the same id with another right code or other inputs is
+  ``RequestConflict``.
+- A reference is 1-64 printable ASCII characters (else ``InvalidReference``) and shows in
+  events (and in receipts), stored only within a request id's inputs.
 
 What storage keeps is modelled too, because it is visible: a subject's records past expiry plus
 ``retention`` are dropped whenever that subject's state is written, each write moves the
@@ -153,7 +154,7 @@ class ModelCode:
     finished_at: datetime | None = None
     redeemed_service: str | None = None
     #: ``(request id, service, recipient)`` of the redemption that used it with a request id.
-    request: tuple[str, str, str | None] | None = None
+    request: tuple[str, str, str | None, str | None] | None = None
     stored: bool = True
 
 
@@ -269,8 +270,10 @@ class Model:
         if len(live) >= rules.max_live_codes:
             if not rules.supersede:
                 next_free = min(one.expires_at for one in live)
+                seconds = max(1, -((self.now - next_free) // timedelta(seconds=1)))
                 return Refused(
-                    LiveCodeLimitReached, {"limit": rules.max_live_codes, "next_free": next_free}
+                    LiveCodeLimitReached,
+                    {"limit": rules.max_live_codes, "next_free": next_free, "retry_after": seconds},
                 )
             # Oldest first; a stable sort keeps codes of one instant in issue order.
             oldest = sorted(live, key=lambda one: one.issued_at)
@@ -323,7 +326,7 @@ class Model:
         if reference is not None and not _TOKEN.fullmatch(reference):
             return Refused(InvalidReference)
         here = [one for one in self.stored(subject) if one.provider == provider]
-        inputs = (request_id, service, recipient)
+        inputs = (request_id, service, recipient, reference)
 
         def refuse(
             error: type[TelecardAuthError], code_id: str | None = None, **details: object
@@ -350,8 +353,9 @@ class Model:
         if recovering and not live:
             # Refused before any comparison: a locked-out guesser learns nothing.
             failures = self.recent(self.log(subject, provider).failures)
-            retry_after = failures[-self.rules.failure_budget] + self.rules.failure_window
-            return refuse(FailureBudgetExhausted, retry_after=retry_after)
+            retry_at = failures[-self.rules.failure_budget] + self.rules.failure_window
+            seconds = max(1, -((self.now - retry_at) // timedelta(seconds=1)))
+            return refuse(FailureBudgetExhausted, retry_at=retry_at, retry_after=seconds)
         matching = [one for one in candidates if one.code == code]
         if not matching:
             if not live:
@@ -378,7 +382,7 @@ class Model:
         record.finished_at = self.now
         record.redeemed_service = service
         if request_id is not None:
-            record.request = (request_id, service, recipient)
+            record.request = (request_id, service, recipient, reference)
         self.events.append(("redeemed", provider, record.code_id, service, request_id, reference))
         self._write(subject)
         return Redeemed(record.code_id, provider, service, record.issued_at, self.now)

@@ -152,9 +152,9 @@ def test_issuers_refuse_the_other_flavour_of_storage() -> None:
     """CodeIssuer wants a Storage and AsyncCodeIssuer an AsyncStorage; a mix-up fails at once."""
     keyring = Keyring.generate()
     with pytest.raises(ConfigurationError):
-        CodeIssuer(AsyncMemoryStorage(), keyring=keyring)  # type: ignore[arg-type]
+        CodeIssuer(AsyncMemoryStorage(), keyring=keyring)  # type: ignore[call-overload]
     with pytest.raises(ConfigurationError):
-        AsyncCodeIssuer(MemoryStorage(), keyring=keyring)  # type: ignore[arg-type]
+        AsyncCodeIssuer(MemoryStorage(), keyring=keyring)  # type: ignore[call-overload]
 
 
 class HalfAsync:
@@ -177,9 +177,9 @@ def test_a_storage_mixing_flavours_is_refused() -> None:
     """A storage with some coroutine methods and some plain ones suits neither issuer."""
     keyring = Keyring.generate()
     with pytest.raises(ConfigurationError):
-        CodeIssuer(HalfAsync(), keyring=keyring)  # type: ignore[arg-type]
+        CodeIssuer(HalfAsync(), keyring=keyring)  # type: ignore[call-overload]
     with pytest.raises(ConfigurationError):
-        AsyncCodeIssuer(HalfAsync(), keyring=keyring)  # type: ignore[arg-type]
+        AsyncCodeIssuer(HalfAsync(), keyring=keyring)  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize("used", [False, True], ids=["never-used", "used"])

@@ -95,7 +95,7 @@ ONE_MICROSECOND = timedelta(microseconds=1)
 TYPINGS = ("plain", "spaced", "arabic")
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 #: The details of an error that carry data (the rest are words for people).
-DATA_DETAILS = frozenset({"expired_at", "retry_after", "limit", "next_free", "binding"})
+DATA_DETAILS = frozenset({"expired_at", "retry_at", "retry_after", "limit", "next_free", "binding"})
 
 #: Examples per backend (each on a fresh storage) and steps per example.
 EXAMPLES = {"memory": 600, "sqlite": 200, "redis": 100, "postgres": 80}
@@ -327,7 +327,7 @@ class IssuerMachine(RuleBasedStateMachine):
         #: The incarnation of each life of each subject in storage, by (name, life).
         self.incarnations: dict[tuple[str, int], str] = {}
         #: ``(subject, provider, code, service, recipient, request id)`` of redemptions with an id.
-        self.requests: list[tuple[str, str, str, str, str | None, str]] = []
+        self.requests: list[tuple[str, str, str, str, str | None, str, str | None]] = []
 
     @initialize(limits=policy_limits)
     def choose_the_policy(self, limits: dict[str, int]) -> None:
@@ -449,7 +449,9 @@ class IssuerMachine(RuleBasedStateMachine):
             ref = self.customer_refs.setdefault((subject, provider), result.customer_ref)
             assert ref == result.customer_ref
             if request_id is not None:
-                self.requests.append((subject, provider, code, service, recipient, request_id))
+                self.requests.append(
+                    (subject, provider, code, service, recipient, request_id, reference)
+                )
         expected = self.model.redeem(
             subject,
             provider,
@@ -661,11 +663,13 @@ class IssuerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.requests)
     @rule(
         pick=picks,
-        change=st.sampled_from(("nothing", "nothing", "service", "provider", "code", "recipient")),
+        change=st.sampled_from(
+            ("nothing", "nothing", "service", "provider", "code", "recipient", "reference")
+        ),
     )
     def retry_request(self, pick: int, change: str) -> None:
         """Repeat a redemption made with a request id, exactly or with one input changed."""
-        subject, provider, code, service, recipient, request_id = self.requests[
+        subject, provider, code, service, recipient, request_id, reference = self.requests[
             -1 - pick % len(self.requests)
         ]
         if change == "service":
@@ -681,7 +685,17 @@ class IssuerMachine(RuleBasedStateMachine):
                 if one.subject == subject and self.plaintext[one.code_id] != code
             ]
             code = others[pick % len(others)] if others else f"{(int(code) + 1) % 10**8:08d}"
-        self.redeem(subject, provider, code, service, recipient=recipient, request_id=request_id)
+        elif change == "reference":
+            reference = "agent-9" if reference != "agent-9" else None
+        self.redeem(
+            subject,
+            provider,
+            code,
+            service,
+            recipient=recipient,
+            request_id=request_id,
+            reference=reference,
+        )
 
     @precondition(lambda self: self.model.codes)
     @rule(pick=picks, other_subject=mostly_same)

@@ -6,14 +6,21 @@ field a raising site forgot. Messages never repeat a caller's value back (a code
 number, a provider or service id): they name what is wrong, not the value. Nor do they repeat a
 storage driver's text, which names hosts, ports, databases, roles and paths:
 ``StorageError.detail`` keeps that for server logs.
+
+For HTTP: each class has its ``http_status``, an error that clears in time its ``retry_after``
+(seconds), and ``to_dict()`` is the error as JSON (``docs/errors.md`` has the table). Times show
+in Riyadh time unless ``message()`` is given a zone; ``details`` and ``to_dict()`` keep UTC.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, tzinfo
 from types import MappingProxyType
 from typing import Any, ClassVar
+
+# As a module: the errors module defines (and imports) no public function.
+from telecard_auth._core import text as _text
 
 __all__ = [
     "BindingMismatch",
@@ -41,6 +48,7 @@ __all__ = [
     "MissingExtra",
     "NotEligible",
     "NotPermitted",
+    "ReceiptMismatch",
     "ReceiptNotVerified",
     "RedemptionRefused",
     "RequestConflict",
@@ -62,10 +70,11 @@ __all__ = [
 class TelecardAuthError(Exception):
     """Root of every error the library raises on purpose.
 
-    ``code`` is stable across releases and safe to branch on or log; ``message_en`` and
-    ``message_ar`` are for people; ``details`` holds the values the messages were built from.
-    Each class's ``__init__`` declares those values, keyword-only and typed, so a raising site
-    that forgets or misspells one fails the type check instead of showing a gap to a customer.
+    ``code`` is stable across releases and safe to branch on or log; ``http_status`` is what a
+    service answers with; ``message_en`` and ``message_ar`` are for people; ``details`` holds the
+    values the messages were built from, and ``to_dict()`` all of it as JSON. Each class's
+    ``__init__`` declares those values, keyword-only and typed, so a raising site that forgets
+    or misspells one fails the type check instead of showing a gap to a customer.
 
     >>> try:
     ...     raise UnknownProvider()
@@ -75,6 +84,8 @@ class TelecardAuthError(Exception):
     """
 
     code: ClassVar[str] = "telecard_auth_error"
+    #: The HTTP status that answers this error: 500 unless its family or class says otherwise.
+    http_status: ClassVar[int] = 500
     template_en: ClassVar[str] = "The request could not be completed."
     template_ar: ClassVar[str] = "تعذّر إتمام الطلب."
 
@@ -87,33 +98,80 @@ class TelecardAuthError(Exception):
 
     def _format(self, **fields: object) -> None:
         """Build ``details`` and both messages: a subclass's ``__init__`` calls this with exactly
-        the fields its templates name."""
+        the fields its templates name (and any its messages leave out, such as ``retry_after``)."""
         self.details = MappingProxyType(fields)
-        shown = {name: _show(value) for name, value in fields.items()}
-        self.message_en = self.template_en.format_map(shown)
-        self.message_ar = self.template_ar.format_map(shown)
+        self.message_en = self._render("en", _text.RIYADH)
+        self.message_ar = self._render("ar", _text.RIYADH)
         super().__init__(self.message_en)
+
+    def _render(self, lang: str, zone: tzinfo) -> str:
+        """The message in ``lang`` (``"en"`` or ``"ar"``), its times shown in ``zone``."""
+        show = _text.moment_for_people
+        shown = {
+            name: show(value, lang, zone) if isinstance(value, datetime) else value
+            for name, value in self.details.items()
+        }
+        return (self.template_ar if lang == "ar" else self.template_en).format_map(shown)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (pools, queues): the details are the keyword arguments
         # of __init__, so the error is built again as it was raised.
         return (_rebuild, (type(self), dict(self.details)))
 
-    def message(self, lang: str = "en") -> str:
-        """The message for people in ``lang`` (``"en"`` or ``"ar"``)."""
-        return self.message_ar if lang == "ar" else self.message_en
+    @property
+    def retry_after(self) -> int | None:
+        """Whole seconds from the refusal until the same request may succeed, for the HTTP
+        ``Retry-After`` header; ``None`` (the default) when waiting alone does not help."""
+        return None
+
+    def message(self, lang: str = "en", *, zone: tzinfo | None = None) -> str:
+        """The message for people in ``lang``, a language tag: Arabic for any tag whose primary
+        subtag is ``ar`` (``ar``, ``ar-SA``, ``AR``, ``ar_SA``), English for any other.
+
+        Times show in ``zone``, Riyadh time by default (``message_en`` and ``message_ar``); in
+        another zone they are labelled by their offset from UTC.
+
+        >>> from datetime import UTC
+        >>> error = CodeExpired(expired_at=datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
+        >>> error.message("ar-SA")
+        'انتهت صلاحية الرمز في 25 نوفمبر 2026، الساعة 13:00 بتوقيت الرياض؛ اطلب رمزًا جديدًا.'
+        >>> error.message("en", zone=UTC), error.details["expired_at"] == error.expired_at
+        ('The code expired at 25 November 2026, 10:00 UTC; ask for a new code.', True)
+        """
+        chosen = _text.language(lang)
+        if zone is None:
+            return self.message_ar if chosen == "ar" else self.message_en
+        return self._render(chosen, zone)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as a JSON object: ``code``, ``status`` (``http_status``), ``message`` in
+        both languages, ``details`` (times in UTC, ISO 8601 with ``Z``) and, only when waiting
+        helps, ``retry_after``.
+
+        Built from ``details``, it holds nothing the messages do not say: never
+        ``StorageError.detail`` (what a driver said, for server logs).
+
+        >>> moment = datetime(2026, 11, 25, 13, 0, tzinfo=_text.RIYADH)
+        >>> LiveCodeLimitReached(limit=3, next_free=moment, retry_after=600).to_dict()
+        {'code': 'live_code_limit', 'status': 403, 'message': {'en': 'You already have 3 valid
+        codes; ... until 25 November 2026, 13:00 Riyadh time.', 'ar': ...}, 'details': {'limit':
+        3, 'next_free': '2026-11-25T10:00:00Z', 'retry_after': 600}, 'retry_after': 600}
+        """
+        answer: dict[str, Any] = {
+            "code": self.code,
+            "status": self.http_status,
+            "message": {"en": self.message_en, "ar": self.message_ar},
+            "details": {name: _text.json_value(v) for name, v in self.details.items()},
+        }
+        if self.retry_after is not None:
+            answer["retry_after"] = self.retry_after
+        return answer
 
     def __str__(self) -> str:
         return f"{self.message_en} | {self.message_ar}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, details={dict(self.details)!r})"
-
-
-def _show(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds")
-    return value
 
 
 def _rebuild(cls: Callable[..., TelecardAuthError], details: dict[str, Any]) -> TelecardAuthError:
@@ -128,6 +186,7 @@ class InvalidInput(TelecardAuthError, ValueError):
     """A value given to the library is malformed; nothing was stored or changed."""
 
     code = "invalid_input"
+    http_status = 400
     template_en = "A value in the request is not valid."
     template_ar = "إحدى القيم في الطلب غير صحيحة."
 
@@ -264,6 +323,7 @@ class NotPermitted(TelecardAuthError):
     """The policy does not allow this subject to do this; nothing was stored or changed."""
 
     code = "not_permitted"
+    http_status = 403
     template_en = "The request is not permitted."
     template_ar = "الطلب غير مسموح به."
 
@@ -291,7 +351,12 @@ class ServiceNotAllowed(NotPermitted):
 
 
 class LiveCodeLimitReached(NotPermitted):
-    """The subject already holds as many live codes as the policy allows."""
+    """The subject already holds as many live codes as the policy allows.
+
+    A place frees by itself when the first live code expires (``next_free``, UTC), so the error
+    carries ``retry_after``: the whole seconds from the refusal until then. A limit on codes held,
+    not on the rate of requests: 403, with ``Retry-After``.
+    """
 
     code = "live_code_limit"
     template_en = (
@@ -299,8 +364,19 @@ class LiveCodeLimitReached(NotPermitted):
     )
     template_ar = "لديك {limit} رموز صالحة بالفعل؛ استخدم أحدها أو ألغِه، أو انتظر حتى {next_free}."
 
-    def __init__(self, *, limit: int, next_free: datetime) -> None:
-        self._format(limit=limit, next_free=next_free)
+    def __init__(self, *, limit: int, next_free: datetime, retry_after: int) -> None:
+        self._format(limit=limit, next_free=next_free, retry_after=retry_after)
+
+    @property
+    def next_free(self) -> datetime:
+        """When the first live code expires (UTC); ``details["next_free"]``, typed."""
+        next_free: datetime = self.details["next_free"]
+        return next_free
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds from the refusal until ``next_free``, at least 1."""
+        return int(self.details["retry_after"])
 
 
 # --- redemption refused: the agent's attempt to use a code failed ---------------------------
@@ -310,6 +386,7 @@ class RedemptionRefused(TelecardAuthError):
     """The code cannot be used for this request. Catch this family to answer any refusal."""
 
     code = "redemption_refused"
+    http_status = 403
     template_en = "The code cannot be used."
     template_ar = "لا يمكن استخدام الرمز."
 
@@ -330,6 +407,7 @@ class CodeExpired(RedemptionRefused):
     """The code was right but its validity ended."""
 
     code = "code_expired"
+    http_status = 410
     template_en = "The code expired at {expired_at}; ask for a new code."
     template_ar = "انتهت صلاحية الرمز في {expired_at}؛ اطلب رمزًا جديدًا."
 
@@ -347,6 +425,7 @@ class CodeAlreadyUsed(RedemptionRefused):
     """The code was right but it has already been used once."""
 
     code = "code_already_used"
+    http_status = 409
     template_en = "The code has already been used; each code is good for one service only."
     template_ar = "تم استخدام الرمز من قبل؛ كل رمز صالح لخدمة واحدة فقط."
 
@@ -355,6 +434,7 @@ class CodeRevoked(RedemptionRefused):
     """The code was right but the customer cancelled it."""
 
     code = "code_revoked"
+    http_status = 410
     template_en = "The code was cancelled by its owner."
     template_ar = "ألغى صاحب الرمز هذا الرمز."
 
@@ -363,27 +443,38 @@ class CodeLocked(RedemptionRefused):
     """Too many wrong attempts were made against this code; it can no longer be used."""
 
     code = "code_locked"
+    http_status = 429
     template_en = "The code is locked after too many wrong attempts; ask for a new code."
     template_ar = "تم قفل الرمز بعد محاولات خاطئة كثيرة؛ اطلب رمزًا جديدًا."
 
 
 class FailureBudgetExhausted(RedemptionRefused):
-    """Too many wrong attempts for this subject at this provider; redemption waits until later."""
+    """Too many wrong attempts for this subject at this provider; redemption waits until later.
+
+    ``retry_at`` is when a place in the failure window frees (UTC), ``retry_after`` the whole
+    seconds from the refusal until then.
+    """
 
     code = "failure_budget_exhausted"
+    http_status = 429
     template_en = (
-        "Too many wrong attempts for this customer at this provider; try again after {retry_after}."
+        "Too many wrong attempts for this customer at this provider; try again after {retry_at}."
     )
-    template_ar = "محاولات خاطئة كثيرة لهذا العميل لدى هذا المزود؛ حاول مرة أخرى بعد {retry_after}."
+    template_ar = "محاولات خاطئة كثيرة لهذا العميل لدى هذا المزود؛ حاول مرة أخرى بعد {retry_at}."
 
-    def __init__(self, *, retry_after: datetime) -> None:
-        self._format(retry_after=retry_after)
+    def __init__(self, *, retry_at: datetime, retry_after: int) -> None:
+        self._format(retry_at=retry_at, retry_after=retry_after)
 
     @property
-    def retry_after(self) -> datetime:
-        """When a place in the failure window frees (UTC); ``details["retry_after"]``, typed."""
-        retry_after: datetime = self.details["retry_after"]
-        return retry_after
+    def retry_at(self) -> datetime:
+        """When a place in the failure window frees (UTC); ``details["retry_at"]``, typed."""
+        retry_at: datetime = self.details["retry_at"]
+        return retry_at
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds from the refusal until ``retry_at``, at least 1."""
+        return int(self.details["retry_after"])
 
 
 class ServiceMismatch(RedemptionRefused):
@@ -423,6 +514,7 @@ class CodeSuperseded(RedemptionRefused):
     """The code was right but a newer code replaced it (the policy supersedes at its limit)."""
 
     code = "code_superseded"
+    http_status = 410
     template_en = "A newer code replaced this code; use the newest code."
     template_ar = "حلّ رمز أحدث محل هذا الرمز؛ استخدم أحدث رمز."
 
@@ -435,6 +527,7 @@ class RequestConflict(RedemptionRefused):
     """
 
     code = "request_conflict"
+    http_status = 409
     template_en = "This request id was already used for another redemption."
     template_ar = "استُخدم معرّف الطلب هذا من قبل لعملية استخدام أخرى."
 
@@ -449,19 +542,38 @@ class ReceiptNotVerified(TelecardAuthError):
     """
 
     code = "receipt_not_verified"
+    http_status = 403
     template_en = "The receipt is not authentic: it was altered or signed with another key."
     template_ar = "الإيصال غير موثوق: عُدّل بعد توقيعه أو وُقّع بمفتاح آخر."
 
 
 class UnknownSigningKey(ReceiptNotVerified):
-    """The receipt names a signing key id that none of the keys given to verify it has."""
+    """The receipt's ``kid`` names none of the keys given; the message does not repeat it."""
 
     code = "unknown_signing_key"
-    template_en = "The receipt was signed with key {key_id}, which is not among the keys given."
-    template_ar = "وُقّع الإيصال بالمفتاح {key_id}، وهو ليس من المفاتيح المعطاة للتحقق."
+    template_en = (
+        "The receipt was signed with a key that is not among the keys given; fetch the issuer's"
+        " current public JWK Set."
+    )
+    template_ar = (
+        "وُقّع الإيصال بمفتاح ليس من المفاتيح المعطاة للتحقق؛ احصل على أحدث مجموعة مفاتيح عامة"
+        " من المُصدِر."
+    )
 
-    def __init__(self, *, key_id: str) -> None:
-        self._format(key_id=key_id)
+
+class ReceiptMismatch(ReceiptNotVerified):
+    """An authentic receipt made for another operator, service or issuing platform.
+
+    ``claim`` names the claim that differs (``aud``, ``service`` or ``iss``), never its value."""
+
+    code = "receipt_mismatch"
+    template_en = (
+        "The receipt was not made for this use: its {claim} claim is not the one expected."
+    )
+    template_ar = "لم يصدر الإيصال لهذا الاستخدام: قيمة {claim} فيه ليست المتوقعة."
+
+    def __init__(self, *, claim: str) -> None:
+        self._format(claim=claim)
 
 
 # --- lookups ---------------------------------------------------------------------------------
@@ -471,6 +583,7 @@ class UnknownCode(TelecardAuthError, LookupError):
     """No code with this id belongs to this subject."""
 
     code = "unknown_code"
+    http_status = 404
     template_en = "No such code for this customer."
     template_ar = "لا يوجد رمز بهذا المعرّف لهذا العميل."
 
@@ -482,6 +595,7 @@ class ConfigurationError(TelecardAuthError, ValueError):
     """The library was configured with unsafe or inconsistent settings."""
 
     code = "configuration_error"
+    http_status = 500
     template_en = "The configuration is not valid: {reason}."
     template_ar = "الإعدادات غير صحيحة (التفاصيل بالإنجليزية): {reason}."
 
@@ -557,6 +671,7 @@ class StorageError(TelecardAuthError):
     """
 
     code = "storage_error"
+    http_status = 503
     template_en = "The storage failed: {reason}."
     template_ar = "تعذّر الوصول إلى التخزين (التفاصيل بالإنجليزية): {reason}."
 

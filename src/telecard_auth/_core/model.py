@@ -33,6 +33,7 @@ __all__ = [
     "Provider",
     "Redemption",
     "Service",
+    "SignedRedemption",
     "Subject",
     "SubjectKind",
 ]
@@ -296,6 +297,16 @@ class Redemption:
     issued_at: datetime
     redeemed_at: datetime
     receipt: Receipt | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SignedRedemption(Redemption):
+    """What ``redeem`` returns from an issuer with a ``ReceiptSigner``: a receipt is always there.
+
+    The type says so, so that ``redemption.receipt.token`` needs no check for ``None``.
+    """
+
+    receipt: Receipt
 
 
 @attrs.frozen(kw_only=True)

@@ -24,10 +24,19 @@ from telecard_auth._core.errors import (
     UnknownCode,
 )
 from telecard_auth._core.keyring import Keyring
-from telecard_auth._core.model import Provider, Service, Subject, SubjectKind
+from telecard_auth._core.model import (
+    Provider,
+    Redemption,
+    Service,
+    SignedRedemption,
+    Subject,
+    SubjectKind,
+)
 from telecard_auth._core.normalize import MAX_INPUT_LENGTH, normalize_msisdn
 from telecard_auth._core.policy import Policy
+from telecard_auth._core.receipt import ReceiptSigner
 from telecard_auth._core.text import plain
+from telecard_auth._storage.protocol import CodeRecord
 
 __all__ = [
     "IssueRequest",
@@ -40,6 +49,7 @@ __all__ = [
     "prepare_issue",
     "prepare_lookup",
     "prepare_redeem",
+    "redemption_for",
 ]
 
 #: A request id or a reference: 1-64 printable ASCII characters, no spaces.
@@ -79,9 +89,20 @@ class RedeemRequest:
     audit_ref: str
 
     def inputs(self) -> str:
-        """The request's inputs but the code, as one text: a retry must repeat them exactly."""
+        """The request's inputs but the code, as one text: a retry must repeat them exactly.
+
+        The reference is among them: it is signed into the receipt, and a retry gets the very
+        receipt the first call got, so a retry naming another agent is another request.
+        """
         return repr(
-            (self.request_id, self.provider.id, self.service.id, self.msisdn, self.recipient)
+            (
+                self.request_id,
+                self.provider.id,
+                self.service.id,
+                self.msisdn,
+                self.recipient,
+                self.reference,
+            )
         )
 
 
@@ -269,3 +290,48 @@ def prepare_lookup(
         raise UnknownCode()
     identity = identity_of(checked)
     return LookupRequest(identity=identity, code_id=code_id, audit_ref=keyring.audit_ref(identity))
+
+
+# --- the answer to a redemption ----------------------------------------------------------------
+
+
+def redemption_for(
+    request: RedeemRequest, record: CodeRecord, signer: ReceiptSigner | None
+) -> Redemption:
+    """What ``redeem`` returns for a redeemed ``record``: the same for a first call and a retry."""
+    redeemed_at = record.finished_at
+    assert redeemed_at is not None  # noqa: S101 - a redeemed record has its time
+    if signer is None:
+        return Redemption(
+            code_id=record.code_id,
+            customer_ref=request.customer_ref,
+            provider=request.provider,
+            service=request.service,
+            issued_at=record.issued_at,
+            redeemed_at=redeemed_at,
+        )
+    bindings = [
+        name
+        for name, ref in (("msisdn", record.msisdn_ref), ("recipient", record.recipient_ref))
+        if ref is not None
+    ]
+    receipt = signer.sign(
+        code_id=record.code_id,
+        provider_id=record.provider_id,
+        service_id=request.service.id,
+        customer_ref=request.customer_ref,
+        issued_at=record.issued_at,
+        redeemed_at=redeemed_at,
+        bindings=bindings,
+        reference=request.reference,
+        key_id=record.receipt_key_id,
+    )
+    return SignedRedemption(
+        code_id=record.code_id,
+        customer_ref=request.customer_ref,
+        provider=request.provider,
+        service=request.service,
+        issued_at=record.issued_at,
+        redeemed_at=redeemed_at,
+        receipt=receipt,
+    )

@@ -49,7 +49,12 @@ from telecard_auth._core.model import (
 )
 from telecard_auth._core.policy import Policy
 from telecard_auth._core.receipt import ReceiptSigner
-from telecard_auth._core.requests import IssueRequest, LookupRequest, RedeemRequest
+from telecard_auth._core.requests import (
+    IssueRequest,
+    LookupRequest,
+    RedeemRequest,
+    redemption_for,
+)
 from telecard_auth._storage.protocol import CodeRecord, Commit, FailureLog, SubjectSnapshot
 
 T = TypeVar("T")
@@ -205,7 +210,9 @@ def decide_issue(
     if len(live) >= policy.max_live_codes:
         if policy.on_live_code_limit != "supersede":
             error = LiveCodeLimitReached(
-                limit=policy.max_live_codes, next_free=min(record.expires_at for record in live)
+                limit=policy.max_live_codes,
+                next_free=(free := min(record.expires_at for record in live)),
+                retry_after=max(1, -int((now - free).total_seconds() // 1)),  # rounded up
             )
             return Decision(None, error=error)
         # Oldest first; codes issued at the same instant stay in the order they were issued.
@@ -431,33 +438,6 @@ class _Digests:
         return self._request[record.key_id]
 
 
-def _redemption(
-    request: RedeemRequest, record: CodeRecord, signer: ReceiptSigner | None
-) -> Redemption:
-    """What ``redeem`` returns for a redeemed ``record``: the same for a first call and a retry."""
-    redeemed_at = record.finished_at
-    assert redeemed_at is not None  # noqa: S101 - a redeemed record has its time
-    receipt = None
-    if signer is not None:
-        receipt = signer.sign(
-            code_id=record.code_id,
-            provider_id=record.provider_id,
-            service_id=request.service.id,
-            redeemed_at=redeemed_at,
-            customer_ref=request.customer_ref,
-            key_id=record.receipt_key_id,
-        )
-    return Redemption(
-        code_id=record.code_id,
-        customer_ref=request.customer_ref,
-        provider=request.provider,
-        service=request.service,
-        issued_at=record.issued_at,
-        redeemed_at=redeemed_at,
-        receipt=receipt,
-    )
-
-
 def _replay(
     digests: _Digests,
     records: list[CodeRecord],
@@ -479,7 +459,7 @@ def _replay(
             inputs = digests.of(record, "request-inputs", request.inputs()) or ""
             if not hmac.compare_digest(record.request_inputs or "", inputs):
                 return record, _refuse(request, now, RequestConflict(), record.code_id)
-            return record, Decision(None, _redemption(request, record, signer))
+            return record, Decision(None, redemption_for(request, record, signer))
     return None, None
 
 
@@ -571,7 +551,7 @@ def _accept(
         receipt_key_id=None if signer is None else signer.current.key_id,
     )
     commit = next_commit(policy, snapshot, now, codes=(redeemed,))
-    result = _redemption(request, redeemed, signer)
+    result = redemption_for(request, redeemed, signer)
     if not observed:
         return Decision(commit, result)
     event = audit.CodeRedemption(
@@ -620,7 +600,8 @@ def decide_redeem(
     if recovering and not any(_guessable(keyring, record, now) for record in candidates):
         recent = _in_window(policy, log.failures, now)
         retry_after = recent[len(recent) - policy.failure_budget] + policy.failure_window
-        return _refuse(request, now, FailureBudgetExhausted(retry_after=retry_after))
+        wait = max(1, -int((now - retry_after).total_seconds() // 1))  # whole seconds, rounded up
+        return _refuse(request, now, FailureBudgetExhausted(retry_at=retry_after, retry_after=wait))
 
     record = _find_match(digests, candidates, now)
     if record is None:

@@ -7,8 +7,10 @@ cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, cast, overload
+
+from typing_extensions import TypeVar
 
 from telecard_auth._core.errors import (
     ConfigurationError,
@@ -20,6 +22,7 @@ from telecard_auth._core.model import (
     Provider,
     Redemption,
     Service,
+    SignedRedemption,
     Subject,
 )
 from telecard_auth._issuer.filing import _Load, _Put, _Scan, _Steps
@@ -32,14 +35,22 @@ from telecard_auth._storage.protocol import (
     Storage,
     SubjectScanning,
 )
-from telecard_auth.events import deliver
+from telecard_auth.events import EventSink, deliver
+
+if TYPE_CHECKING:
+    from telecard_auth._core.clock import Clock
+    from telecard_auth._core.keyring import Keyring
+    from telecard_auth._core.policy import Policy
+    from telecard_auth._core.receipt import ReceiptSigner
 
 T = TypeVar("T")
 R = TypeVar("R")
 S = TypeVar("S", Storage, AsyncStorage)
+#: What ``redeem`` returns: a ``SignedRedemption`` from an issuer built with a signer.
+Answer_co = TypeVar("Answer_co", bound=Redemption, default=Redemption, covariant=True)
 
 
-class CodeIssuer(_Shell[Storage]):
+class CodeIssuer(_Shell[Storage], Generic[Answer_co]):
     """Issues and redeems SIM authentication codes under a policy, over a storage.
 
     Every verb reads the clock first; a time before 1970 or after 8999 (UTC) is refused with
@@ -54,6 +65,41 @@ class CodeIssuer(_Shell[Storage]):
     """
 
     _asynchronous = False
+
+    if TYPE_CHECKING:
+        # Built with a signer, the issuer's ``redeem`` returns a ``SignedRedemption``.
+        @overload
+        def __init__(
+            self: CodeIssuer[Redemption],
+            storage: Storage,
+            *,
+            keyring: Keyring,
+            policy: Policy | None = None,
+            clock: Clock | None = None,
+            signer: None = None,
+            events: EventSink | Sequence[EventSink] = (),
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: CodeIssuer[SignedRedemption],
+            storage: Storage,
+            *,
+            keyring: Keyring,
+            policy: Policy | None = None,
+            clock: Clock | None = None,
+            signer: ReceiptSigner,
+            events: EventSink | Sequence[EventSink] = (),
+        ) -> None: ...
+        def __init__(
+            self,
+            storage: Storage,
+            *,
+            keyring: Keyring,
+            policy: Policy | None = None,
+            clock: Clock | None = None,
+            signer: ReceiptSigner | None = None,
+            events: EventSink | Sequence[EventSink] = (),
+        ) -> None: ...
 
     def issue(
         self,
@@ -96,7 +142,7 @@ class CodeIssuer(_Shell[Storage]):
         recipient: Subject | None = None,
         request_id: str | None = None,
         reference: str | None = None,
-    ) -> Redemption:
+    ) -> Answer_co:
         """Use ``code`` once, for ``service``, at ``provider``, on behalf of ``subject`` (R4, R6).
 
         The code may be typed with Arabic-Indic digits, spaces or hyphens. Bound codes need the
@@ -107,26 +153,31 @@ class CodeIssuer(_Shell[Storage]):
         ``request_id`` (1-64 printable ASCII characters, chosen by the caller) makes a retry
         safe: repeating the same request with the same id returns the first call's
         ``Redemption`` (and receipt) instead of ``CodeAlreadyUsed``; the same id with another
-        service, binding or right code of the subject is refused with ``RequestConflict``. A
+        service, binding, reference or right code of the subject is refused with
+        ``RequestConflict``. A
         wrong code stays ``WrongCode``, request id or not. Request ids belong to one subject at
         one provider (another provider's ids never conflict), and retries are recognised for as
         long as the code's record is kept (its expiry plus the policy's ``retention``).
 
         ``reference`` (1-64 printable ASCII characters) names the operator's agent or branch; it
         is recorded in the audit events, refusals included, so that a guessing agent can be
-        found, and stored nowhere.
+        found, and signed into the receipt's ``reference`` claim. It is stored nowhere but as part
+        of a keyed digest of a request id's inputs, so a retry must repeat it.
         """
-        return self._run(
-            self._plan_redeem(
-                subject=subject,
-                provider=provider,
-                code=code,
-                service=service,
-                msisdn=msisdn,
-                recipient=recipient,
-                request_id=request_id,
-                reference=reference,
-            )
+        return cast(
+            Answer_co,
+            self._run(
+                self._plan_redeem(
+                    subject=subject,
+                    provider=provider,
+                    code=code,
+                    service=service,
+                    msisdn=msisdn,
+                    recipient=recipient,
+                    request_id=request_id,
+                    reference=reference,
+                )
+            ),
         )
 
     def revoke(self, subject: Subject, code_id: str) -> CodeStatus:
@@ -217,7 +268,7 @@ class CodeIssuer(_Shell[Storage]):
             raise _storage_error(error) from error
 
 
-class AsyncCodeIssuer(_Shell[AsyncStorage]):
+class AsyncCodeIssuer(_Shell[AsyncStorage], Generic[Answer_co]):
     """``CodeIssuer`` for asyncio: the same verbs, arguments, results, errors and rules, awaited.
 
     It needs an ``AsyncStorage`` (see ``async_storage_from_url``). The clock is read directly, so
@@ -235,6 +286,41 @@ class AsyncCodeIssuer(_Shell[AsyncStorage]):
     """
 
     _asynchronous = True
+
+    if TYPE_CHECKING:
+        # Built with a signer, the issuer's ``redeem`` returns a ``SignedRedemption``.
+        @overload
+        def __init__(
+            self: AsyncCodeIssuer[Redemption],
+            storage: AsyncStorage,
+            *,
+            keyring: Keyring,
+            policy: Policy | None = None,
+            clock: Clock | None = None,
+            signer: None = None,
+            events: EventSink | Sequence[EventSink] = (),
+        ) -> None: ...
+        @overload
+        def __init__(
+            self: AsyncCodeIssuer[SignedRedemption],
+            storage: AsyncStorage,
+            *,
+            keyring: Keyring,
+            policy: Policy | None = None,
+            clock: Clock | None = None,
+            signer: ReceiptSigner,
+            events: EventSink | Sequence[EventSink] = (),
+        ) -> None: ...
+        def __init__(
+            self,
+            storage: AsyncStorage,
+            *,
+            keyring: Keyring,
+            policy: Policy | None = None,
+            clock: Clock | None = None,
+            signer: ReceiptSigner | None = None,
+            events: EventSink | Sequence[EventSink] = (),
+        ) -> None: ...
 
     async def issue(
         self,
@@ -267,19 +353,22 @@ class AsyncCodeIssuer(_Shell[AsyncStorage]):
         recipient: Subject | None = None,
         request_id: str | None = None,
         reference: str | None = None,
-    ) -> Redemption:
+    ) -> Answer_co:
         """Use a code once; see ``CodeIssuer.redeem``."""
-        return await self._run(
-            self._plan_redeem(
-                subject=subject,
-                provider=provider,
-                code=code,
-                service=service,
-                msisdn=msisdn,
-                recipient=recipient,
-                request_id=request_id,
-                reference=reference,
-            )
+        return cast(
+            Answer_co,
+            await self._run(
+                self._plan_redeem(
+                    subject=subject,
+                    provider=provider,
+                    code=code,
+                    service=service,
+                    msisdn=msisdn,
+                    recipient=recipient,
+                    request_id=request_id,
+                    reference=reference,
+                )
+            ),
         )
 
     async def revoke(self, subject: Subject, code_id: str) -> CodeStatus:

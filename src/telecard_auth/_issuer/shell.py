@@ -71,8 +71,15 @@ MAX_PURGE_LIMIT = 2**31 - 1
 
 
 def new_code_id() -> str:
-    """A random, meaningless id for a new code (96 bits, URL-safe)."""
-    return secrets.token_urlsafe(12)
+    """A random, meaningless id for a new code (96 bits, URL-safe), never starting with ``-``.
+
+    An id that starts with a hyphen reads as an option to every command-line parser (``status
+    -q3V…``), so such a draw (one in 64) is drawn again.
+    """
+    while True:
+        code_id = secrets.token_urlsafe(12)
+        if not code_id.startswith("-"):
+            return code_id
 
 
 @attrs.frozen(kw_only=True)

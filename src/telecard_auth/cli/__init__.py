@@ -25,11 +25,11 @@ exit status chosen by the error's family:
 1
 
 This module only re-exports. The command is written in modules that each read in one sitting:
-``_errors`` (its own errors, the exit statuses), ``_keyfile`` (the key file and the checks that
-decide whether to trust it), ``_settings`` (options, environment, secrets from standard input),
-``_output`` (texts in two languages, JSON, one field), ``_parser`` and ``_help`` (the command
-line), the commands (``_codes``: issue, redeem, status, revoke; ``_keys``; ``_receipts``;
-``_admin``: init, migrate, purge; ``_demo``), and ``_main``, which runs one of them.
+``_errors`` (its own errors, the exit statuses), ``_settings`` (options, environment, secrets
+from standard input), ``_output`` (texts in two languages, JSON, one field), ``_parser`` and
+``_help`` (the command line), the commands (``_codes``: issue, redeem, status, revoke;
+``_keys``; ``_receipts``; ``_admin``: init, migrate, purge; ``_demo``), and ``_main``, which
+runs one of them. Key files are read and written by ``telecard_auth.keys``.
 """
 
 from __future__ import annotations
@@ -38,24 +38,14 @@ from telecard_auth.cli._errors import (
     EXIT_STATUSES,
     DatabaseMissing,
     InvalidArgument,
-    KeyDirectoryNotOwned,
-    KeyDirectoryShared,
-    KeyDirectoryWritable,
     KeyFileExists,
-    KeyFileExposed,
-    KeyFileNotOwned,
-    KeyFileNotWritten,
-    KeyFileSymlink,
-    KeyFileUnreadable,
     NoRotation,
-    NotInitialized,
     UnknownCommand,
     UnknownField,
     UsageError,
     exit_status,
 )
 from telecard_auth.cli._help import EXAMPLES
-from telecard_auth.cli._keyfile import KEY_FILE_FORMAT, KeyFile, read_key_file, write_key_file
 from telecard_auth.cli._main import main
 from telecard_auth.cli._parser import build_parser
 from telecard_auth.cli._settings import (
@@ -87,23 +77,12 @@ __all__ = [
     "ENV_STORAGE",
     "EXAMPLES",
     "EXIT_STATUSES",
-    "KEY_FILE_FORMAT",
     "KEY_FILE_NAME",
     "PROG",
     "DatabaseMissing",
     "InvalidArgument",
-    "KeyDirectoryNotOwned",
-    "KeyDirectoryShared",
-    "KeyDirectoryWritable",
-    "KeyFile",
     "KeyFileExists",
-    "KeyFileExposed",
-    "KeyFileNotOwned",
-    "KeyFileNotWritten",
-    "KeyFileSymlink",
-    "KeyFileUnreadable",
     "NoRotation",
-    "NotInitialized",
     "UnknownCommand",
     "UnknownField",
     "UsageError",
@@ -111,12 +90,10 @@ __all__ = [
     "default_home",
     "exit_status",
     "main",
-    "read_key_file",
-    "write_key_file",
 ]
 
 # Tracebacks, pickles and the docs name each class and function where users find it, as httpx
-# does: telecard_auth.cli.KeyFile, not the private module it is written in.
+# does: telecard_auth.cli.KeyFileExists, not the private module it is written in.
 for _name in __all__:
     _public = globals()[_name]
     if isinstance(_public, type) or callable(_public):

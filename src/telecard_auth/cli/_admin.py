@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from telecard_auth._core.keyring import Keyring
 from telecard_auth._issuer import CodeIssuer
 from telecard_auth.cli._errors import KeyFileExists
-from telecard_auth.cli._keyfile import KeyFile, refuse_unsafe_place, write_key_file
-from telecard_auth.cli._output import PUBLIC_KEY, Line, Outcome, Text
+from telecard_auth.cli._output import Line, Outcome, Text
 from telecard_auth.cli._settings import PROG, Settings
+from telecard_auth.keys import KeySet, refuse_unsafe_place, save_keys
 
 __all__ = ["INIT_FIELDS", "MIGRATE_FIELDS", "PURGE_FIELDS", "init", "migrate", "purge"]
 
@@ -20,7 +20,7 @@ INIT_FIELDS = (
     "storage",
     "hmac_key_id",
     "signing_key_id",
-    "public_key",
+    "jwks",
     "replaced",
 )
 MIGRATE_FIELDS = ("storage",)
@@ -40,16 +40,21 @@ def init(args: argparse.Namespace, settings: Settings) -> Outcome:
     # The storage first: if it cannot be made, no key file is left behind to refuse a retry.
     with settings.storage(create=True):
         pass
-    keys = KeyFile.generate(datetime.now(UTC))
-    write_key_file(path, keys)
-    public = keys.signer.current.public_key.to_text()
+    keys = KeySet.generate(datetime.now(UTC))
+    save_keys(path, keys)
     lines: list[Line] = [
         (_KEY_FILE, Text(f"{path} (yours alone: mode 0600)", f"{path} (لك وحدك: الصلاحيات 0600)")),
         (
             _STORAGE,
             Text(f"{settings.storage_label()} (ready)", f"{settings.storage_label()} (جاهز)"),
         ),
-        (PUBLIC_KEY, public),
+        (
+            Text("for operators", "للمشغلين"),
+            Text(
+                f"the public JWK Set: {PROG} keys public --jwks > jwks.json",
+                f"مجموعة المفاتيح العامة: {PROG} keys public --jwks > jwks.json",
+            ),
+        ),
     ]
     if replaced:
         lines.append(
@@ -69,7 +74,7 @@ def init(args: argparse.Namespace, settings: Settings) -> Outcome:
         "storage": settings.storage_label(),
         "hmac_key_id": keys.keyring.current.key_id,
         "signing_key_id": keys.signer.current.key_id,
-        "public_key": public,
+        "jwks": keys.public_jwks(),
         "replaced": replaced,
     }
     return Outcome(data=data, lines=lines)

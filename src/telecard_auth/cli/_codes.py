@@ -178,8 +178,7 @@ def redeem(args: argparse.Namespace, settings: Settings) -> Outcome:
             request_id=args.request_id,
             reference=args.reference,
         )
-    receipt = redemption.receipt
-    text = None if receipt is None else receipt.to_text()
+    text = redemption.receipt.token
     lines: list[Line] = [
         Text(
             f"Accepted: the code is used, once, for {redemption.service.name_en}.",
@@ -192,8 +191,7 @@ def redeem(args: argparse.Namespace, settings: Settings) -> Outcome:
         (REDEEMED_AT, when(redemption.redeemed_at)),
         (CUSTOMER_REF, redemption.customer_ref),
     ]
-    if receipt is not None and text is not None:
-        lines += [(SIGNING_KEY, receipt.key_id), (_RECEIPT, text)]
+    lines += [(SIGNING_KEY, redemption.receipt.key_id), (_RECEIPT, text)]
     data = {
         "code_id": redemption.code_id,
         "customer_ref": redemption.customer_ref,
@@ -202,7 +200,7 @@ def redeem(args: argparse.Namespace, settings: Settings) -> Outcome:
         "issued_at": iso(redemption.issued_at),
         "redeemed_at": iso(redemption.redeemed_at),
         "receipt": text,
-        "receipt_key_id": None if receipt is None else receipt.key_id,
+        "receipt_key_id": redemption.receipt.key_id,
     }
     return Outcome(data=data, lines=lines)
 

@@ -6,9 +6,10 @@ Each step states what should happen and checks that it did; the walk fails loudl
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from telecard_auth._core.clock import ManualClock
 from telecard_auth._core.errors import (
@@ -25,9 +26,10 @@ from telecard_auth._core.model import (
     NUMBER_TRANSFER,
     IssuedCode,
     Redemption,
+    SignedRedemption,
     Subject,
 )
-from telecard_auth._core.receipt import ReceiptSigner, VerifyKey, verify_receipt
+from telecard_auth._core.receipt import ReceiptSigner, verify_receipt
 from telecard_auth._issuer import CodeIssuer
 from telecard_auth._storage.protocol import Storage
 from telecard_auth._storage.urls import storage_from_url
@@ -143,8 +145,12 @@ def _first_code(walk: _Walk, issuer: CodeIssuer, customer: Subject) -> IssuedCod
 
 
 def _first_use(
-    walk: _Walk, issuer: CodeIssuer, customer: Subject, issued: IssuedCode, public_line: str
-) -> Redemption:
+    walk: _Walk,
+    issuer: CodeIssuer[SignedRedemption],
+    customer: Subject,
+    issued: IssuedCode,
+    jwks: Mapping[str, Any],
+) -> SignedRedemption:
     """The agent uses the code; STC gets a pseudonym and a receipt it verifies on its own."""
     walk.step(
         "The STC agent uses it, in place of the fingerprint, to activate a SIM for its user.",
@@ -163,12 +169,11 @@ def _first_use(
         f"يعرف STC العميلة بالاسم المستعار {redemption.customer_ref}، لا برقم هويتها",
     )
     receipt = redemption.receipt
-    text = "" if receipt is None else receipt.to_text()
-    walk.show(f"signed receipt: {text[:40]}…", "إيصال موقّع يثبت الاستخدام")
+    walk.show(f"signed receipt (a JWT): {receipt.token[:40]}…", "إيصال موقّع يثبت الاستخدام")
     walk.check(
-        verify_receipt(text, VerifyKey.from_text(public_line)) == receipt,
-        "the receipt verifies with STC's copy of the public key alone",
-        "يتحقق STC من الإيصال بالمفتاح العام وحده",
+        verify_receipt(receipt.token, jwks, audience="stc") == receipt,
+        "the receipt verifies with STC's copy of the public JWK Set alone",
+        "يتحقق STC من الإيصال بمجموعة المفاتيح العامة وحدها",
     )
     return redemption
 
@@ -255,7 +260,7 @@ def run_demo(storage: Storage, out: Callable[[str], object] = print) -> int:
     out("رمز توثيق بطاقات الاتصال: من الإصدار إلى الاستخدام")
     out(f"Storage / التخزين: {issuer.storage!r}; clock / الساعة: {_at(clock.now())}")
     issued = _first_code(walk, issuer, customer)
-    used = _first_use(walk, issuer, customer, issued, signer.current.public_key.to_text())
+    used = _first_use(walk, issuer, customer, issued, signer.public_jwks())
     _retry_and_reuse(walk, issuer, customer, issued, used)
     for_stc = _other_provider(walk, issuer, customer)
     _arabic_digits(walk, issuer, customer, used)

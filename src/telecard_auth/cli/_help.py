@@ -83,14 +83,23 @@ EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("a new receipt signing key only", f"{PROG} keys rotate --signing"),
         ("the next step of a pseudonym key rotation", f"{PROG} keys rotate --pseudonym"),
     ),
-    "keys public": (("the public receipt key lines to give operators", f"{PROG} keys public"),),
+    "keys public": (
+        ("the receipt signing keys' ids, the current one marked", f"{PROG} keys public"),
+        (
+            "the public JWK Set for operators (save it: ... > jwks.json)",
+            f"{PROG} keys public --jwks",
+        ),
+    ),
     "keys move": (("move every customer to the new pseudonym key", f"{PROG} keys move"),),
     "receipt verify": (
         (
-            "check a receipt with the operator's copy of the public key",
-            f"{PROG} receipt verify tar1.eyJjb2RlX2lkIjoi... --public-key tar1-public:r1:A6EHv...",
+            "STC checks a receipt with the issuer's public JWK Set",
+            f"{PROG} receipt verify eyJhbGciOiJFZERTQSIs... --provider stc --jwks jwks.json",
         ),
-        ("check a receipt with the keys in the key file", f"{PROG} receipt verify tar1.eyJj..."),
+        (
+            "the issuing side checks one with the key file's keys, for one service",
+            f"{PROG} receipt verify eyJhbGciOiJFZERTQSIs... --provider stc --service new_line",
+        ),
     ),
     "demo": (
         ("walk through the rules, end to end, on SQLite", f"{PROG} demo"),
@@ -108,7 +117,7 @@ exit status:
   5  unknown code id
   6  configuration (no or unreadable key file, no database, bad storage URL, missing extra)
   7  storage failure
-  8  receipt not authentic (altered, or signed with another key)"""
+  8  receipt not verified (altered, signed with another key, or made for another use)"""
 
 FILES = f"""\
 files and environment:

@@ -1,21 +1,22 @@
 """The ``keys`` commands: ``keys rotate``, ``keys move`` and ``keys public``.
 
 Each reads the key file, and ``rotate`` and ``move`` write it back; no key is ever lost on the
-way (``write_key_file`` replaces the file in one rename).
+way (``save_keys`` replaces the file in one rename).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import UTC, datetime
 
 import attrs
 
 from telecard_auth._issuer import CodeIssuer
 from telecard_auth.cli._errors import InvalidArgument, NoRotation, UsageError
-from telecard_auth.cli._keyfile import write_key_file
-from telecard_auth.cli._output import PUBLIC_KEY, Line, Outcome, Text
+from telecard_auth.cli._output import Line, Outcome, Text
 from telecard_auth.cli._settings import PROG, Settings
+from telecard_auth.keys import save_keys
 
 __all__ = [
     "MOVE_FIELDS",
@@ -28,11 +29,11 @@ __all__ = [
 ]
 
 #: The fields of each command's answer (its --json object), in order: what --print may name.
-ROTATE_FIELDS = ("hmac_key_id", "signing_key_id", "public_key", "hmac_key_ids", "signing_key_ids")
+ROTATE_FIELDS = ("hmac_key_id", "signing_key_id", "hmac_key_ids", "signing_key_ids", "jwks")
 #: ``keys rotate --pseudonym`` takes another step, with another answer.
 PSEUDONYM_STEP_FIELDS = ("pseudonym_key_ids", "standby")
 MOVE_FIELDS = ("moved", "scanned", "retired")
-PUBLIC_FIELDS = ("public_keys", "current")
+PUBLIC_FIELDS = ("keys", "current")
 
 
 def rotate(args: argparse.Namespace, settings: Settings) -> Outcome:
@@ -49,22 +50,20 @@ def rotate(args: argparse.Namespace, settings: Settings) -> Outcome:
     rotated = current.rotated(
         datetime.now(UTC), hmac=both or args.hmac, signing=both or args.signing
     )
-    write_key_file(settings.keys_path, rotated)
+    save_keys(settings.keys_path, rotated)
     new_hmac = rotated.keyring.current.key_id if rotated.keyring != current.keyring else None
     new_signing = rotated.signer.current.key_id if rotated.signer != current.signer else None
-    public = rotated.signer.current.public_key.to_text()
     lines: list[Line] = []
     if new_hmac is not None:
         lines.append((Text("new HMAC key", "مفتاح HMAC الجديد"), new_hmac))
     if new_signing is not None:
         lines.append((Text("new receipt signing key", "مفتاح توقيع الإيصالات الجديد"), new_signing))
-        lines.append((PUBLIC_KEY, public))
         lines.append(
             Text(
-                "Give the operators the new public receipt key; the old ones still verify old"
-                " receipts.",
-                "سلّم المشغلين مفتاح الإيصالات العام الجديد؛ وتبقى المفاتيح القديمة صالحة للتحقق"
-                " من الإيصالات القديمة.",
+                f"Publish the new public JWK Set to the operators ({PROG} keys public --jwks);"
+                " the old keys in it still verify old receipts.",
+                f"انشر مجموعة المفاتيح العامة الجديدة للمشغلين ({PROG} keys public --jwks)؛"
+                " وتبقى المفاتيح القديمة فيها صالحة للتحقق من الإيصالات القديمة.",
             )
         )
     lines.append(
@@ -76,9 +75,9 @@ def rotate(args: argparse.Namespace, settings: Settings) -> Outcome:
     data = {
         "hmac_key_id": new_hmac,
         "signing_key_id": new_signing,
-        "public_key": public if new_signing is not None else None,
         "hmac_key_ids": [key.key_id for key in rotated.keyring.keys],
         "signing_key_ids": [key.key_id for key in rotated.signer.keys],
+        "jwks": rotated.public_jwks() if new_signing is not None else None,
     }
     return Outcome(data=data, lines=lines)
 
@@ -91,8 +90,8 @@ def _pseudonym_step(settings: Settings) -> Outcome:
             option="--pseudonym",
             reason="the newer pseudonym key is current already; run 'keys move' next",
         )
-    stepped = current.with_pseudonym_step()
-    write_key_file(settings.keys_path, stepped)
+    stepped = current.with_pseudonym_step(datetime.now(UTC))
+    save_keys(settings.keys_path, stepped)
     new = stepped.keyring.newest_pseudonym_key_id
     if stepped.keyring.pseudonym_standby:
         line = Text(
@@ -131,9 +130,7 @@ def move(args: argparse.Namespace, settings: Settings) -> Outcome:
             scanned += progress.scanned
             if progress.done:
                 break
-    write_key_file(
-        settings.keys_path, attrs.evolve(keys, keyring=ring.without_pseudonym_key(older))
-    )
+    save_keys(settings.keys_path, attrs.evolve(keys, keyring=ring.without_pseudonym_key(older)))
     data = {"moved": moved, "scanned": scanned, "retired": older}
     line = Text(
         f"Moved {moved} customer(s) to the new pseudonym key ({scanned} looked at) and retired"
@@ -144,8 +141,24 @@ def move(args: argparse.Namespace, settings: Settings) -> Outcome:
     return Outcome(data=data, lines=[line])
 
 
-def public(_args: argparse.Namespace, settings: Settings) -> Outcome:
-    """``keys public``: the public receipt key lines, oldest first, for the operators."""
-    public = [key.to_text() for key in settings.keys().signer.verify_keys()]
-    # Bare lines, oldest first, whatever the language: made to be saved to a file for operators.
-    return Outcome(data={"public_keys": public, "current": public[-1]}, lines=list(public))
+def public(args: argparse.Namespace, settings: Settings) -> Outcome:
+    """``keys public``: the receipt keys' public halves, oldest first, for the operators."""
+    jwks = settings.keys().public_jwks()
+    current = jwks["keys"][-1]["kid"]
+    if args.jwks:
+        # The JWK Set itself, whatever the language: made to be saved or served to operators.
+        return Outcome(data=jwks, lines=[json.dumps(jwks, indent=2)])
+    lines: list[Line] = [
+        (
+            Text("receipt key", "مفتاح الإيصالات"),
+            f"{jwk['kid']}{' (current)' if jwk['kid'] == current else ''}",
+        )
+        for jwk in jwks["keys"]
+    ]
+    lines.append(
+        Text(
+            f"For operators: {PROG} keys public --jwks > jwks.json",
+            f"للمشغلين: {PROG} keys public --jwks > jwks.json",
+        )
+    )
+    return Outcome(data={"keys": jwks["keys"], "current": current}, lines=lines)

@@ -1,20 +1,32 @@
-"""``main``: run the command once, and turn whatever happens into output and an exit status."""
+"""``main``: run the command once, and turn whatever happens into output and an exit status.
+
+With no arguments at all the command prints its full help and exits with the usage status (2).
+A reader that goes away early (``telecard-auth demo | head -1``) ends the command quietly, with
+the status of a process that SIGPIPE ended (141), as Python's documentation of ``signal``
+recommends: no traceback, no complaint.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 from typing import TextIO
 
-from telecard_auth._core.errors import TelecardAuthError
+from telecard_auth._core.errors import InvalidInput, TelecardAuthError
 from telecard_auth.cli._errors import INTERRUPTED, UNEXPECTED, Interrupted, Unexpected, exit_status
 from telecard_auth.cli._output import report, report_error
-from telecard_auth.cli._parser import Command, parse
+from telecard_auth.cli._parser import Command, build_parser, parse
 from telecard_auth.cli._settings import early_settings, read_secrets, settings_from
 
-__all__ = ["main"]
+__all__ = ["CLOSED_PIPE", "main"]
+
+#: The exit status when the reader of the output goes away: 128 + SIGPIPE (13), what a shell
+#: reports for a process that SIGPIPE ended.
+CLOSED_PIPE = 141
 
 
 def _tolerant(stream: TextIO) -> None:
@@ -31,6 +43,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     for stream in (sys.stdout, sys.stderr):
         _tolerant(stream)
+    try:
+        status = _run(arguments)
+        # Written out here, where a closed pipe can still be answered, not at the exit.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence()
+        return CLOSED_PIPE
+    return status
+
+
+def _silence() -> None:
+    """Point standard output and error at the null device: Python flushes them at the exit, and
+    the output left in their buffers must not raise a second BrokenPipeError there."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            # A stream that is no file (a test's capture) has nothing to flush to a pipe.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(null, stream.fileno())
+    finally:
+        os.close(null)
+
+
+def _run(arguments: list[str]) -> int:
+    if not arguments:
+        build_parser().print_help()
+        return exit_status(InvalidInput())
     lang, as_json, debug = early_settings(arguments)
     try:
         try:
@@ -50,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         report_error(Interrupted(), lang=lang, as_json=as_json)
         return INTERRUPTED
+    except BrokenPipeError:
+        raise  # the reader went away: nothing to report, and nobody to report it to
     except Exception as error:
         if debug:
             traceback.print_exc()

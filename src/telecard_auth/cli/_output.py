@@ -95,10 +95,16 @@ def _field_text(value: object, *, as_json: bool) -> str:
 
 
 def report_error(error: TelecardAuthError, *, lang: str, as_json: bool) -> None:
-    """Print ``error``: one line on stderr, or one JSON object on stdout."""
+    """Print ``error``: one line on stderr, or one JSON object on stdout.
+
+    The JSON object is ``{"error": ...}`` with ``error.to_dict()`` inside, except that
+    ``message`` is the text in ``lang`` and ``messages`` holds both languages.
+    """
     message = one_line(error.message(lang))
     if as_json:
-        print(json.dumps({"error": {"code": error.code, "message": message}}, ensure_ascii=False))
+        answer = error.to_dict()
+        shown = {"code": error.code, "message": message, "messages": answer.pop("message")}
+        print(json.dumps({"error": {**shown, **answer}}, ensure_ascii=False))
     else:
         label = "خطأ" if lang == "ar" else "error"
         print(f"{label} [{error.code}]: {message}", file=sys.stderr)

@@ -350,7 +350,7 @@ def _add_keys(commands: _Commands) -> None:
         "add a new current key (both kinds unless one is named)",
         "Add a new HMAC key and/or receipt signing key; the new one becomes current. No key is"
         " removed, so live codes keep working and old receipts keep verifying. Prints the new key"
-        " ids and the new public receipt key line.",
+        " ids; publish the new public JWK Set (keys public --jwks) to operators.",
         fields=_keys.ROTATE_FIELDS,
     )
     rotate.add_argument("--hmac", action="store_true", help="add a new HMAC key")
@@ -377,13 +377,17 @@ def _add_keys(commands: _Commands) -> None:
         metavar="N",
         help="customers per batch (default: 1000)",
     )
-    keys_commands.add(
+    public = keys_commands.add(
         "keys public",
         _keys.public,
-        "print the public receipt key lines for operators",
-        "Print the public receipt key lines, oldest first, one per line: operators verify"
-        " receipts with them (receipt verify --public-key-file).",
+        "print the public JWK Set for operators",
+        "Print the receipt signing keys' public halves. With --jwks, print them as a JWK Set"
+        " (RFC 7517) for operators to verify receipts with any JOSE library: save it to a file"
+        " or serve it (receipt verify --jwks FILE).",
         fields=_keys.PUBLIC_FIELDS,
+    )
+    public.add_argument(
+        "--jwks", action="store_true", help="print the public JWK Set as JSON, for operators"
     )
 
 
@@ -398,26 +402,27 @@ def _add_receipt(commands: _Commands) -> None:
         "receipt verify",
         _receipts.verify,
         "check that a receipt is authentic",
-        "Check a receipt's signature and print its fields. Uses the public keys given, or else"
-        " the key file's.",
+        "Check a receipt's signature and audience, and print its fields. Uses the JWK Set"
+        " given, or else the key file's keys.",
         fields=_receipts.VERIFY_FIELDS,
     )
     verify.add_argument(
-        "receipt", metavar="RECEIPT", help="the receipt text (tar1....), or - for stdin"
+        "receipt", metavar="RECEIPT", help="the receipt (a JWT, eyJ...), or - for stdin"
     )
     verify.add_argument(
-        "--public-key",
-        action="append",
-        default=[],
-        metavar="LINE",
-        help="a public receipt key line, tar1-public:<id>:...; may be repeated",
+        "--provider",
+        required=True,
+        metavar="ID",
+        help="the provider verifying it: the receipt's audience (aud) must be this id",
     )
     verify.add_argument(
-        "--public-key-file",
-        action="append",
-        default=[],
+        "--service", metavar="ID", help="require the receipt to be for this service"
+    )
+    verify.add_argument(
+        "--jwks",
         metavar="FILE",
-        help="a file of public receipt key lines (as keys public prints); may be repeated",
+        help="the public JWK Set to verify with (as keys public --jwks prints); else the key"
+        " file's keys",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -32,48 +33,47 @@ VERIFY_FIELDS = (
     "code_id",
     "provider",
     "service",
+    "issued_at",
     "redeemed_at",
     "customer_ref",
+    "bindings",
+    "reference",
+    "issuer",
     "key_id",
-    "version",
 )
 
 
-def _public_keys(args: argparse.Namespace) -> list[VerifyKey]:
-    lines = [("--public-key", line) for line in args.public_key]
-    for name in args.public_key_file:
-        try:
-            text = Path(name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            reason = getattr(error, "strerror", None) or "it cannot be read as text"
-            raise InvalidArgument(option="--public-key-file", reason=reason) from None
-        lines += [
-            ("--public-key-file", line)
-            for line in text.splitlines()
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
-    keys: list[VerifyKey] = []
-    for option, line in lines:
-        try:
-            keys.append(VerifyKey.from_text(line))
-        except KeyringError as error:
-            reason = str(error.details.get("reason", "not a public key line"))
-            raise InvalidArgument(option=option, reason=reason) from None
-    return keys
+def _jwks(name: str) -> object:
+    try:
+        return json.loads(Path(name).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "it cannot be read as text"
+        raise InvalidArgument(option="--jwks", reason=reason) from None
+    except (ValueError, RecursionError):
+        raise InvalidArgument(option="--jwks", reason="it is not JSON") from None
 
 
 def verify(args: argparse.Namespace, settings: Settings) -> Outcome:
-    """``receipt verify``: the receipt's signature checked, and its fields."""
-    text = sys.stdin.read() if args.receipt == STDIN else args.receipt
-    if args.public_key or args.public_key_file:
-        keys = _public_keys(args)
+    """``receipt verify``: the receipt's signature and audience checked, and its fields."""
+    token = sys.stdin.read() if args.receipt == STDIN else args.receipt
+    if args.jwks is not None:
+        try:
+            keys: object = VerifyKey.from_jwks(_jwks(args.jwks))
+        except KeyringError as error:
+            reason = str(error.details.get("reason", "not a JWK Set"))
+            raise InvalidArgument(option="--jwks", reason=reason) from None
     else:
-        keys = list(settings.keys().signer.verify_keys())
-    receipt: Receipt = verify_receipt(text.strip(), keys)
+        keys = settings.keys().signer
+    receipt: Receipt = verify_receipt(
+        token.strip(),
+        keys,  # type: ignore[arg-type]
+        audience=args.provider,
+        service=args.service,
+    )
     lines: list[Line] = [
         Text(
-            "Authentic: the receipt was signed by the issuer and not changed since.",
-            "الإيصال موثوق: وقّعه المُصدِر ولم يُعدَّل بعد توقيعه.",
+            "Authentic: the issuer signed this receipt for this provider, unchanged since.",
+            "الإيصال موثوق: وقّعه المُصدِر لهذا المزود ولم يُعدَّل بعد توقيعه.",
         ),
         (CODE_ID, receipt.code_id),
         (PROVIDER, receipt.provider_id),
@@ -87,9 +87,12 @@ def verify(args: argparse.Namespace, settings: Settings) -> Outcome:
         "code_id": receipt.code_id,
         "provider": receipt.provider_id,
         "service": receipt.service_id,
+        "issued_at": iso(receipt.issued_at),
         "redeemed_at": iso(receipt.redeemed_at),
         "customer_ref": receipt.customer_ref,
+        "bindings": list(receipt.bindings),
+        "reference": receipt.reference,
+        "issuer": receipt.issuer,
         "key_id": receipt.key_id,
-        "version": receipt.version,
     }
     return Outcome(data=data, lines=lines)

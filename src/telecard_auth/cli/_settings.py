@@ -23,7 +23,7 @@ from telecard_auth._storage.protocol import StorageBackend
 from telecard_auth._storage.sqlite import SQLiteStorage
 from telecard_auth._storage.urls import storage_from_url
 from telecard_auth.cli._errors import DatabaseMissing, InvalidArgument, InvalidSetting, UsageError
-from telecard_auth.cli._keyfile import KeyFile, make_private_directory, read_key_file
+from telecard_auth.keys import KeySet, load_keys, make_private_directory
 
 __all__ = [
     "DATABASE_NAME",
@@ -100,8 +100,8 @@ class Settings:
         """Whether the answer is lines for people, rather than JSON or one field of it."""
         return not self.json and self.field is None
 
-    def keys(self) -> KeyFile:
-        return read_key_file(self.keys_path)
+    def keys(self) -> KeySet:
+        return load_keys(self.keys_path)
 
     @property
     def database(self) -> Path:

@@ -23,7 +23,7 @@ from telecard_auth._core.errors import (
     WrongCode,
 )
 from telecard_auth._core.keyring import Keyring
-from telecard_auth._core.model import CodeState, Redemption, Subject
+from telecard_auth._core.model import CodeState, Redemption, SignedRedemption, Subject
 from telecard_auth._core.policy import Policy
 from telecard_auth._core.receipt import ReceiptSigner
 from telecard_auth._issuer import AsyncCodeIssuer, CodeIssuer
@@ -162,9 +162,9 @@ class AsyncStorageContract(StorageContract):
         """AsyncCodeIssuer refuses a synchronous Storage, and CodeIssuer this AsyncStorage."""
         # The issuers are typed to refuse these; the test is that they refuse them when run, too.
         with pytest.raises(ConfigurationError):
-            AsyncCodeIssuer(storage, keyring=keyring)  # type: ignore[arg-type]
+            AsyncCodeIssuer(storage, keyring=keyring)  # type: ignore[call-overload]
         with pytest.raises(ConfigurationError):
-            CodeIssuer(async_storage, keyring=keyring)  # type: ignore[arg-type]
+            CodeIssuer(async_storage, keyring=keyring)  # type: ignore[call-overload]
 
     def test_manual_clock_drives_async_expiry(
         self, issuer: BlockingIssuer, clock: ManualClock, subject: Subject, portal: Portal
@@ -236,7 +236,7 @@ class AsyncStorageContract(StorageContract):
             return _kinds(outcomes), len(set(outcomes)), record.state
 
         for round_ in range(max(1, self.race_rounds // 10)):
-            assert ({Redemption: THREADS}, 1, CodeState.REDEEMED) == portal.call(race, round_)
+            assert ({SignedRedemption: THREADS}, 1, CodeState.REDEEMED) == portal.call(race, round_)
         assert 0 < lost.count
 
     def test_tasks_guessing_wrong_lock_the_code_at_exactly_the_limit(

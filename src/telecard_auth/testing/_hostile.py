@@ -216,7 +216,7 @@ class HostileCallerTests(ContractBase):
         outside = repr(
             [
                 *(redemption.customer_ref for redemption in done),
-                *(receipt.to_text() for receipt in receipts if receipt is not None),
+                *(receipt.token for receipt in receipts if receipt is not None),
                 *(event.fields() for event in sink.events),
             ]
         )

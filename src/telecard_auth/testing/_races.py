@@ -19,9 +19,9 @@ import pytest
 
 from telecard_auth._core.errors import CodeAlreadyUsed, LiveCodeLimitReached, WrongCode
 from telecard_auth._core.keyring import Keyring
-from telecard_auth._core.model import CodeState, IssuedCode, Redemption
+from telecard_auth._core.model import CodeState, IssuedCode, Redemption, SignedRedemption
 from telecard_auth._core.policy import Policy
-from telecard_auth._core.receipt import ReceiptSigner
+from telecard_auth._core.receipt import ReceiptSigner, verify_receipt
 from telecard_auth._issuer import CodeIssuer
 from telecard_auth._storage.protocol import CodeRecord, FailureLog, Storage, SubjectSnapshot
 from telecard_auth.testing._base import ContractBase
@@ -203,13 +203,13 @@ class RaceTests(ContractBase):
                 issuer.redeem, subject, PROVIDER, issued.code, SERVICE, request_id=f"req-{round_}"
             )
             outcomes = _together(race_pool, [retry] * THREADS)
-            assert {Redemption: THREADS} == _kinds(outcomes)
+            assert {SignedRedemption: THREADS} == _kinds(outcomes)
             assert 1 == len(set(outcomes))
             (receipt,) = {
                 outcome.receipt for outcome in outcomes if isinstance(outcome, Redemption)
             }
             assert receipt is not None
-            receipt.verify(signer.verify_keys())
+            verify_receipt(receipt.token, signer.verify_keys(), audience=receipt.provider_id)
             record = _record_of(storage, _filed(keyring, subject), issued.code_id)
             assert (CodeState.REDEEMED, 0) == (record.state, record.failed_attempts)
         assert 0 < lost.count

@@ -25,7 +25,7 @@ from telecard_auth._core.errors import (
 from telecard_auth._core.keyring import HmacKey, Keyring
 from telecard_auth._core.model import CodeState, Subject
 from telecard_auth._core.policy import Policy
-from telecard_auth._core.receipt import ReceiptSigner, SigningKey
+from telecard_auth._core.receipt import ReceiptSigner, SigningKey, verify_receipt
 from telecard_auth._issuer import CodeIssuer
 from telecard_auth._storage.protocol import Storage
 from telecard_auth.testing._base import ContractBase
@@ -60,9 +60,14 @@ class TrustAndAuditTests(ContractBase):
         assert first == again
         assert first.receipt is not None
         assert again.receipt is not None
-        assert first.receipt.to_text() == again.receipt.to_text()
-        first.receipt.verify(signer.verify_keys())
-        assert (clock.now() - timedelta(minutes=3), issued.code_id) == (
+        assert first.receipt.token == again.receipt.token
+        verify_receipt(
+            first.receipt.token, signer.verify_keys(), audience=first.receipt.provider_id
+        )
+        # A receipt's times are whole seconds (a JWT's NumericDate), the redemption's exact.
+        redeemed_at = clock.now() - timedelta(minutes=3)
+        assert (redeemed_at, redeemed_at.replace(microsecond=0), issued.code_id) == (
+            first.redeemed_at,
             first.receipt.redeemed_at,
             first.receipt.code_id,
         )
@@ -237,7 +242,7 @@ class TrustAndAuditTests(ContractBase):
         assert redeemed.receipt is not None
         assert "r2" == redeemed.receipt.key_id
         for receipt in (old_receipt.receipt, redeemed.receipt):
-            receipt.verify(signer2.verify_keys())
+            verify_receipt(receipt.token, signer2.verify_keys(), audience=receipt.provider_id)
         # Retire k1 once every code it made has expired and its record's retention has ended.
         leftover = before.issue(subject, "zain")
         clock.set(rotated_at + policy.key_retirement_delay)
@@ -256,6 +261,14 @@ class TrustAndAuditTests(ContractBase):
         assert final.receipt is not None
         assert "r2" == final.receipt.key_id
         # Operators keep old public keys for as long as old receipts must be provable.
-        old_receipt.receipt.verify(signer2.verify_keys())
+        verify_receipt(
+            old_receipt.receipt.token,
+            signer2.verify_keys(),
+            audience=old_receipt.receipt.provider_id,
+        )
         with pytest.raises(UnknownSigningKey):
-            old_receipt.receipt.verify(signer2.without_key("r1").verify_keys())
+            verify_receipt(
+                old_receipt.receipt.token,
+                signer2.without_key("r1").verify_keys(),
+                audience=old_receipt.receipt.provider_id,
+            )
