@@ -1,7 +1,7 @@
 """A small HTTP service over telecard-auth: the platform issues codes, the operators redeem them.
 
 Two endpoints, each for one kind of caller, each caller known by its own API key, sent as
-``Authorization: Bearer <key>``:
+``Authorization: Bearer <key>``, and one public endpoint:
 
 - ``POST /codes``, for the issuing platform, once the national SSO has authenticated the
   customer: ``{"kind": "citizen", "id": "1000000008", "provider": "stc"}`` and optionally
@@ -9,19 +9,26 @@ Two endpoints, each for one kind of caller, each caller known by its own API key
 - ``POST /redemptions``, for an operator's back end: ``{"kind", "id", "code", "service"}`` and
   optionally ``"reference"``, the operator's agent or branch, which the audit events record. The
   operator is the one whose key was presented: a body cannot name another operator. The answer
-  holds the signed receipt in its compact text form (``tar1.…``). An ``Idempotency-Key`` header
-  makes a retry safe: the same key and body get the very same answer and receipt.
+  holds the signed receipt, a JWT (``eyJ…``). An ``Idempotency-Key`` header makes a retry safe:
+  the same key and body get the very same answer and receipt.
+- ``GET /.well-known/jwks.json``, for anyone, without a key: the public JWK Set that verifies the
+  receipts (``verify_receipt(token, jwks, audience="stc")``, or any JOSE library). Operators fetch
+  it, and fetch it again when a receipt names a key id they do not have yet.
 
 Each API key may make at most ``rate_limit`` requests (``"20/second"`` unless told otherwise,
 in the notation of the ``limits`` library, counted in a moving window in the storage its URL
 names: ``memory://`` in one process, ``redis://…`` shared by every instance). A key over its
 limit gets 429 and ``Retry-After``, so one operator's key cannot make guesses at full speed.
 
-Every refusal is JSON, ``{"error": {"code", "message_en", "message_ar"}}``, with the library's
-stable code and both of its messages, and an HTTP status chosen by the error's family
-(``STATUS_BY_FAMILY``). Nothing ever answers with a traceback. A storage failure is a 503 with
-fixed messages, whatever the error says: what the driver said (``StorageError.detail``: hosts,
-ports, databases, roles, paths) goes to the service's log, never to the caller.
+Every refusal is JSON: ``{"error": error.to_dict(), "message": …}``, the library's error as JSON
+(stable ``code``, ``status``, ``message`` in English and Arabic, ``details``, ``retry_after``
+when waiting helps) and, in ``message``, the message in the language the request's
+``Accept-Language`` prefers (``Content-Language`` says which). The status is the error's
+``http_status``, and ``Retry-After`` is its ``retry_after`` whenever it has one. Nothing ever
+answers with a traceback. A storage failure is a 503 with fixed messages, whatever the error
+says: what the driver said (``StorageError.detail``: hosts, ports, databases, roles, paths)
+goes to the service's log, never to the caller. A configuration error is logged and answered
+with a bare ``internal_error``.
 
 ``create_app`` builds the app from an issuer and the keys; tests give it a ``ManualClock`` and
 in-memory storage. ``app_from_environment`` builds it as deployed, every secret read from the
@@ -42,6 +49,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -59,25 +67,31 @@ from telecard_auth import (
     AsyncCodeIssuer,
     AsyncMemoryStorage,
     ConfigurationError,
-    FailureBudgetExhausted,
     InvalidInput,
     Keyring,
-    NotPermitted,
+    KeyringError,
     ReceiptSigner,
-    RedemptionRefused,
+    SignedRedemption,
     StorageError,
     Subject,
     TelecardAuthError,
-    UnknownCode,
-    VerifyKey,
     async_storage_from_url,
+    preferred_language,
     verify_receipt,
 )
-from telecard_auth.cli import ENV_KEYS, ENV_STORAGE, read_key_file
 from telecard_auth.events import JsonLinesSink
+from telecard_auth.keys import KeySet, load_keys
 
 __all__ = [
-    "STATUS_BY_FAMILY",
+    "ENV_AUDIT_LOG",
+    "ENV_KEYS",
+    "ENV_KEYS_JSON",
+    "ENV_OPERATOR_KEYS",
+    "ENV_PLATFORM_KEY",
+    "ENV_RATE_LIMIT",
+    "ENV_RATE_STORAGE",
+    "ENV_STORAGE",
+    "JWKS_PATH",
     "BodyTooLarge",
     "InvalidBody",
     "InvalidJson",
@@ -85,6 +99,7 @@ __all__ = [
     "RateLimited",
     "app_from_environment",
     "create_app",
+    "keys_from_environment",
 ]
 
 logger = logging.getLogger(__name__)
@@ -93,6 +108,12 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4096
 #: The shortest API key accepted: ``secrets.token_urlsafe(32)`` makes 43 characters.
 MIN_KEY_LENGTH = 32
+#: The key file that ``telecard-auth init`` wrote (the same variable the command line reads).
+ENV_KEYS = "TELECARD_AUTH_KEYS"
+#: The same key material as JSON, the private JWK Set itself, as a secret manager injects it.
+ENV_KEYS_JSON = "TELECARD_AUTH_KEYS_JSON"
+#: The storage URL (the same variable the command line reads).
+ENV_STORAGE = "TELECARD_AUTH_STORAGE"
 #: The issuing platform's API key.
 ENV_PLATFORM_KEY = "TELECARD_HTTP_PLATFORM_KEY"
 #: The operators' API keys, as ``stc=KEY,mobily=KEY``.
@@ -105,18 +126,28 @@ ENV_RATE_STORAGE = "TELECARD_HTTP_RATE_STORAGE"
 ENV_AUDIT_LOG = "TELECARD_HTTP_AUDIT_LOG"
 #: Requests allowed per API key unless told otherwise.
 DEFAULT_RATE_LIMIT = "20/second"
+#: Where the public JWK Set is published (RFC 8615's well-known URIs, as OpenID Connect does).
+JWKS_PATH = "/.well-known/jwks.json"
+#: The JWK Set's media type (RFC 7517 §8.5).
+JWKS_MEDIA_TYPE = "application/jwk-set+json"
 
+#: From this status up a refusal is the service's own failure: logged, and answered with nothing.
+_SERVICE_FAILED = HTTPStatus.INTERNAL_SERVER_ERROR
 _NO_STORE = {"Cache-Control": "no-store"}  # answers carry codes and receipts: no cache keeps them
+#: The JWK Set is public and changes only when keys rotate: caches may keep it for five minutes.
+_JWKS_CACHE = {"Cache-Control": "public, max-age=300"}
 
 
 # --- the service's own refusals, in the library's families -------------------------------------
-# Each declares the fields its messages need, keyword-only, as the library's errors do.
+# Each declares the fields its messages need, keyword-only, as the library's errors do, and the
+# HTTP status that answers it.
 
 
 class NotAuthenticated(TelecardAuthError):
     """No API key, or one that is not valid for this endpoint."""
 
     code = "not_authenticated"
+    http_status = 401
     template_en = "The API key is missing or not valid for this endpoint."
     template_ar = "مفتاح الوصول مفقود أو غير صالح لهذه الواجهة."
 
@@ -125,12 +156,13 @@ class InvalidJson(InvalidInput):
     """The body is not a JSON object."""
 
     code = "invalid_json"
+    http_status = 400
     template_en = "The request body must be a JSON object."
     template_ar = "يجب أن يكون محتوى الطلب كائن JSON."
 
 
 class InvalidBody(InvalidInput):
-    """The body is a JSON object, but not one this endpoint takes."""
+    """The body is a JSON object, but not one this endpoint takes (400, as ``InvalidInput``)."""
 
     code = "invalid_body"
     template_en = "The request body is not valid: {reason}."
@@ -144,17 +176,24 @@ class RateLimited(TelecardAuthError):
     """The API key made more requests than its rate limit allows; ``retry_after`` in seconds."""
 
     code = "rate_limited"
+    http_status = 429
     template_en = "Too many requests with this API key; try again in {retry_after} s."
     template_ar = "طلبات كثيرة بمفتاح الوصول هذا؛ حاول مرة أخرى بعد {retry_after} ثانية."
 
     def __init__(self, *, retry_after: int) -> None:
         self._format(retry_after=retry_after)
 
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds until the key's window lets one more request through, at least 1."""
+        return int(self.details["retry_after"])
+
 
 class BodyTooLarge(InvalidInput):
     """The body is larger than any valid one."""
 
     code = "body_too_large"
+    http_status = 413
     template_en = "The request body is larger than {limit} bytes."
     template_ar = "محتوى الطلب أكبر من {limit} بايت."
 
@@ -162,41 +201,34 @@ class BodyTooLarge(InvalidInput):
         self._format(limit=limit)
 
 
-#: HTTP status per error family; the first family an error belongs to wins. Anything else,
-#: configuration errors included, is a 500 that tells the caller nothing but "internal error".
-STATUS_BY_FAMILY: tuple[tuple[type[TelecardAuthError], int], ...] = (
-    (NotAuthenticated, 401),
-    (InvalidJson, 400),
-    (BodyTooLarge, 413),
-    (InvalidInput, 422),
-    (NotPermitted, 403),
-    (FailureBudgetExhausted, 429),
-    (RateLimited, 429),
-    (RedemptionRefused, 409),
-    (UnknownCode, 404),
-    (StorageError, 503),
-)
+def _fixed(code: str, status: int, message_en: str, message_ar: str) -> dict[str, Any]:
+    """An answer of the service's own, in the shape of ``TelecardAuthError.to_dict()``."""
+    return {
+        "code": code,
+        "status": status,
+        "message": {"en": message_en, "ar": message_ar},
+        "details": {},
+    }
 
 
-def _error_body(code: str, message_en: str, message_ar: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message_en": message_en, "message_ar": message_ar}}
-
-
-_INTERNAL = _error_body(
+#: The answer to a bug or a configuration error: nothing about it reaches the caller.
+_INTERNAL = _fixed(
     "internal_error",
+    500,
     "The service could not complete the request.",
     "تعذّر على الخدمة إتمام الطلب.",
 )
-#: The answer to any storage failure: fixed text, whichever backend failed and however.
+#: The text of the answer to any storage failure, whichever backend failed and however.
 _UNAVAILABLE_EN = "The service is unavailable for a moment; try again later."
 _UNAVAILABLE_AR = "الخدمة غير متاحة مؤقتًا؛ حاول مرة أخرى لاحقًا."
 #: The answers for requests that reach no endpoint.
 _ROUTING = {
-    404: _error_body("not_found", "There is no such endpoint.", "لا توجد واجهة بهذا العنوان."),
-    405: _error_body(
+    404: _fixed("not_found", 404, "There is no such endpoint.", "لا توجد واجهة بهذا العنوان."),
+    405: _fixed(
         "method_not_allowed",
-        "This endpoint takes POST requests only.",
-        "هذه الواجهة تقبل طلبات POST فقط.",
+        405,
+        "This endpoint does not take this method; the Allow header lists those it takes.",
+        "هذه الواجهة لا تقبل هذه الطريقة؛ ترويسة Allow تذكر الطرق التي تقبلها.",
     ),
 }
 
@@ -206,7 +238,7 @@ _ROUTING = {
 
 def create_app(
     *,
-    issuer: AsyncCodeIssuer,
+    issuer: AsyncCodeIssuer[SignedRedemption],
     operator_keys: Mapping[str, str],
     platform_key: str,
     rate_limit: str = DEFAULT_RATE_LIMIT,
@@ -221,9 +253,11 @@ def create_app(
     rather than at the first request. Each key may make ``rate_limit`` requests, counted in
     ``rate_storage`` (a ``limits`` storage URL). ``lifespan`` is passed on to ``Starlette``.
     """
-    if not isinstance(issuer, AsyncCodeIssuer):
+    given: object = issuer  # typed as it should be; checked, as a caller may not be typed
+    if not isinstance(given, AsyncCodeIssuer):
         raise ConfigurationError(reason="the issuer must be an AsyncCodeIssuer")
-    if issuer.signer is None:
+    signer = issuer.signer
+    if signer is None:
         raise ConfigurationError(reason="the issuer needs a ReceiptSigner to sign receipts")
     if not operator_keys:
         raise ConfigurationError(reason="no operator has an API key")
@@ -272,35 +306,38 @@ def create_app(
             request_id=request.headers.get("idempotency-key"),
             reference=body.get("reference"),
         )
-        receipt = redemption.receipt
-        if receipt is None:  # cannot happen: the issuer's signer was checked above
-            raise ConfigurationError(reason="the issuer signed no receipt")
         answer = {
             "code_id": redemption.code_id,
             "provider": redemption.provider.id,
             "service": redemption.service.id,
             "issued_at": redemption.issued_at.isoformat(),
             "redeemed_at": redemption.redeemed_at.isoformat(),
-            "receipt": receipt.to_text(),
+            "receipt": redemption.receipt.token,
         }
         return JSONResponse(answer, headers=_NO_STORE)
 
-    async def refused(_request: Request, error: Exception) -> JSONResponse:
-        return _refusal(error, issuer)
+    async def jwks(_request: Request) -> JSONResponse:
+        # Public halves only: what verifies receipts, nothing that signs them or digests codes.
+        return JSONResponse(signer.public_jwks(), headers=_JWKS_CACHE, media_type=JWKS_MEDIA_TYPE)
 
-    async def unrouted(_request: Request, error: Exception) -> JSONResponse:
+    async def refused(request: Request, error: Exception) -> JSONResponse:
+        return _refusal(error, _language(request))
+
+    async def unrouted(request: Request, error: Exception) -> JSONResponse:
         status = error.status_code if isinstance(error, HTTPException) else 500
         headers = error.headers if isinstance(error, HTTPException) else None  # 405: Allow
-        return JSONResponse(_ROUTING.get(status, _INTERNAL), status_code=status, headers=headers)
+        answer = _ROUTING.get(status, {**_INTERNAL, "status": status})
+        return _answer(answer, _language(request), headers)
 
-    async def unexpected(_request: Request, _error: Exception) -> JSONResponse:
+    async def unexpected(request: Request, _error: Exception) -> JSONResponse:
         # Starlette raises the exception again after this answer, so the server logs it.
-        return JSONResponse(_INTERNAL, status_code=500)
+        return _answer(_INTERNAL, _language(request))
 
     return Starlette(
         routes=[
             Route("/codes", issue, methods=["POST"]),
             Route("/redemptions", redeem, methods=["POST"]),
+            Route(JWKS_PATH, jwks, methods=["GET"]),
         ],
         exception_handlers={
             TelecardAuthError: refused,
@@ -311,39 +348,43 @@ def create_app(
     )
 
 
-def _refusal(error: Exception, issuer: AsyncCodeIssuer) -> JSONResponse:
+def _language(request: Request) -> str:
+    """``"ar"`` or ``"en"``, as the request's ``Accept-Language`` prefers (English without it)."""
+    return preferred_language(request.headers.get("accept-language"))
+
+
+def _answer(
+    error: Mapping[str, Any], lang: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An error answer: ``{"error": error, "message": its message in lang}``, with its status."""
+    body = {"error": error, "message": error["message"][lang]}
+    # The body's message depends on Accept-Language: caches must keep one answer per language.
+    language = {"Content-Language": lang, "Vary": "Accept-Language"}
+    return JSONResponse(body, status_code=error["status"], headers={**(headers or {}), **language})
+
+
+def _refusal(error: Exception, lang: str) -> JSONResponse:
     """The answer to a refusal: its status, headers and JSON body, never a driver's text."""
-    status = _status(error)
-    if status is None or not isinstance(error, TelecardAuthError):
+    if isinstance(error, StorageError):
+        # The detail names the database's host, port, role or file: for this log only. So may a
+        # custom backend's reason: the caller gets fixed text, and no details.
+        logger.error("storage failed: %s (%s)", error.details.get("reason"), error.detail)
+        answer = _fixed(error.code, error.http_status, _UNAVAILABLE_EN, _UNAVAILABLE_AR)
+    elif not isinstance(error, TelecardAuthError) or error.http_status >= _SERVICE_FAILED:
         # A configuration error tells what is wrong with the service: log it, tell nobody.
         logger.error("request failed", exc_info=error)
-        return JSONResponse(_INTERNAL, status_code=500)
+        return _answer(_INTERNAL, lang)
+    else:
+        answer = error.to_dict()
     headers = {}
     if isinstance(error, NotAuthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(error, RateLimited):
-        headers["Retry-After"] = str(error.details["retry_after"])
-    retry_after = error.retry_after if isinstance(error, FailureBudgetExhausted) else None
-    if retry_after is not None:
-        seconds = (retry_after - issuer.clock.now()).total_seconds()
-        headers["Retry-After"] = str(max(1, math.ceil(seconds)))
-    if isinstance(error, StorageError):
-        # The detail names the database's host, port, role or file: for this log only.
-        logger.error("storage failed: %s (%s)", error.details.get("reason"), error.detail)
-        body = _error_body(error.code, _UNAVAILABLE_EN, _UNAVAILABLE_AR)
-        return JSONResponse(body, status_code=status)
-    body = _error_body(error.code, error.message_en, error.message_ar)
-    return JSONResponse(body, status_code=status, headers=headers)
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    return _answer(answer, lang, headers)
 
 
-def _status(error: Exception) -> int | None:
-    for family, status in STATUS_BY_FAMILY:
-        if isinstance(error, family):
-            return status
-    return None
-
-
-def _provider_id(issuer: AsyncCodeIssuer, provider: str) -> str:
+def _provider_id(issuer: AsyncCodeIssuer[SignedRedemption], provider: str) -> str:
     try:
         return issuer.policy.provider(provider).id
     except InvalidInput:
@@ -434,12 +475,42 @@ def _subject(body: Mapping[str, str]) -> Subject:
 # --- as deployed -----------------------------------------------------------------------------
 
 
+def keys_from_environment() -> KeySet:
+    """The key material, from exactly one of ``TELECARD_AUTH_KEYS`` and ``TELECARD_AUTH_KEYS_JSON``.
+
+    ``TELECARD_AUTH_KEYS`` names the key file (``load_keys`` refuses one that another user could
+    have written); ``TELECARD_AUTH_KEYS_JSON`` holds the private JWK Set itself, as a secret
+    manager injects it. Neither or both is a ``ConfigurationError``, and so is JSON that is not a
+    key set: its reason names the variable and the member at fault, never a value.
+    """
+    path, document = os.environ.get(ENV_KEYS, ""), os.environ.get(ENV_KEYS_JSON, "")
+    if bool(path) == bool(document):
+        raise ConfigurationError(
+            reason=f"set exactly one of {ENV_KEYS} (a key file) and {ENV_KEYS_JSON} (its JSON)"
+        )
+    if path:
+        return load_keys(path)
+    try:
+        parsed = json.loads(document)
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(
+            reason=f"{ENV_KEYS_JSON} is not valid JSON (line {error.lineno}, column {error.colno})"
+        ) from None
+    except RecursionError:
+        raise ConfigurationError(reason=f"{ENV_KEYS_JSON} is not valid JSON") from None
+    try:
+        return KeySet.from_jwks(parsed)
+    except KeyringError as error:
+        reason = error.details.get("reason", "a key is not valid")
+        raise ConfigurationError(reason=f"{ENV_KEYS_JSON}: {reason}") from None
+
+
 def app_from_environment() -> Starlette:
     """The app as deployed: every secret comes from the environment, none from the code.
 
-    - ``TELECARD_AUTH_KEYS``: the key file that ``telecard-auth init`` wrote (HMAC keys, pseudonym
-      keys, receipt signing keys); ``telecard-auth keys public`` prints the public key line
-      the operators verify receipts with.
+    - ``TELECARD_AUTH_KEYS``: the key file that ``telecard-auth init`` wrote (HMAC keys,
+      pseudonym keys, receipt signing keys); or else ``TELECARD_AUTH_KEYS_JSON``: the same
+      private JWK Set as JSON, from a secret manager. Exactly one of the two.
     - ``TELECARD_AUTH_STORAGE``: the storage URL (``sqlite:///…``, ``redis://…``,
       ``postgresql://…``); its schema is created or upgraded when the app starts.
     - ``TELECARD_HTTP_PLATFORM_KEY``: the issuing platform's API key.
@@ -450,10 +521,11 @@ def app_from_environment() -> Starlette:
     - ``TELECARD_HTTP_RATE_STORAGE`` (optional, ``memory://``): where requests are counted; with
       several instances, a shared ``redis://…``.
 
-    Serve it with any ASGI server, for example
+    The operators verify receipts with the public JWK Set the app serves at
+    ``/.well-known/jwks.json``. Serve it with any ASGI server, for example
     ``uvicorn --factory examples.http_service.app:app_from_environment``.
     """
-    keys = read_key_file(_setting(ENV_KEYS))
+    keys = keys_from_environment()
     platform_key = _setting(ENV_PLATFORM_KEY)
     operator_keys: dict[str, str] = {}
     for entry in _setting(ENV_OPERATOR_KEYS).split(","):
@@ -497,7 +569,8 @@ def _setting(name: str) -> str:
 
 
 async def _walk() -> int:
-    """Issue a code, redeem it twice with one Idempotency-Key, verify the receipt; 0 if all held."""
+    """Issue a code, redeem it twice with one Idempotency-Key, verify the receipt with the JWK Set
+    the app publishes; 0 if all held."""
     signer = ReceiptSigner.generate("r1")
     issuer = AsyncCodeIssuer(AsyncMemoryStorage(), keyring=Keyring.generate(), signer=signer)
     platform_key, stc_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -524,8 +597,11 @@ async def _walk() -> int:
         )
         print(f"without the Idempotency-Key -> {again.status_code} {again.json()['error']['code']}")
 
-    public_line = signer.current.public_key.to_text()  # what the operators were given
-    receipt = verify_receipt(first.json()["receipt"], VerifyKey.from_text(public_line))
+        published = await client.get(JWKS_PATH)  # what the operators fetch: no key, no file
+        published.raise_for_status()
+
+    # STC verifies with the published JWK Set alone, as itself: a receipt for another is refused.
+    receipt = verify_receipt(first.json()["receipt"], published.json(), audience="stc")
     print(f"receipt verified with the public key: {receipt.service_id} at {receipt.provider_id}")
     return 0 if first.json() == retry.json() else 1
 
