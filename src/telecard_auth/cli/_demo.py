@@ -30,6 +30,7 @@ from telecard_auth._core.model import (
     Subject,
 )
 from telecard_auth._core.receipt import ReceiptSigner, verify_receipt
+from telecard_auth._core.text import moment_for_people
 from telecard_auth._issuer import CodeIssuer
 from telecard_auth._storage.protocol import Storage
 from telecard_auth._storage.urls import storage_from_url
@@ -81,8 +82,8 @@ class _Walk:
             self.check(False, f"expected a refusal ({expected.code})", "كان يجب رفض الطلب")
 
 
-def _at(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+def _at(moment: datetime, lang: str = "en") -> str:
+    return moment_for_people(moment, lang)
 
 
 def _expiry(walk: _Walk, issuer: CodeIssuer, clock: ManualClock, customer: Subject) -> None:
@@ -93,7 +94,7 @@ def _expiry(walk: _Walk, issuer: CodeIssuer, clock: ManualClock, customer: Subje
     )
     late = issuer.issue(customer, "zain")
     clock.advance(issuer.policy.ttl)
-    walk.show(f"the clock now reads {_at(clock.now())}", f"الساعة الآن {_at(clock.now())}")
+    walk.show(f"the clock now reads {_at(clock.now())}", f"الساعة الآن {_at(clock.now(), 'ar')}")
     walk.refused(lambda: issuer.redeem(customer, "zain", late.code, NEW_LINE), CodeExpired)
 
 
@@ -134,7 +135,7 @@ def _first_code(walk: _Walk, issuer: CodeIssuer, customer: Subject) -> IssuedCod
     issued = issuer.issue(customer, "stc")
     walk.show(
         f"code {issued.display}, valid until {_at(issued.expires_at)}",
-        f"الرمز {issued.display}، صالح حتى {_at(issued.expires_at)}",
+        f"الرمز {issued.display}، صالح حتى {_at(issued.expires_at, 'ar')}",
     )
     walk.check(
         issued.expires_at - issued.issued_at == issuer.policy.ttl,

@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 import attrs
 
 from telecard_auth._core.errors import TelecardAuthError
+from telecard_auth._core.text import moment_for_people
 
 __all__ = [
     "CODE_ID",
@@ -126,11 +127,14 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
-def when(moment: datetime | None) -> str:
-    """``moment`` in UTC, to the second, for people; ``-`` for none."""
+def when(moment: datetime | None) -> Text | str:
+    """``moment`` for people, in Riyadh time as the library's messages show it; ``-`` for none.
+
+    ``--json`` and ``--print`` give the same moment in UTC (``iso``), for programs.
+    """
     if moment is None:
         return "-"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return Text(moment_for_people(moment, "en"), moment_for_people(moment, "ar"))
 
 
 def when_json(moment: datetime | None) -> str | None:
