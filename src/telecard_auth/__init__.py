@@ -41,6 +41,7 @@ from telecard_auth._core.errors import (
     ServiceNotAllowed,
     StorageContention,
     StorageError,
+    StorageOutcomeUnknown,
     TelecardAuthError,
     TransferNotBound,
     UnknownCode,
@@ -119,6 +120,10 @@ if TYPE_CHECKING:
     from telecard_auth._storage.postgres import PostgresStorage as PostgresStorage
     from telecard_auth._storage.redis import AsyncRedisStorage as AsyncRedisStorage
     from telecard_auth._storage.redis import RedisStorage as RedisStorage
+    from telecard_auth._storage.redis_cluster import (
+        AsyncRedisClusterStorage as AsyncRedisClusterStorage,
+    )
+    from telecard_auth._storage.redis_cluster import RedisClusterStorage as RedisClusterStorage
     from telecard_auth._storage.sqlite import AsyncSQLiteStorage, SQLiteStorage
 
 # Backends load their client libraries (sqlite3, redis, psycopg) only when first named.
@@ -127,6 +132,8 @@ _BACKENDS = {
     "AsyncSQLiteStorage": "telecard_auth._storage.sqlite",
     "RedisStorage": "telecard_auth._storage.redis",
     "AsyncRedisStorage": "telecard_auth._storage.redis",
+    "RedisClusterStorage": "telecard_auth._storage.redis_cluster",
+    "AsyncRedisClusterStorage": "telecard_auth._storage.redis_cluster",
     "PostgresStorage": "telecard_auth._storage.postgres",
     "AsyncPostgresStorage": "telecard_auth._storage.postgres",
 }
@@ -238,6 +245,7 @@ __all__ = [
     "StorageBackend",
     "StorageContention",
     "StorageError",
+    "StorageOutcomeUnknown",
     "Subject",
     "SubjectKind",
     "SubjectScanning",

@@ -7,9 +7,8 @@ number, a provider or service id): they name what is wrong, not the value. Nor d
 storage driver's text, which names hosts, ports, databases, roles and paths:
 ``StorageError.detail`` keeps that for server logs.
 
-For HTTP: each class has its ``http_status``, an error that clears in time its ``retry_after``
-(seconds), and ``to_dict()`` is the error as JSON (``docs/errors.md`` has the table). Times show
-in Riyadh time unless ``message()`` is given a zone; ``details`` and ``to_dict()`` keep UTC.
+For HTTP: ``http_status``, ``retry_after`` (seconds) and ``to_dict()`` (``docs/errors.md``).
+Times show in Riyadh time unless ``message()`` names a zone; ``details`` keep UTC.
 """
 
 from __future__ import annotations
@@ -56,6 +55,7 @@ __all__ = [
     "ServiceNotAllowed",
     "StorageContention",
     "StorageError",
+    "StorageOutcomeUnknown",
     "TelecardAuthError",
     "TransferNotBound",
     "UnknownCode",
@@ -125,18 +125,15 @@ class TelecardAuthError(Exception):
         return None
 
     def message(self, lang: str = "en", *, zone: tzinfo | None = None) -> str:
-        """The message for people in ``lang``, a language tag: Arabic for any tag whose primary
-        subtag is ``ar`` (``ar``, ``ar-SA``, ``AR``, ``ar_SA``), English for any other.
-
-        Times show in ``zone``, Riyadh time by default (``message_en`` and ``message_ar``); in
-        another zone they are labelled by their offset from UTC.
+        """The message for people in ``lang``, a BCP 47 tag: Arabic for any ``ar`` tag (``ar``,
+        ``ar-SA``, ``ar_SA``), English for any other. Times show in ``zone``, Riyadh by default.
 
         >>> from datetime import UTC
         >>> error = CodeExpired(expired_at=datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
         >>> error.message("ar-SA")
         'انتهت صلاحية الرمز في 25 نوفمبر 2026، الساعة 13:00 بتوقيت الرياض؛ اطلب رمزًا جديدًا.'
-        >>> error.message("en", zone=UTC), error.details["expired_at"] == error.expired_at
-        ('The code expired at 25 November 2026, 10:00 UTC; ask for a new code.', True)
+        >>> error.message("en", zone=UTC)
+        'The code expired at 25 November 2026, 10:00 UTC; ask for a new code.'
         """
         chosen = _text.language(lang)
         if zone is None:
@@ -148,14 +145,11 @@ class TelecardAuthError(Exception):
         both languages, ``details`` (times in UTC, ISO 8601 with ``Z``) and, only when waiting
         helps, ``retry_after``.
 
-        Built from ``details``, it holds nothing the messages do not say: never
-        ``StorageError.detail`` (what a driver said, for server logs).
+        Built from ``details``: never ``StorageError.detail`` (a driver's words, for logs).
 
         >>> moment = datetime(2026, 11, 25, 13, 0, tzinfo=_text.RIYADH)
-        >>> LiveCodeLimitReached(limit=3, next_free=moment, retry_after=600).to_dict()
-        {'code': 'live_code_limit', 'status': 403, 'message': {'en': 'You already have 3 valid
-        codes; ... until 25 November 2026, 13:00 Riyadh time.', 'ar': ...}, 'details': {'limit':
-        3, 'next_free': '2026-11-25T10:00:00Z', 'retry_after': 600}, 'retry_after': 600}
+        >>> LiveCodeLimitReached(limit=3, next_free=moment, retry_after=600).to_dict()["details"]
+        {'limit': 3, 'next_free': '2026-11-25T10:00:00Z', 'retry_after': 600}
         """
         answer: dict[str, Any] = {
             "code": self.code,
@@ -562,14 +556,10 @@ class UnknownSigningKey(ReceiptNotVerified):
 
 
 class ReceiptMismatch(ReceiptNotVerified):
-    """An authentic receipt made for another operator, service or issuing platform.
-
-    ``claim`` names the claim that differs (``aud``, ``service`` or ``iss``), never its value."""
+    """An authentic receipt for another operator, service or issuer; ``claim`` names which."""
 
     code = "receipt_mismatch"
-    template_en = (
-        "The receipt was not made for this use: its {claim} claim is not the one expected."
-    )
+    template_en = "The receipt was made for another use: its {claim} claim is not the expected one."
     template_ar = "لم يصدر الإيصال لهذا الاستخدام: قيمة {claim} فيه ليست المتوقعة."
 
     def __init__(self, *, claim: str) -> None:
@@ -657,11 +647,10 @@ class KeyringError(ConfigurationError):
 class StorageError(TelecardAuthError):
     """The storage backend failed; the change was not applied. The driver error is chained.
 
-    The library's backends give ``reason`` (in both messages) fixed words, such as
-    "the database cannot be reached", never the driver's, which name hosts, ports, databases,
-    roles and file paths: messages reach clients. What the driver said is on
-    ``detail``, for server logs only: it is in neither message, nor in ``str()``, ``repr()``,
-    ``args`` or ``details``, and it survives pickling and copying. Log it; never answer with it.
+    ``reason`` (in both messages) is fixed words, such as "the database cannot be reached", never
+    the driver's, which name hosts, ports, roles and paths. What the driver said is on ``detail``,
+    for server logs only: in no message, ``str()``, ``repr()``, ``args`` or ``details``, and kept
+    across pickling. Log it; never answer with it.
 
     >>> error = StorageError(reason="the database cannot be reached", detail="PostgreSQL: …")
     >>> error.message_en
@@ -684,6 +673,17 @@ class StorageError(TelecardAuthError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), {**self.details, "detail": self.detail}))
+
+
+class StorageOutcomeUnknown(StorageError):
+    """A change was sent but its outcome is unknown (the connection broke before the answer, or
+    too few replicas confirmed it in time): it may have landed. Retry with the same request id."""
+
+    code = "storage_outcome_unknown"
+    template_en = (
+        "The storage did not confirm the change ({reason}); retry with the same request id."
+    )
+    template_ar = "لم يؤكد التخزين التغيير ({reason})؛ أعد الطلب بمعرّف الطلب نفسه."
 
 
 class StorageContention(StorageError):

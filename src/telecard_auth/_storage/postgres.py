@@ -14,62 +14,67 @@ reads back exactly the rows it deleted, as they were. ``scan_subjects`` reads a 
 ``subject_ref`` order through the primary key, one ``SELECT`` a page; its cursor is the last
 ``subject_ref`` of a full page.
 
-Lost connections: the pool does not test a connection when it hands one out (that would cost a
-round trip on every call). When the server ends connections (a restart, a failover, an
-administrator's ``pg_terminate_backend``), the call that meets a dead one fails with
-``StorageError``, and before it raises, the pool checks every idle connection and replaces the
-dead ones (``ConnectionPool.check``): the next call gets a live connection, however many idle
-ones the pool held.
+Several servers: ``conninfo`` may name a libpq host list, such as
+``postgresql://h1:5432,h2:5432/db?target_session_attrs=read-write``; libpq tries the hosts in turn
+and connects only to one that takes writes, so after a failover new connections find the new
+primary. ``target_session_attrs`` values that could land on a standby are refused.
+
+Lost connections: the pool does not test a connection with a round trip when it hands one out.
+It looks instead (``postgres_pool.alive``): an idle connection that the server ended (a restart,
+a failover, an administrator's ``pg_terminate_backend``, a killed server) has something to read,
+and is discarded before anything is sent on it; the call takes the next one. A call that still
+meets a dead connection fails, and before it raises, the pool checks every idle connection and
+replaces the dead ones (``ConnectionPool.check``). A connection that finds its server read-only
+(a standby) is closed, and the pool drained (psycopg_pool 3.3 and later).
+
+Unknown outcomes: a commit is one statement in its own transaction, so sending the statement is
+sending the commit. An error before it is sent (no live connection, a pool timeout) is a plain
+``StorageError``: nothing was applied. So is the server's refusal of it (an ``ERROR`` answer,
+such as a failed constraint or a read-only server): its transaction is rolled back. Once it is
+sent, any other end (the connection lost, the session ended with ``FATAL``, perhaps after the
+server committed locally while it waited for its synchronous standby) is
+``StorageOutcomeUnknown``: the change may have landed. The storage never sends a commit twice;
+the caller retries the request with the same request id, which finds the landed change.
 
 No connection within ``timeout``: the call fails at once with ``StorageError`` ("no database
 connection became free within N s"), and no connection is opened to find out why: under load, a
 connection per timed-out call would add to the very load that caused it. The pool's own attempts
 tell instead: the storage's connection class notes how the pool's latest attempt to connect
 ended, and the error's ``detail`` says that (its driver message, how long ago) with the pool's
-counters (connections open or opening, idle). The same diagnosis is logged as a warning
-on the ``telecard_auth.postgres`` logger, at most once per ``DIAGNOSIS_INTERVAL`` seconds per
-storage.
+counters (connections open or opening, idle). The same diagnosis is logged as a warning on the
+``telecard_auth.postgres`` logger, at most once per ``postgres_pool.DIAGNOSIS_INTERVAL`` seconds
+per storage.
 
 Both storages are built alike (``_Tables``) and differ only in the waiting: the same statements
 run on a ``ConnectionPool`` or, awaited, on an ``AsyncConnectionPool``. psycopg's errors become
-``StorageError`` in one place for both (``_StorageErrors``, entered with ``with`` or ``async
-with``), which also checks the pool after a lost connection and diagnoses a pool timeout.
+``StorageError`` in one place for both (``postgres_pool.StorageErrors``, entered with ``with`` or
+``async with``), which also checks the pool after a lost connection and diagnoses a pool timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import math
-import threading
-import time
-from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
 try:
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
-    from psycopg.rows import TupleRow
     from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+    from telecard_auth._storage import postgres_pool as _pool
 except ImportError as error:  # pragma: no cover - exercised without the extra installed
     from telecard_auth._core.errors import MissingExtra
 
     raise MissingExtra(feature="PostgresStorage", extra="postgres") from error
 
-from telecard_auth._core.errors import ConfigurationError, StorageError
-from telecard_auth._core.text import clip, driver_detail, driver_reason, passwords_in
+from telecard_auth._core.errors import ConfigurationError, StorageError, StorageOutcomeUnknown
+from telecard_auth._core.text import driver_detail, passwords_in
 from telecard_auth._storage.codec import decode_deleted, decode_state, encode_state
 from telecard_auth._storage.protocol import Commit, SubjectSnapshot
 
 __all__ = ["AsyncPostgresStorage", "PostgresStorage"]
-
-logger = logging.getLogger("telecard_auth.postgres")
-
-#: Seconds between two diagnoses of "no connection" that one storage logs.
-DIAGNOSIS_INTERVAL = 30.0
 
 #: The schema this release reads and writes.
 SCHEMA_VERSION = 2
@@ -93,180 +98,6 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 _MIGRATION_LOCK = 0x7E1E_CA2D
 
 
-def _conninfo_problem(error: Exception, conninfo: str) -> str:
-    """What is wrong with ``conninfo``, in libpq's words unless they might give a password away."""
-    if isinstance(error, UnicodeError):
-        return "it is not valid UTF-8 text once percent-decoded"
-    secrets = passwords_in(conninfo)
-    reason = driver_reason(error, secrets)
-    # libpq quotes the token it stumbled on, which may be a piece of the password.
-    if reason is None or (secrets and '"' in reason):
-        return "libpq cannot parse it (its message is withheld, as it may quote the password)"
-    return reason
-
-
-#: SQLSTATE classes of a server that cannot be reached, or ended the session: connection
-#: exceptions, refused authorization, a database that does not exist, a server shutting down.
-_UNREACHABLE_STATES = ("08", "28", "3D", "57P")
-
-
-def _reason(error: psycopg.Error) -> str:
-    """Fixed words for what went wrong: a message never carries the driver's own."""
-    if isinstance(error, psycopg.errors.UndefinedTable):
-        return "the schema is missing; call migrate() first"
-    # No SQLSTATE: the client failed before the server answered (refused, lost, timed out).
-    if error.sqlstate is None or error.sqlstate.startswith(_UNREACHABLE_STATES):
-        return "the database cannot be reached"
-    return "the database failed the statement"
-
-
-class _Watch:
-    """How the pool's latest attempt to connect ended, and when the pool was last diagnosed.
-
-    The pool knows why it has no connection to give (its attempts fail, or every connection is
-    busy) but its timeout says only that it timed out. Its connection class reports each attempt
-    here, so a timeout can say why at once, without opening a connection of its own.
-    """
-
-    def __init__(self, server: str, secrets: tuple[str, ...]) -> None:
-        self._server = server
-        self._secrets = secrets
-        self._lock = threading.Lock()
-        self._failure: tuple[float, str] | None = None
-        self._running = 0
-        self._logged_at = -math.inf
-
-    @contextlib.contextmanager
-    def attempt(self) -> Iterator[None]:
-        """Around one of the pool's attempts to connect: note how it ended."""
-        with self._lock:
-            self._running += 1
-        try:
-            yield
-        except psycopg.Error as error:
-            said = driver_reason(error, self._secrets) or "(withheld: it repeats a password)"
-            failure = (time.monotonic(), said)
-            with self._lock:
-                self._failure = failure
-            raise
-        else:
-            with self._lock:
-                self._failure = None
-        finally:
-            with self._lock:
-                self._running -= 1
-
-    def diagnose(self, stats: Mapping[str, int], timeout: float) -> str:
-        """Why no connection came within ``timeout``, from what is known; logged now and then.
-
-        Reads memory only (the pool's counters and the latest attempt): it runs on the
-        request path, where it must neither wait nor connect.
-        """
-        now = time.monotonic()
-        with self._lock:
-            failure, running = self._failure, self._running
-            log = now - self._logged_at >= DIAGNOSIS_INTERVAL
-            if log:
-                self._logged_at = now
-        if failure is not None:
-            why = f"the pool's latest attempt to connect, {now - failure[0]:.1f} s ago, failed: "
-            why += failure[1]
-        elif running:
-            why = f"{running} attempt(s) to connect still running"
-        else:
-            why = "every connection is in use"
-        # The pool's own counters (psycopg_pool's get_stats): no lock, no I/O.
-        diagnosis = (
-            f"no connection within {timeout:g} s; {why} (pool: {stats.get('pool_size', '?')} of "
-            f"at most {stats.get('pool_max', '?')} connections open or opening, "
-            f"{stats.get('pool_available', '?')} idle)"
-        )
-        if log:
-            logger.warning("%s: %s", self._server, diagnosis)
-        return diagnosis
-
-
-def _watched_connection(watch: _Watch) -> type[psycopg.Connection[TupleRow]]:
-    """A connection class for the pool that reports each of its attempts to ``watch``."""
-
-    class WatchedConnection(psycopg.Connection[TupleRow]):
-        @classmethod
-        def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
-            with watch.attempt():
-                return super().connect(conninfo, **kwargs)
-
-    return WatchedConnection
-
-
-def _watched_async_connection(watch: _Watch) -> type[psycopg.AsyncConnection[TupleRow]]:
-    """``_watched_connection`` for the asyncio pool."""
-
-    class WatchedAsyncConnection(psycopg.AsyncConnection[TupleRow]):
-        @classmethod
-        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
-            with watch.attempt():
-                return await super().connect(conninfo, **kwargs)
-
-    return WatchedAsyncConnection
-
-
-def _server(conninfo: str) -> str:
-    """``PostgreSQL role@host:port/database``, from what ``conninfo`` names (never its password).
-
-    For ``StorageError.detail``: a log must say which server failed, even where libpq does not.
-    """
-    params = conninfo_to_dict(conninfo)
-    user, dbname = params.get("user"), params.get("dbname")
-    host, port = params.get("host") or params.get("hostaddr"), params.get("port")
-    where = f"{user}@" if user else ""
-    where += f"{host or ''}{f':{port}' if port else ''}{f'/{dbname}' if dbname else ''}"
-    return f"PostgreSQL {clip(where, 200)}" if where else "PostgreSQL"
-
-
-def _lost_connection(error: psycopg.Error) -> bool:
-    """Whether ``error`` says the connection, or the server behind it, is gone."""
-    # OperationalError: the server closed or ended the connection, or it could not be used.
-    # A pool timeout is one too, but it says the pool is busy, not that a connection is dead.
-    return isinstance(error, psycopg.OperationalError) and not isinstance(error, PoolTimeout)
-
-
-class _StorageErrors:
-    """The one place psycopg's errors become ``StorageError``, for every call of both storages.
-
-    The sync storage enters it with ``with``, the async one with ``async with``: after a lost
-    connection it first has ``pool`` replace its dead idle connections (``pool.check``, awaited
-    in the async storage), and a pool timeout is diagnosed from ``pool``'s counters.
-    """
-
-    def __init__(
-        self, tables: _Tables, pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None
-    ) -> None:
-        self._tables = tables
-        self._pool = pool
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        if not isinstance(error, psycopg.Error):
-            return
-        if _lost_connection(error) and isinstance(self._pool, ConnectionPool):
-            # The failing call pays for it, not every call (as a check on checkout would).
-            with contextlib.suppress(Exception):
-                self._pool.check()
-        raise self._tables._storage_error(error, self._pool) from error
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        lost = isinstance(error, psycopg.Error) and _lost_connection(error)
-        if lost and isinstance(self._pool, AsyncConnectionPool):
-            with contextlib.suppress(Exception):
-                await self._pool.check()
-        self.__exit__(kind, error, traceback)
-
-
 class _Tables:
     """All that both PostgreSQL storages share: the settings, checked once, one schema's
     statements and migrations, and the funnel of psycopg's errors (``_as_storage_errors``)."""
@@ -285,17 +116,19 @@ class _Tables:
         if not isinstance(schema, str) or not schema:
             raise ConfigurationError(reason="the PostgreSQL schema must be a non-empty str")
         try:
-            conninfo_to_dict(conninfo)
+            params = conninfo_to_dict(conninfo)
         except (psycopg.Error, UnicodeError) as error:
-            raise ConfigurationError(
-                reason=f"the PostgreSQL connection info: {_conninfo_problem(error, conninfo)}"
-            ) from None
+            problem = _pool.conninfo_problem(error, conninfo)
+            raise ConfigurationError(reason=f"the PostgreSQL connection info: {problem}") from None
+        self._server = _pool.server_name(conninfo)
+        _pool.check_sessions(params, self._server)
         self.schema = schema
         self._conninfo = conninfo
         self._timeout = timeout
+        # Idle connections a call may find dead, one after another, before a live one.
+        self._tries = max_size + 1
         self._secrets = passwords_in(conninfo)
-        self._server = _server(conninfo)
-        self._watch = _Watch(self._server, self._secrets)
+        self._watch = _pool.Watch(self._server, self._secrets)
         self._names = {"schema": sql.Identifier(schema)}
         self._compose()
         # What both pools are built with; each storage adds its connection class and its name.
@@ -410,21 +243,18 @@ class _Tables:
         ]
         return page, (page[-1].subject_ref if page and len(page) >= limit else None)
 
-    def _as_storage_errors(
-        self, pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None = None
-    ) -> _StorageErrors:
+    def _as_storage_errors(self, pool: _pool.AnyPool | None = None) -> _pool.StorageErrors:
         """The funnel of psycopg's errors, around a call on ``pool`` (or on no pool at all)."""
-        return _StorageErrors(self, pool)
+        return _pool.StorageErrors(self._storage_error, pool, self._server)
 
     def _storage_error(
-        self,
-        error: psycopg.Error,
-        pool: ConnectionPool[Any] | AsyncConnectionPool[Any] | None,
+        self, error: psycopg.Error, pool: _pool.AnyPool | None, server: str, sent: bool
     ) -> StorageError:
         """``error`` as a ``StorageError``: fixed words in its messages, the driver's in ``detail``.
 
-        Only ``_StorageErrors`` calls it. A pool timeout is answered at once; its ``detail`` is
-        the diagnosis of ``pool``.
+        Only ``StorageErrors`` calls it. A pool timeout is answered at once; its ``detail`` is
+        the diagnosis of ``pool``. After a change was ``sent`` to ``server``, an error that is not
+        the server's refusal of it is ``StorageOutcomeUnknown``: the change may have landed.
         """
         if isinstance(error, PoolTimeout):
             stats = pool.get_stats() if pool is not None else {}
@@ -432,9 +262,12 @@ class _Tables:
                 reason=f"no database connection became free within {self._timeout:g} s",
                 detail=f"{self._server}: {self._watch.diagnose(stats, self._timeout)}",
             )
-        return StorageError(
-            reason=_reason(error), detail=driver_detail(self._server, error, self._secrets)
-        )
+        detail = driver_detail(server, error, self._secrets)
+        if sent and _pool.outcome_unknown(error):
+            return StorageOutcomeUnknown(
+                reason="the connection to the database ended before it answered", detail=detail
+            )
+        return StorageError(reason=_pool.reason_for(error), detail=detail)
 
     def _migrate_on(self, connection: psycopg.Connection[Any]) -> None:
         """Create or upgrade the schema in one transaction; concurrent callers take turns."""
@@ -479,23 +312,33 @@ class PostgresStorage(_Tables):
         with self._as_storage_errors():
             self.pool = ConnectionPool(
                 self._conninfo,
-                connection_class=_watched_connection(self._watch),
+                connection_class=_pool.watched_connection(self._watch),
                 open=True,
                 name="telecard-auth",
                 **pool_settings,
             )
 
     def _execute(
-        self, statement: bytes, parameters: tuple[Any, ...]
+        self, statement: bytes, parameters: tuple[Any, ...], *, change: bool = False
     ) -> tuple[int, list[tuple[Any, ...]]]:
-        """Run one statement in its own transaction: its row count, and the rows it returned."""
-        with self._as_storage_errors(self.pool), self.pool.connection() as connection:
+        """Run one statement in its own transaction: its row count, and the rows it returned.
+
+        A ``change`` whose answer never comes is ``StorageOutcomeUnknown``; see ``commit``.
+        """
+        with (
+            self._as_storage_errors(self.pool) as errors,
+            _pool.checked_out(self.pool, errors, self._tries) as connection,
+        ):
+            errors.sent = change
             cursor = connection.execute(statement, parameters)
             return cursor.rowcount, cursor.fetchall() if cursor.description else []
 
     def migrate(self) -> None:
         """Create the schema, or bring an older one up to date. Safe to call at every start."""
-        with self._as_storage_errors(self.pool), self.pool.connection() as connection:
+        with (
+            self._as_storage_errors(self.pool) as errors,
+            _pool.checked_out(self.pool, errors, self._tries) as connection,
+        ):
             self._migrate_on(connection)
 
     def load(self, subject_ref: str) -> SubjectSnapshot:
@@ -504,8 +347,13 @@ class PostgresStorage(_Tables):
         return self._snapshot(subject_ref, rows)
 
     def commit(self, change: Commit) -> bool:
-        """One statement, one transaction, compare-and-set; see ``Storage.commit``."""
-        count, _ = self._execute(*self._commit_statement(change))
+        """One statement, one transaction, compare-and-set; see ``Storage.commit``.
+
+        Raises ``StorageError`` when nothing was applied (no live connection, or the server
+        refused the statement), and ``StorageOutcomeUnknown`` when the statement was sent but
+        its answer never came: it may have been applied. The commit is never sent twice.
+        """
+        count, _ = self._execute(*self._commit_statement(change), change=True)
         return count == 1
 
     def purge(self, now: datetime, limit: int) -> int:
@@ -553,7 +401,7 @@ class AsyncPostgresStorage(_Tables):
     def _start(self, pool_settings: dict[str, Any]) -> None:
         self.pool = AsyncConnectionPool(
             self._conninfo,
-            connection_class=_watched_async_connection(self._watch),
+            connection_class=_pool.watched_async_connection(self._watch),
             open=False,
             name="telecard-auth-async",
             **pool_settings,
@@ -570,13 +418,14 @@ class AsyncPostgresStorage(_Tables):
         return self.pool
 
     async def _execute(
-        self, statement: bytes, parameters: tuple[Any, ...]
+        self, statement: bytes, parameters: tuple[Any, ...], *, change: bool = False
     ) -> tuple[int, list[tuple[Any, ...]]]:
         """See ``PostgresStorage._execute``."""
         async with (
-            self._as_storage_errors(self.pool),
-            (await self._open_pool()).connection() as connection,
+            self._as_storage_errors(self.pool) as errors,
+            _pool.async_checked_out(await self._open_pool(), errors, self._tries) as connection,
         ):
+            errors.sent = change
             cursor = await connection.execute(statement, parameters)
             return cursor.rowcount, await cursor.fetchall() if cursor.description else []
 
@@ -600,7 +449,7 @@ class AsyncPostgresStorage(_Tables):
 
     async def commit(self, change: Commit) -> bool:
         """See ``PostgresStorage.commit``."""
-        count, _ = await self._execute(*self._commit_statement(change))
+        count, _ = await self._execute(*self._commit_statement(change), change=True)
         return count == 1
 
     async def purge(self, now: datetime, limit: int) -> int:

@@ -226,23 +226,71 @@ def _redis(parts: SplitResult, asynchronous: bool) -> Any:
     # (socket_timeout, ssl_ca_certs, …); ours are taken out.
     options = _query(parts.query, plus=True)
     given = {option.name: option.value for option in options}
-    prefix = given.get("prefix", "telecard")
-    if not prefix:
-        raise InvalidStorageUrl(reason="prefix cannot be empty")
-    settings: dict[str, Any] = {"prefix": prefix}
-    if "expiry_grace" in given:
-        settings["expiry_grace"] = _seconds(given["expiry_grace"], "expiry_grace")
+    settings = _redis_settings(given)
     place = _authority(parts.netloc)
     if len(place.hosts) != 1:
-        raise InvalidStorageUrl(reason="a Redis URL names a single host")
+        raise InvalidStorageUrl(reason="a Redis URL names one host; a cluster: redis+cluster://")
     names = {"host": place.hosts[0], "port": place.ports[0]}
     _given_twice(given, {**names, "username": place.user, "password": place.password})
     if given.get("host"):
         _check_host_option(given["host"])
     _check_port(given.get("port", ""))
     _check_redis_db(parts.path, given.get("db", ""))
-    url = _unsplit(parts, [o for o in options if o.name not in ("prefix", "expiry_grace")])
+    url = _unsplit(parts, [o for o in options if o.name not in _REDIS_OPTIONS])
     backend = AsyncRedisStorage if asynchronous else RedisStorage
+    with _as_url_error():
+        return backend(url, **settings)
+
+
+#: The query options of Redis URLs that are the storage's, not redis-py's.
+_REDIS_OPTIONS = ("prefix", "expiry_grace", "replicas", "replica_timeout")
+_REPLICAS = re.compile(r"[0-9]{1,3}", re.ASCII)
+#: The longest ``replica_timeout``, in seconds: ``WAIT`` holds a connection that long.
+_LONGEST_REPLICA_TIMEOUT = 60
+
+
+def _redis_settings(given: Mapping[str, str]) -> dict[str, Any]:
+    """The storage's own options of a Redis URL, checked: prefix, expiry_grace and the
+    durable acknowledgements (``replicas``, ``replica_timeout``)."""
+    prefix = given.get("prefix", "telecard")
+    if not prefix:
+        raise InvalidStorageUrl(reason="prefix cannot be empty")
+    settings: dict[str, Any] = {"prefix": prefix}
+    if "expiry_grace" in given:
+        settings["expiry_grace"] = _seconds(given["expiry_grace"], "expiry_grace")
+    if "replicas" in given:
+        if not _REPLICAS.fullmatch(given["replicas"]):
+            raise InvalidStorageUrl(reason="replicas must be a number 0-999 in ASCII digits")
+        settings["replicas"] = int(given["replicas"])
+    if "replica_timeout" in given:
+        if not settings.get("replicas"):
+            raise InvalidStorageUrl(reason="replica_timeout needs replicas=1 or more")
+        timeout = _seconds(given["replica_timeout"], "replica_timeout")
+        if not timedelta(0) < timeout <= timedelta(seconds=_LONGEST_REPLICA_TIMEOUT):
+            raise InvalidStorageUrl(reason="replica_timeout must be more than 0 and at most 60")
+        settings["replica_timeout"] = timeout
+    return settings
+
+
+def _redis_cluster(parts: SplitResult, asynchronous: bool) -> Any:
+    from telecard_auth._storage.redis_cluster import AsyncRedisClusterStorage, RedisClusterStorage
+
+    # Startup nodes, each checked as a redis:// host; the options are redis:// ones, less db.
+    options = _query(parts.query, plus=True)
+    given = {option.name: option.value for option in options}
+    settings = _redis_settings(given)
+    place = _authority(parts.netloc)
+    if not all(place.hosts):
+        raise InvalidStorageUrl(reason="each Redis Cluster node needs a host")
+    named = {"username": place.user, "password": place.password}
+    _given_twice(given, {"host": True, "port": True, **named})
+    if _decoded(parts.path) not in ("", "/") or "db" in given:
+        raise InvalidStorageUrl(reason="a Redis Cluster has only database 0: name none")
+    if "{" in settings["prefix"] or "}" in settings["prefix"]:
+        # A hash tag in the prefix would put every subject on the same slot.
+        raise InvalidStorageUrl(reason="a Redis Cluster prefix cannot hold '{' or '}'")
+    url = _unsplit(parts, [o for o in options if o.name not in _REDIS_OPTIONS])
+    backend = AsyncRedisClusterStorage if asynchronous else RedisClusterStorage
     with _as_url_error():
         return backend(url, **settings)
 
@@ -290,7 +338,7 @@ def _postgres(parts: SplitResult, asynchronous: bool) -> Any:
     }
     _given_twice(given, {**named, "host": any(place.hosts), "port": any(place.ports)})
     named |= {name: given[name] for name in named if name in given}
-    _check_libpq_options(given, named["host"].split(","))
+    _check_libpq_options(given, named["host"].split(","), named["port"].split(","))
     conninfo = _unsplit(parts, [option for option in options if option.name != "schema"])
     _check_libpq_reads(conninfo, named)
     backend = AsyncPostgresStorage if asynchronous else PostgresStorage
@@ -298,8 +346,9 @@ def _postgres(parts: SplitResult, asynchronous: bool) -> Any:
         return backend(conninfo, schema=schema)
 
 
-def _check_libpq_options(given: dict[str, str], hosts: list[str]) -> None:
-    """libpq's comma-separated host, port and hostaddr options, and the hosts it will try."""
+def _check_libpq_options(given: dict[str, str], hosts: list[str], ports: list[str]) -> None:
+    """libpq's comma-separated host, port and hostaddr options, the hosts it will try, and
+    which of them it may settle on (``target_session_attrs``)."""
     if len(hosts) > 1 and not all(hosts):
         # libpq reads an empty host in a list as the local socket.
         raise InvalidStorageUrl(reason="its list of hosts holds an empty one")
@@ -307,11 +356,20 @@ def _check_libpq_options(given: dict[str, str], hosts: list[str]) -> None:
         _check_host_option(host, sockets=True)
     for port in given.get("port", "").split(","):
         _check_port(port)
-    for address in given["hostaddr"].split(",") if "hostaddr" in given else ():
+    # libpq gives one port to every host, or one to each; it would find out only when connecting.
+    if len(ports) not in (1, len(hosts)):
+        raise InvalidStorageUrl(reason="it names more or fewer ports than hosts")
+    addresses = given["hostaddr"].split(",") if "hostaddr" in given else []
+    for address in addresses:
         try:
             ipaddress.ip_address(address)
         except ValueError:
             raise InvalidStorageUrl(reason="its hostaddr must be IP addresses") from None
+    if addresses and any(hosts) and len(addresses) != len(hosts):
+        raise InvalidStorageUrl(reason="it names more or fewer hostaddr values than hosts")
+    if given.get("target_session_attrs", "any") not in ("any", "read-write", "primary"):
+        # read-only, standby, prefer-standby: libpq would settle on a standby; commits would fail.
+        raise InvalidStorageUrl(reason="target_session_attrs must be read-write, primary or any")
 
 
 def _check_libpq_reads(conninfo: str, named: dict[str, str]) -> None:
@@ -339,6 +397,8 @@ SCHEMES: dict[str, Callable[[SplitResult, bool], Any]] = {
     "sqlite": _sqlite,
     "redis": _redis,
     "rediss": _redis,
+    "redis+cluster": _redis_cluster,
+    "rediss+cluster": _redis_cluster,
     "postgresql": _postgres,
     "postgres": _postgres,
 }
@@ -353,8 +413,13 @@ def storage_from_url(url: str) -> StorageBackend:
     ``sqlite:///codes.db``              ``SQLiteStorage`` (relative path; ``////`` absolute),
                                         option ``?synchronous=normal``
     ``redis://host:6379/0``             ``RedisStorage``; ``rediss://`` for TLS; ``?prefix=``,
-                                        ``?expiry_grace=`` (seconds)
-    ``postgresql://user@host/db``       ``PostgresStorage``; option ``?schema=``
+                                        ``?expiry_grace=`` (seconds), ``?replicas=`` and
+                                        ``?replica_timeout=`` (seconds) to ``WAIT`` for replicas
+    ``redis+cluster://h1:p1,h2:p2``     ``RedisClusterStorage`` (Redis Cluster, startup nodes);
+                                        ``rediss+cluster://`` for TLS; the same options
+    ``postgresql://user@host/db``       ``PostgresStorage``; option ``?schema=``; a host list
+                                        ``h1:p1,h2:p2`` with ``?target_session_attrs=read-write``
+                                        for a primary and its standbys
     ==================================  ======================================================
 
     A URL is refused, before anything connects, unless it reads as the place its driver will
@@ -372,9 +437,10 @@ def async_storage_from_url(url: str) -> AsyncStorageBackend:
     """The asyncio flavour of the storage a URL names, for ``AsyncCodeIssuer``.
 
     The same URLs as ``storage_from_url``, giving ``AsyncMemoryStorage``, ``AsyncSQLiteStorage``
-    (calls on its own worker thread), ``AsyncRedisStorage`` (``redis.asyncio``) and
-    ``AsyncPostgresStorage`` (psycopg's async pool). Their ``migrate()`` and ``close()`` are
-    awaited, and ``async with`` closes.
+    (calls on its own worker thread), ``AsyncRedisStorage`` (``redis.asyncio``),
+    ``AsyncRedisClusterStorage`` (``redis.asyncio.cluster``) and ``AsyncPostgresStorage``
+    (psycopg's async pool). Their ``migrate()`` and ``close()`` are awaited, and ``async with``
+    closes.
 
     >>> async_storage_from_url("memory://")
     AsyncMemoryStorage(subjects=0)

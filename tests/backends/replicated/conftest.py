@@ -1,0 +1,61 @@
+"""A PostgreSQL primary and its synchronous standby for the replicated tests, and fresh schemas.
+
+The pair is built once per session from the server programs on the machine (see ``pair.py``)
+and stopped at its end. Without those programs (or psycopg) the tests skip with the reason; with
+``CI=true`` a missing piece fails the run instead: CI never passes by skipping. A pair that cannot
+be built although everything is there fails either way.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import NoReturn
+
+import pytest
+from tests.backends.replicated.pair import Missing, Pair, build_pair
+
+
+def unable(reason: str) -> NoReturn:
+    """Skip for ``reason``, or fail under ``CI=true``."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
+    pytest.skip(reason)
+
+
+def new_pair() -> Pair:
+    """A freshly built primary and synchronous standby, or a skip (a failure under CI=true)."""
+    try:
+        import psycopg  # noqa: F401 - the 'postgres' extra must be there
+    except ImportError as error:
+        unable(f"psycopg (the 'postgres' extra) is not installed ({error})")
+    try:
+        return build_pair()
+    except Missing as error:
+        unable(f"no PostgreSQL primary and standby can be built here: {error}")
+
+
+@pytest.fixture(scope="session")
+def pg_pair() -> Iterator[Pair]:
+    """The session's primary and synchronous standby, on free loopback ports."""
+    pair = new_pair()
+    yield pair
+    pair.close()
+
+
+def run_on(url: str, statement: str) -> None:
+    """Run one statement, in autocommit, on the server ``url`` names."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as connection:
+        connection.execute(statement.encode())
+
+
+@pytest.fixture
+def replicated_url(pg_pair: Pair) -> Iterator[str]:
+    """The multi-host URL of the pair, in a fresh schema, removed after the test."""
+    name = "t" + uuid.uuid4().hex[:12]
+    run_on(pg_pair.url(), f"CREATE SCHEMA {name}")
+    yield pg_pair.url(options=f"schema={name}")
+    run_on(pg_pair.url(), f"DROP SCHEMA {name} CASCADE")
