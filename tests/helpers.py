@@ -7,9 +7,10 @@ Import them as ``from tests.helpers import ...``; Hypothesis strategies are in `
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -55,6 +56,13 @@ ONE_MICROSECOND = timedelta(microseconds=1)
 #: Junk that no argument of issue, redeem, status or revoke accepts: nothing, a number, a bare
 #: object, empty text and a lone surrogate. Each test file extends it with junk of its own.
 JUNK: tuple[object, ...] = (None, 0, object(), "", "\ud800")
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip a test whose server or tool is missing, saying which; under ``CI=true``, fail."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; CI=true requires it", pytrace=False)
+    pytest.skip(message)
 
 
 def make_issuer(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from tests.helpers import unavailable
 
 POSTGRES_URL = os.environ.get("TELECARD_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TELECARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -24,10 +25,7 @@ UrlFactory = Callable[[str], str]
 
 
 def _unavailable(what: str, error: Exception) -> NoReturn:
-    message = f"{what} is not reachable ({type(error).__name__}: {error})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message}; CI=true requires it", pytrace=False)
-    pytest.skip(message)
+    unavailable(f"{what} is not reachable ({type(error).__name__}: {error})")
 
 
 @pytest.fixture(scope="session")

@@ -15,17 +15,17 @@ skip with the reason; with ``CI=true`` they fail instead: CI never passes by ski
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import attrs
 import pytest
+from tests.helpers import unavailable
 from tests.interop.forgeries import FORGERIES, Forgery, forge
 
 from telecard_auth import (
@@ -137,12 +137,6 @@ def forgery(request: pytest.FixtureRequest, keyring: Keyring) -> Forgery:
 # --- Node ----------------------------------------------------------------------------------------
 
 
-def _unavailable(message: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message}; CI=true requires Node's jose", pytrace=False)
-    pytest.skip(message)
-
-
 @attrs.frozen
 class Node:
     """Node, with jose installed beside our scripts: runs one script on one JSON request."""
@@ -168,13 +162,13 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Node:
     """Node 20 or newer, and jose as ``node/package-lock.json`` pins it, in a folder of our own."""
     executable, npm = shutil.which("node"), shutil.which("npm")
     if executable is None or npm is None:
-        _unavailable("node and npm are needed on PATH for the Node interop tests")
+        unavailable("node and npm are needed on PATH for the Node interop tests")
     version = subprocess.run(  # noqa: S603 - the node found on PATH
         [executable, "--version"], capture_output=True, text=True, timeout=60, check=False
     ).stdout.strip()
     major = re.match(r"v(\d+)\.", version)
     if major is None or int(major.group(1)) < OLDEST_NODE:
-        _unavailable(f"the Node interop tests need Node {OLDEST_NODE} or newer, not {version!r}")
+        unavailable(f"the Node interop tests need Node {OLDEST_NODE} or newer, not {version!r}")
     folder = tmp_path_factory.mktemp("node-jose")
     for source in NODE_SOURCES.iterdir():
         shutil.copy(source, folder / source.name)
@@ -188,7 +182,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Node:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        _unavailable("npm ci of jose did not finish in 300 s")
+        unavailable("npm ci of jose did not finish in 300 s")
     if installed.returncode != 0:
-        _unavailable(f"npm ci of jose failed: {installed.stderr.strip()[-2000:]}")
+        unavailable(f"npm ci of jose failed: {installed.stderr.strip()[-2000:]}")
     return Node(executable=executable, folder=folder)

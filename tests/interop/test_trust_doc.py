@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 import pytest
+from tests.helpers import unavailable
 from tests.interop.conftest import Node
 
 from telecard_auth import verify_receipt
@@ -85,7 +86,7 @@ def files(private_root: Path) -> Path:
     """A fresh directory in which the page's commands have run, as a user pastes them."""
     bash = shutil.which("bash")
     if bash is None:
-        pytest.skip("no bash here")
+        unavailable("bash, which runs the page's commands, is not on PATH")
     folder = Path(tempfile.mkdtemp(dir=private_root))
     commands = [
         line.removeprefix("$ ") for line in _source("files").splitlines() if line.startswith("$ ")

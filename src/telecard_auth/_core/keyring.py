@@ -20,8 +20,6 @@ and would make every digest guessable.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -33,6 +31,7 @@ import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from telecard_auth._core import jws
 from telecard_auth._core.errors import InvalidInput, KeyringError
 from telecard_auth._core.text import clip, plain, plain_text
 
@@ -131,17 +130,6 @@ def _keys(value: object) -> tuple[HmacKey, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(k, HmacKey) for k in value):
         raise KeyringError(reason="keys must be a sequence of HmacKey")
     return tuple(value)
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes | None:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None
 
 
 class _PseudonymKey:
@@ -413,7 +401,7 @@ class Keyring:
         key = self._pseudonym_key(key_id)
         nonce = secrets.token_bytes(_NONCE_BYTES)
         sealed = _texts(lambda: key.seal.encrypt(nonce, identity.encode(), subject_ref.encode()))
-        return f"{key.key_id}.{_b64(nonce + sealed)}"
+        return f"{key.key_id}.{jws.b64encode(nonce + sealed)}"
 
     def unseal(self, envelope: str | None, subject_ref: str) -> tuple[str, str] | None:
         """The pseudonym key id and identity ``seal`` made into ``envelope`` for ``subject_ref``.
@@ -424,7 +412,7 @@ class Keyring:
             return None
         key_id, _, encoded = envelope.partition(".")
         key = self._pseudonyms.get(key_id)
-        raw = _unb64(encoded)
+        raw = jws.b64decode(encoded)
         if key is None or raw is None or len(raw) <= _NONCE_BYTES:
             return None
         try:

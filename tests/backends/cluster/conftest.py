@@ -8,11 +8,9 @@ reason; with ``CI=true`` they fail instead: CI never passes by skipping.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import NoReturn
 
 import pytest
 from tests.backends.cluster.servers import (
@@ -22,16 +20,10 @@ from tests.backends.cluster.servers import (
     running_cluster,
     running_replicated,
 )
+from tests.helpers import unavailable
 
 #: Builds the URL of a fresh storage (its own key prefix) on the cluster, with extra options.
 ClusterUrl = Callable[..., str]
-
-
-def unavailable(message: str) -> NoReturn:
-    """Skip, saying what is missing; under ``CI=true``, fail."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{message}; CI=true requires it", pytrace=False)
-    pytest.skip(message)
 
 
 def _require_servers() -> None:

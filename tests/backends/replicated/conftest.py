@@ -8,20 +8,12 @@ be built although everything is there fails either way.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
-from typing import NoReturn
 
 import pytest
 from tests.backends.replicated.pair import Missing, Pair, build_pair
-
-
-def unable(reason: str) -> NoReturn:
-    """Skip for ``reason``, or fail under ``CI=true``."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
-    pytest.skip(reason)
+from tests.helpers import unavailable
 
 
 def new_pair() -> Pair:
@@ -29,11 +21,11 @@ def new_pair() -> Pair:
     try:
         import psycopg  # noqa: F401 - the 'postgres' extra must be there
     except ImportError as error:
-        unable(f"psycopg (the 'postgres' extra) is not installed ({error})")
+        unavailable(f"psycopg (the 'postgres' extra) is not installed ({error})")
     try:
         return build_pair()
     except Missing as error:
-        unable(f"no PostgreSQL primary and standby can be built here: {error}")
+        unavailable(f"no PostgreSQL primary and standby can be built here: {error}")
 
 
 @pytest.fixture(scope="session")
