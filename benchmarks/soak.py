@@ -3,9 +3,12 @@
 Usage::
 
     python benchmarks/soak.py --backend URL --workers N --minutes M [--seed S]
+    python benchmarks/soak.py --chaos ENGINE --workers N --minutes M [--failover-every S] …
 
 ``URL`` is any storage URL the library accepts (``sqlite:///soak.db``, ``redis://…``,
 ``postgresql://…``); the SQL schema is created first. ``--minutes`` may be fractional.
+``--chaos`` (``redis-cluster`` or ``postgres``) runs the chaos soak instead, on servers of its own
+that it kills every minute: see ``benchmarks/chaos.py``.
 
 Each worker process runs its own ``CodeIssuer`` over the shared backend with one common keyring and
 a realistic mix of traffic:
@@ -62,6 +65,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from telecard_auth import (
@@ -481,16 +485,57 @@ def soak(url: str, workers: int, minutes: float, seed: int) -> dict[str, Any]:
     }
 
 
+def chaos(engine: str, **options: Any) -> dict[str, Any]:
+    """The chaos soak (``benchmarks/chaos.py``), which needs the project's test helpers too."""
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from benchmarks.chaos import chaos as run  # noqa: PLC0415 - only for --chaos, after the path
+
+    return run(engine, **options)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments, run the soak, print the summary as the last line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", required=True, help="storage URL, e.g. sqlite:///soak.db")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--backend", help="storage URL, e.g. sqlite:///soak.db")
+    where.add_argument(
+        "--chaos",
+        choices=("redis-cluster", "postgres"),
+        help="run the chaos soak on servers of its own, killing a primary every minute",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--minutes", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=1)
+    chaos_options = parser.add_argument_group("chaos soak")
+    chaos_options.add_argument(
+        "--failover-every", type=float, default=60.0, metavar="SECONDS", help="(default 60)"
+    )
+    chaos_options.add_argument(
+        "--replicas", type=int, default=1, help="redis-cluster: replicas each commit waits for"
+    )
+    chaos_options.add_argument(
+        "--standby", choices=("sync", "async"), default="sync", help="postgres: the standby"
+    )
     args = parser.parse_args(argv)
-    if args.workers < 1 or args.minutes <= 0:
-        parser.error("--workers must be at least 1 and --minutes positive")
+    if args.workers < 1 or args.minutes <= 0 or args.failover_every <= 0 or args.replicas < 0:
+        parser.error(
+            "--workers must be at least 1, --minutes and --failover-every positive,"
+            " --replicas at least 0"
+        )
+    if args.chaos:
+        summary = chaos(
+            args.chaos,
+            workers=args.workers,
+            minutes=args.minutes,
+            every=args.failover_every,
+            replicas=args.replicas,
+            standby=args.standby,
+            seed=args.seed,
+        )
+        print(json.dumps(summary, sort_keys=True))
+        return 0 if not summary["violations"] else 1
     summary = soak(args.backend, args.workers, args.minutes, args.seed)
     print(json.dumps(summary, sort_keys=True))
     return 0 if not summary["errors"] and not summary["invariant_violations"] else 1

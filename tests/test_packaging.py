@@ -45,6 +45,7 @@ def test_the_sdist_holds_what_its_tests_read(built: Path) -> None:
         "Makefile",
         "fuzz/fuzz_receipt.py",
         "benchmarks/soak.py",
+        "benchmarks/chaos.py",
         "docs/security.md",
         "examples/quickstart.py",
         "tests/conftest.py",

@@ -26,7 +26,8 @@ from tests.helpers import unavailable
 ClusterUrl = Callable[..., str]
 
 
-def _require_servers() -> None:
+def require_servers() -> None:
+    """Return if the cluster's servers can start here; else a skip (a failure under CI=true)."""
     try:
         import redis  # noqa: F401
     except ImportError:
@@ -38,7 +39,7 @@ def _require_servers() -> None:
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Six ``redis-server`` processes joined into a cluster: 3 primaries, 1 replica each."""
-    _require_servers()
+    require_servers()
     with running_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
         yield cluster
 
@@ -46,7 +47,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
 @pytest.fixture(scope="session")
 def replicated_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicated]:
     """A Redis primary and its replica, no cluster."""
-    _require_servers()
+    require_servers()
     with running_replicated(tmp_path_factory.mktemp("redis-replicated")) as pair:
         yield pair
 

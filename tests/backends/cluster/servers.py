@@ -231,6 +231,41 @@ class Cluster:
                     return self.server(int(primary[1]))
         raise AssertionError(f"no node owns slot {slot}")
 
+    def primaries(self) -> dict[int, list[tuple[int, int]]]:
+        """Each primary's port and the slot ranges it serves, as a live node sees them."""
+        live = next(server for server in self.servers if server.alive)
+        owned: dict[int, list[tuple[int, int]]] = {}
+        with contextlib.closing(live.client()) as opened:
+            client: Any = opened
+            for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                owned.setdefault(int(primary[1]), []).append((int(start), int(end)))
+        return owned
+
+    def fail_over(self, victim: Server) -> tuple[float, float, float]:
+        """SIGKILL the primary ``victim``, wait until the cluster promotes its replica, and start
+        ``victim`` again, which rejoins as that replica's replica. When the kill was
+        (``time.monotonic()``, the same clock in every process of the machine), and the seconds
+        from it to the promotion and to the restarted server answering."""
+        (replica,) = [port for port, (_, of) in self.roles().items() if of == victim.port]
+        victim.kill()
+        killed_at = time.monotonic()
+        promoted = wait_for(
+            "the replica's promotion",
+            lambda: self.server(replica).info("replication")["role"] == "master",
+        )
+        victim.start(self.binary)
+        return killed_at, promoted, time.monotonic() - killed_at
+
+    def rejoined(self, server: Server) -> bool:
+        """Whether ``server`` is a replica whose link to its primary is up and whose full sync is
+        done (it may be a write or two behind: the clients never stop)."""
+        info = server.info("replication")
+        return (
+            info["role"] == "slave"
+            and info.get("master_link_status") == "up"
+            and info.get("master_sync_in_progress") == 0
+        )
+
     def healthy(self) -> bool:
         """Every node live and agreeing the cluster is ok, all slots served, three primaries with
         one replica each, every replica's link up and in step with its primary."""

@@ -191,22 +191,13 @@ def _fail_over(cluster: Cluster, workers: list[Worker], ledger: Ledger) -> Failo
     each has redeemed on the failed shard again (``AFTER`` times, on average)."""
     shards = Counter(shard for worker in workers for _, shard in worker.subjects)
     victim = cluster.server(shards.most_common(1)[0][0])
-    (replica,) = [port for port, (_, of) in cluster.roles().items() if of == victim.port]
     threads = [threading.Thread(target=w.run, name=f"failover-{w.number}") for w in workers]
     try:
         for thread in threads:
             thread.start()
         wait_for("redemptions before the kill", lambda: len(ledger.acknowledged) >= BEFORE, 30)
         before = len(ledger.acknowledged)
-        victim.kill()
-        killed_at = time.monotonic()
-        promoted = wait_for(
-            "the replica's promotion",
-            lambda: cluster.server(replica).info("replication")["role"] == "master",
-            30,
-        )
-        victim.start(cluster.binary)  # it rejoins as the new primary's replica
-        restarted = time.monotonic() - killed_at
+        killed_at, promoted, restarted = cluster.fail_over(victim)
 
         def carried_on() -> bool:
             with ledger.lock:

@@ -12,20 +12,26 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from tests.backends.replicated.pair import Missing, Pair, build_pair
+from tests.backends.replicated.pair import Missing, Pair, build_pair, check_machine
 from tests.helpers import unavailable
 
 
-def new_pair() -> Pair:
-    """A freshly built primary and synchronous standby, or a skip (a failure under CI=true)."""
+def require_pair() -> None:
+    """Return if a pair can be built here; else a skip (a failure under CI=true)."""
     try:
         import psycopg  # noqa: F401 - the 'postgres' extra must be there
     except ImportError as error:
         unavailable(f"psycopg (the 'postgres' extra) is not installed ({error})")
     try:
-        return build_pair()
+        check_machine()
     except Missing as error:
         unavailable(f"no PostgreSQL primary and standby can be built here: {error}")
+
+
+def new_pair() -> Pair:
+    """A freshly built primary and synchronous standby, or a skip (a failure under CI=true)."""
+    require_pair()
+    return build_pair()
 
 
 @pytest.fixture(scope="session")

@@ -3,16 +3,19 @@
 ``build_pair()`` runs ``initdb`` for the primary, starts it on a free loopback port, copies it with
 ``pg_basebackup`` into the standby and starts that on another free port, streaming from the
 primary. The primary lists the standby in ``synchronous_standby_names`` with ``synchronous_commit =
-on``: it acknowledges a commit only once the standby has flushed it. The standby's own
-``synchronous_standby_names`` is empty, so that once promoted it runs alone instead of waiting for
-a standby that does not exist.
+on``: it acknowledges a commit only once the standby has flushed it (``build_pair(synchronous=
+False)`` leaves the list empty: the standby then streams asynchronously and a commit is
+acknowledged once the primary alone has it). The standby's own ``synchronous_standby_names`` is
+empty, so that once promoted it runs alone instead of waiting for a standby that does not exist.
 
 Everything runs as the ``postgres`` user when the tests run as root (``runuser``, else ``su``), in
 a temporary directory that user owns; the servers listen on 127.0.0.1 only (no Unix socket), trust
 loopback connections, and are stopped by process id (``postmaster.pid``): ``SIGQUIT``, then
 ``SIGKILL`` of the process group. ``Pair.kill_primary`` ``SIGKILL``s the primary's whole process
 group, postmaster and backends at once, as when its machine dies; ``Pair.promote`` makes the
-standby the primary.
+standby the primary. ``Pair.fail_over`` does both and swaps the two servers' roles, and
+``Pair.rejoin`` then rebuilds the dead server, on its own port, as the new primary's standby, so
+that the pair can fail over again and again.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["Missing", "Pair", "Server", "build_pair", "find_binaries"]
+__all__ = ["Missing", "Pair", "Server", "build_pair", "check_machine", "find_binaries"]
 
 #: The programs the pair needs, looked for in ``TELECARD_TEST_POSTGRES_BIN`` or
 #: ``/usr/lib/postgresql/<version>/bin`` (the newest version first), then on ``PATH``.
@@ -173,6 +176,10 @@ class Pair:
     standby: Server
     #: Runs a program as the servers' owner: ``runuser -u postgres --`` (or ``su``) as root.
     as_owner: tuple[str, ...]
+    #: The owner's uid and gid, for the files made here.
+    owner: tuple[int, int]
+    #: Whether the primary waits for the standby to flush each commit before acknowledging it.
+    synchronous: bool = True
 
     def url(self, *, dbname: str = "postgres", options: str = "") -> str:
         """The multi-host URL of the pair: primary first, then standby; only a primary will do."""
@@ -216,9 +223,11 @@ class Pair:
             raise RuntimeError("pg_promote did not promote the standby in time")
 
     def wait_in_sync(self) -> None:
-        """Wait until the primary reports the standby as its synchronous standby."""
+        """Wait until the primary reports the standby as its synchronous standby (streaming, as
+        an asynchronous one, when the pair is not ``synchronous``)."""
         import psycopg
 
+        wanted = "sync" if self.synchronous else "async"
         deadline = time.monotonic() + WAIT
         state = None
         while time.monotonic() < deadline:
@@ -228,10 +237,50 @@ class Pair:
                     (STANDBY_NAME,),
                 ).fetchone()
             state = row[0] if row else None
-            if state == "sync":
+            if state == wanted:
                 return
             time.sleep(0.05)
-        raise RuntimeError(f"the standby is not synchronous after {WAIT:g} s (state {state})")
+        raise RuntimeError(f"the standby is not {wanted} after {WAIT:g} s (state {state})")
+
+    def fail_over(self) -> None:
+        """Kill the primary and promote the standby, which becomes ``primary``; the dead server
+        is ``standby`` until ``rejoin`` rebuilds it."""
+        self.kill_primary()
+        self.promote()
+        self.primary, self.standby = self.standby, self.primary
+
+    def rejoin(self) -> None:
+        """Rebuild the dead ``standby`` from the primary on its own port and directory, start it
+        streaming, make the primary wait for it again (if ``synchronous``), and wait until it is
+        in step. The primary runs alone until then."""
+        import psycopg
+
+        self.standby.stop()
+        shutil.rmtree(self.standby.data)
+        self.standby.log.unlink(missing_ok=True)
+        # Copied before the primary names its standby: a copy that brought the name along would,
+        # once promoted itself, wait for a standby that does not exist.
+        self.copy_standby()
+        if self.synchronous:
+            with psycopg.connect(self.primary.url, autocommit=True) as connection:
+                connection.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{STANDBY_NAME}'")
+                connection.execute("SELECT pg_reload_conf()")
+        self.wait_in_sync()
+
+    def copy_standby(self) -> None:
+        """``pg_basebackup`` the primary into ``standby``'s directory and start it streaming."""
+        self.run(
+            "pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres",
+            "-D", self.standby.data, "-X", "stream", "--checkpoint=fast", "--no-sync",
+        )  # fmt: skip
+        (self.standby.data / "standby.signal").touch()
+        os.chown(self.standby.data / "standby.signal", *self.owner)
+        conninfo = (
+            f"host=127.0.0.1 port={self.primary.port} user=postgres application_name={STANDBY_NAME}"
+        )
+        # Appended after the primary's settings that the copy brought along: the last one counts.
+        _configure(self.standby.data, self.standby.port, "", [f"primary_conninfo = '{conninfo}'"])
+        self.start(self.standby)
 
     def wait_replayed(self) -> None:
         """Wait until the standby has replayed everything the primary has written so far.
@@ -302,37 +351,36 @@ def _configure(data: Path, port: int, standby_names: str, extra: Sequence[str] =
         conf.writelines(f"{line}\n" for line in extra)
 
 
-def build_pair() -> Pair:
-    """Build and start a primary and its synchronous standby; ``Missing`` if the machine cannot."""
+def check_machine() -> None:
+    """``Missing`` says what the machine lacks to build a pair, if anything."""
+    find_binaries()
+    _owner()
+
+
+def build_pair(*, synchronous: bool = True) -> Pair:
+    """Build and start a primary and its standby, synchronous unless told otherwise; ``Missing``
+    if the machine cannot."""
     binaries = find_binaries()
     as_owner, uid, gid = _owner()
     root = _temporary_root(uid, gid)
     pair = Pair(
         root=root,
         binaries=binaries,
-        primary=Server("primary", root / "primary", free_port()),
-        standby=Server("standby", root / "standby", free_port()),
+        primary=Server("a", root / "a", free_port()),
+        standby=Server("b", root / "b", free_port()),
         as_owner=as_owner,
+        owner=(uid, gid),
+        synchronous=synchronous,
     )
     try:
         pair.run(
             "initdb", "-D", pair.primary.data, "-U", "postgres", "--auth=trust",
             "--encoding=UTF8", "--locale=C", "--no-sync",
         )  # fmt: skip
-        _configure(pair.primary.data, pair.primary.port, STANDBY_NAME)
+        names = STANDBY_NAME if synchronous else ""
+        _configure(pair.primary.data, pair.primary.port, names)
         pair.start(pair.primary)
-        pair.run(
-            "pg_basebackup", "-h", "127.0.0.1", "-p", str(pair.primary.port), "-U", "postgres",
-            "-D", pair.standby.data, "-X", "stream", "--checkpoint=fast", "--no-sync",
-        )  # fmt: skip
-        (pair.standby.data / "standby.signal").touch()
-        os.chown(pair.standby.data / "standby.signal", uid, gid)
-        conninfo = (
-            f"host=127.0.0.1 port={pair.primary.port} user=postgres application_name={STANDBY_NAME}"
-        )
-        # Appended after the primary's settings that the copy brought along: the last one counts.
-        _configure(pair.standby.data, pair.standby.port, "", [f"primary_conninfo = '{conninfo}'"])
-        pair.start(pair.standby)
+        pair.copy_standby()
         pair.wait_in_sync()
     except BaseException:
         pair.close()

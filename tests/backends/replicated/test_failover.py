@@ -220,8 +220,7 @@ def test_killing_the_primary_loses_no_acknowledged_redemption_and_doubles_none(
         with run.lock:
             at_kill = dict(run.rounds)
         killed_at = time.monotonic()
-        own_pair.kill_primary()
-        own_pair.promote()
+        own_pair.fail_over()
         promoted_at = time.monotonic()
         run.wait_for_rounds({pair: count + ROUNDS for pair, count in at_kill.items()})
     finally:
@@ -231,8 +230,7 @@ def test_killing_the_primary_loses_no_acknowledged_redemption_and_doubles_none(
     assert [] == run.problems
     storage.close()
 
-    new_primary = f"postgresql://postgres@127.0.0.1:{own_pair.standby.port}/postgres"
-    with PostgresStorage(new_primary, schema=schema) as reader:
+    with PostgresStorage(own_pair.primary.url, schema=schema) as reader:
         watcher = CodeIssuer(reader, keyring=keyring, clock=ManualClock())
         winners: Counter[tuple[int, int]] = Counter()
         lost = []
